@@ -1,0 +1,1 @@
+//! rewind: placeholder while the engine lands.
