@@ -1,1 +1,57 @@
-//! connectors
+//! rewind's connectors: reading and writing Kafka topics (through rdkafka and its bundled
+//! librdkafka), the embedded in-process Kafka cluster, and JSON-lines files.
+//!
+//! Nothing here knows about features or the event schema: a source hands out raw records with
+//! their position, and the engine decides what they mean.
+
+pub mod embedded;
+pub mod file;
+pub mod kafka;
+
+pub use embedded::EmbeddedCluster;
+pub use kafka::{KafkaSource, Producer, RecordRef, TopicInfo};
+
+/// Errors of the connectors. `retryable` says whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("kafka client setup failed: {0}")]
+    Setup(rdkafka::error::KafkaError),
+    #[error("topic {topic:?} not found on {brokers} ({detail})")]
+    NoTopic {
+        topic: String,
+        brokers: String,
+        detail: String,
+    },
+    #[error(
+        "partition {partition} of {topic:?} no longer holds offset {next_offset} (the log was \
+         trimmed or replaced); rewind never skips data: replay into a fresh store"
+    )]
+    OffsetGone {
+        topic: String,
+        partition: u32,
+        next_offset: u64,
+    },
+    #[error("kafka consume failed (maybe transient, a retry may help): {0}")]
+    Consume(rdkafka::error::KafkaError),
+    #[error("kafka metadata request failed (maybe transient, a retry may help): {0}")]
+    Metadata(rdkafka::error::KafkaError),
+    #[error("kafka produce failed: {0}")]
+    Produce(String),
+    #[error("reading {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl ConnectorError {
+    /// Whether the same call may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ConnectorError::Consume(_) | ConnectorError::Metadata(_)
+        )
+    }
+}
+
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;

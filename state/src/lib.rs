@@ -42,9 +42,15 @@ pub const META_FRONTIER: &str = "frontier_ms";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create store directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open store {path}: {source} (is another `rewind run` writing it?)")]
-    Open { path: PathBuf, source: redb::DatabaseError },
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
     #[error("store {path} does not exist; run `rewind run --store` on it first")]
     Missing { path: PathBuf },
     #[error("store transaction failed: {0}")]
@@ -105,14 +111,22 @@ pub struct Store {
 impl Store {
     /// Opens the store in `dir`, creating the directory and file if needed.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join(FILE_NAME);
         let db = redb::Builder::new()
             .set_concurrency_mode(ConcurrencyMode::SingleWriter)
             .create(&path)
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        let store = Store { db, dir: dir.to_path_buf() };
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let store = Store {
+            db,
+            dir: dir.to_path_buf(),
+        };
         store.create_tables()?;
         Ok(store)
     }
@@ -148,13 +162,17 @@ impl Store {
     /// Lands `commit` atomically and durably.
     pub fn commit(&self, commit: &Commit) -> Result<()> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate).expect("no savepoints are ever taken");
+        txn.set_durability(Durability::Immediate)
+            .expect("no savepoints are ever taken");
         {
             let mut online = txn.open_table(ONLINE)?;
             let mut history = txn.open_table(HISTORY)?;
             for c in &commit.changes {
                 let value = c.value.as_deref();
-                history.insert((c.feature, c.entity_id.as_str(), c.tick_ms), value.unwrap_or(&[]))?;
+                history.insert(
+                    (c.feature, c.entity_id.as_str(), c.tick_ms),
+                    value.unwrap_or(&[]),
+                )?;
                 let key = (c.entity_kind, c.entity_id.as_str(), c.feature);
                 match value {
                     Some(v) => online.insert(key, (c.tick_ms, v))?,
@@ -181,8 +199,9 @@ impl Store {
 }
 
 pub(crate) fn decode_u64(key: &str, bytes: &[u8]) -> Result<u64> {
-    let arr: [u8; 8] =
-        bytes.try_into().map_err(|_| StoreError::BadMeta { key: key.to_string() })?;
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StoreError::BadMeta {
+        key: key.to_string(),
+    })?;
     Ok(u64::from_le_bytes(arr))
 }
 

@@ -96,7 +96,11 @@ impl Snapshot {
                 break;
             }
             let (valid_from_ms, json) = value.value();
-            rows.push(OnlineRow { feature: feature.to_string(), valid_from_ms, value_json: json.to_vec() });
+            rows.push(OnlineRow {
+                feature: feature.to_string(),
+                valid_from_ms,
+                value_json: json.to_vec(),
+            });
         }
         Ok(rows)
     }
@@ -109,7 +113,11 @@ impl Snapshot {
             let (key, value) = entry?;
             let (kind, id, feature) = key.value();
             let (valid_from_ms, json) = value.value();
-            let row = OnlineRow { feature: feature.to_string(), valid_from_ms, value_json: json.to_vec() };
+            let row = OnlineRow {
+                feature: feature.to_string(),
+                valid_from_ms,
+                value_json: json.to_vec(),
+            };
             rows.push((kind.to_string(), id.to_string(), row));
         }
         Ok(rows)
@@ -167,7 +175,12 @@ impl Snapshot {
             let (key, value) = entry?;
             let (topic, partition, offset) = key.value();
             let reason = value.value().to_string();
-            rows.push(DeadLetterRow { topic: topic.to_string(), partition, offset, reason });
+            rows.push(DeadLetterRow {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                reason,
+            });
         }
         Ok(rows)
     }

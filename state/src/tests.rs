@@ -40,7 +40,10 @@ fn commit_lands_online_history_offsets_and_dead_letters_together() {
     assert_eq!(online[0].value_json, b"7");
     assert_eq!(online[0].valid_from_ms, 2000);
     assert!(snap.online("viewer", "v_2").unwrap().is_empty());
-    assert_eq!(snap.next_offsets().unwrap(), vec![("events".to_string(), 0, 42)]);
+    assert_eq!(
+        snap.next_offsets().unwrap(),
+        vec![("events".to_string(), 0, 42)]
+    );
     assert_eq!(snap.dead_letters().unwrap()[0].reason, "bad json");
     assert_eq!(snap.meta_u64("events_total").unwrap(), Some(41));
 }
@@ -66,7 +69,10 @@ fn as_of_reads_the_latest_row_at_or_before_the_tick_and_honours_tombstones() {
     assert_eq!(at(3999), Some(b"1".to_vec()));
     assert_eq!(at(4000), Some(b"2".to_vec()));
     assert_eq!(at(6000), None);
-    assert!(snap.online("viewer", "v_1").unwrap().is_empty(), "a tombstone removes the online row");
+    assert!(
+        snap.online("viewer", "v_1").unwrap().is_empty(),
+        "a tombstone removes the online row"
+    );
     assert_eq!(snap.history().unwrap().len(), 3);
 }
 
@@ -78,10 +84,16 @@ fn a_reopened_store_keeps_what_was_committed() {
         store.put_meta("tick_ms", &1000u64.to_le_bytes()).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.snapshot().unwrap().meta_u64("tick_ms").unwrap(), Some(1000));
+    assert_eq!(
+        store.snapshot().unwrap().meta_u64("tick_ms").unwrap(),
+        Some(1000)
+    );
     drop(store);
     let ro = ReadOnlyStore::open(dir.path()).unwrap();
-    assert_eq!(ro.snapshot().unwrap().meta_u64("tick_ms").unwrap(), Some(1000));
+    assert_eq!(
+        ro.snapshot().unwrap().meta_u64("tick_ms").unwrap(),
+        Some(1000)
+    );
 }
 
 #[test]

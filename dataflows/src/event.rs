@@ -1,0 +1,114 @@
+//! The event schema as the dataflows see it: only the fields DESIGN.md lists, with the viewer
+//! already pseudonymized. Nothing here can hold a raw account id, email, ip or device id.
+//!
+//! Durations and positions are integer milliseconds so that events are totally ordered data
+//! (differential needs `Ord`) and sums are exact.
+
+use serde::{Deserialize, Serialize};
+
+/// Event time and logical time, in milliseconds since the Unix epoch.
+pub type TimeMs = u64;
+
+/// A pseudonymous viewer id: `v_` and 32 hex chars.
+pub type ViewerId = String;
+pub type TitleId = String;
+
+/// One decoded viewing event.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Event {
+    pub viewer: ViewerId,
+    pub ts_ms: TimeMs,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    PlayStart {
+        title: TitleId,
+        position_ms: Option<u64>,
+    },
+    Pause {
+        title: TitleId,
+        position_ms: Option<u64>,
+    },
+    Resume {
+        title: TitleId,
+        position_ms: Option<u64>,
+    },
+    Complete {
+        title: TitleId,
+        position_ms: Option<u64>,
+    },
+    Heartbeat {
+        title: TitleId,
+        position_ms: u64,
+        interval_ms: u64,
+    },
+    Seek {
+        title: TitleId,
+        position_ms: u64,
+        to_ms: u64,
+    },
+    Impression {
+        title: TitleId,
+        row: String,
+        rank: i64,
+    },
+    Click {
+        title: TitleId,
+        row: Option<String>,
+    },
+    Search {
+        query: String,
+        title: Option<TitleId>,
+    },
+}
+
+impl EventKind {
+    /// The wire name of this event type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::PlayStart { .. } => "play_start",
+            EventKind::Pause { .. } => "pause",
+            EventKind::Resume { .. } => "resume",
+            EventKind::Complete { .. } => "complete",
+            EventKind::Heartbeat { .. } => "heartbeat",
+            EventKind::Seek { .. } => "seek",
+            EventKind::Impression { .. } => "impression",
+            EventKind::Click { .. } => "click",
+            EventKind::Search { .. } => "search",
+        }
+    }
+
+    /// The title the event is about, if any.
+    pub fn title(&self) -> Option<&TitleId> {
+        match self {
+            EventKind::PlayStart { title, .. }
+            | EventKind::Pause { title, .. }
+            | EventKind::Resume { title, .. }
+            | EventKind::Complete { title, .. }
+            | EventKind::Heartbeat { title, .. }
+            | EventKind::Seek { title, .. }
+            | EventKind::Impression { title, .. }
+            | EventKind::Click { title, .. } => Some(title),
+            EventKind::Search { title, .. } => title.as_ref(),
+        }
+    }
+}
+
+/// Reference data from the `titles` topic; the latest record per `title_id` wins.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Title {
+    pub title_id: TitleId,
+    pub genres: Vec<String>,
+    pub rating: Option<String>,
+    pub duration_s: Option<u64>,
+    pub kind: TitleKind,
+    pub series_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TitleKind {
+    Episode,
+    Movie,
+}

@@ -1,0 +1,68 @@
+//! Windows over event time, as differential collections.
+//!
+//! A window of length `W` as of `T` covers `T - W <= ts < T`. An event is visible from its tick
+//! `t0` (the first boundary strictly after `ts`), so a windowed collection holds it from `t0`
+//! and retracts it at `t0 + W`: one insert and one delayed retraction. Aggregations that are
+//! abelian (count, sum) then need nothing but the running total per key; the windowed input is
+//! never materialised.
+
+use differential_dataflow::VecCollection;
+use differential_dataflow::difference::Abelian;
+
+use crate::event::TimeMs;
+
+pub const SECOND_MS: u64 = 1000;
+pub const MINUTE_MS: u64 = 60 * SECOND_MS;
+pub const HOUR_MS: u64 = 60 * MINUTE_MS;
+pub const DAY_MS: u64 = 24 * HOUR_MS;
+
+/// Window lengths in milliseconds, for definitions that read like their names.
+pub fn hours(n: u64) -> u64 {
+    n * HOUR_MS
+}
+
+pub fn days(n: u64) -> u64 {
+    n * DAY_MS
+}
+
+/// The first tick boundary strictly after `ts_ms`: when an event becomes visible.
+pub fn visible_at(ts_ms: TimeMs, tick_ms: u64) -> TimeMs {
+    (ts_ms / tick_ms + 1) * tick_ms
+}
+
+/// The tick boundary at or before `t_ms`.
+pub fn floor_tick(t_ms: TimeMs, tick_ms: u64) -> TimeMs {
+    t_ms - t_ms % tick_ms
+}
+
+/// `collection` restricted to a sliding window of `window_ms`: each update is retracted
+/// `window_ms` after it took effect.
+pub fn sliding<'scope, D, R>(
+    collection: VecCollection<'scope, TimeMs, D, R>,
+    window_ms: u64,
+) -> VecCollection<'scope, TimeMs, D, R>
+where
+    D: differential_dataflow::Data,
+    R: Abelian + differential_dataflow::ExchangeData,
+{
+    // `delay` must only move times forward, monotonically: adding a constant does both.
+    let expired = collection
+        .clone()
+        .negate()
+        .delay(move |t| t.saturating_add(window_ms));
+    collection.concat(expired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_visible_from_the_first_boundary_strictly_after_it() {
+        assert_eq!(visible_at(0, 1000), 1000);
+        assert_eq!(visible_at(999, 1000), 1000);
+        assert_eq!(visible_at(1000, 1000), 2000);
+        assert_eq!(floor_tick(1999, 1000), 1000);
+        assert_eq!(floor_tick(2000, 1000), 2000);
+    }
+}

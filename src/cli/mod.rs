@@ -1,0 +1,33 @@
+//! Subcommands: `run`, `gen`, `produce`, `get`. Each file holds one, with its arguments.
+
+mod get;
+mod produce;
+mod run;
+mod workload;
+
+use clap::{Parser, Subcommand};
+
+/// rewind: an embedded, incremental feature store for streaming-video personalization.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+    Gen(workload::GenArgs),
+    Produce(produce::ProduceArgs),
+    Get(get::GetArgs),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Gen(args) => workload::run(args),
+        Command::Produce(args) => produce::run(args),
+        Command::Get(args) => get::run(args),
+    }
+}

@@ -1,0 +1,306 @@
+//! `rewind run`: the pipeline, embedded by default or against a Kafka cluster.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rewind::embedded::{self, EmbeddedConfig, Pace};
+use rewind::engine::{self, RunConfig, RunSummary, Shared};
+use rewind::privacy::{KeySource, Pseudonymizer};
+use rewind::workload::GenConfig;
+use rewind::{TimePolicy, utc};
+use rewind_connectors::KafkaSource;
+
+/// Run the pipeline: Kafka → privacy door → feature dataflows → redb store.
+///
+/// Without --brokers, runs the embedded default: an in-process Kafka cluster fed live by the
+/// built-in workload generator. Its log lives only as long as the process.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Kafka bootstrap servers (HOST:PORT). Without it, the embedded cluster is used.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Topic of viewing events.
+    #[arg(long, default_value = "events")]
+    topic: String,
+    /// Topic of title reference data (latest record per title_id wins).
+    #[arg(long, default_value = "titles")]
+    titles_topic: String,
+    /// Store directory (created if missing).
+    #[arg(long, default_value = "./rewind-data")]
+    store: PathBuf,
+    /// Stop once every partition is read up to its end offset as of start, after advancing
+    /// time one tick past the last event and committing.
+    #[arg(long)]
+    until_caught_up: bool,
+    /// Timely worker threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Logical time step in ms. Fixed for the life of a store.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    tick_ms: u64,
+    /// How late an event may arrive and still be on time, in ms. Fixed for the life of a store.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    lateness_ms: u64,
+    /// File holding the pseudonymization key (else REWIND_PSEUDONYM_KEY; the embedded default
+    /// creates one in the store).
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Stop after this many seconds (default: until Ctrl-C or caught up).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    #[command(flatten)]
+    embedded: EmbeddedArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Embedded default (without --brokers)")]
+struct EmbeddedArgs {
+    /// Concurrent viewers the generator simulates.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=50_000_000))]
+    viewers: u32,
+    /// Titles in the generated catalog.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    titles: u32,
+    /// Partitions of the embedded events topic.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    partitions: u32,
+    /// Generator pace: "realtime" (event time follows the clock), "max", or events per second.
+    #[arg(long, default_value = "realtime", value_parser = parse_pace)]
+    rate: Pace,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_pace(s: &str) -> Result<Pace, String> {
+    match s {
+        "realtime" => Ok(Pace::RealTime),
+        "max" => Ok(Pace::Max),
+        n => match n.parse::<u64>() {
+            Ok(rate) if rate > 0 => Ok(Pace::Rate(rate)),
+            _ => Err(format!(
+                "{s:?} is not \"realtime\", \"max\" or a positive events/s"
+            )),
+        },
+    }
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::default());
+    let stopper = shared.clone();
+    ctrlc::set_handler(move || stopper.stop()).context("installing the Ctrl-C handler")?;
+    let policy = TimePolicy {
+        tick_ms: args.tick_ms,
+        lateness_ms: args.lateness_ms,
+    };
+    let summary = match &args.brokers {
+        Some(brokers) => run_brokers(&args, brokers, policy, shared)?,
+        None => run_embedded(&args, policy, shared)?,
+    };
+    print_summary(&summary);
+    Ok(())
+}
+
+fn run_brokers(
+    args: &RunArgs,
+    brokers: &str,
+    policy: TimePolicy,
+    shared: Arc<Shared>,
+) -> anyhow::Result<RunSummary> {
+    let door = Pseudonymizer::load(&KeySource {
+        key_file: args.key_file.clone(),
+        create_in: None,
+    })?;
+    let config = RunConfig {
+        brokers: brokers.to_string(),
+        events_topic: args.topic.clone(),
+        titles_topic: Some(args.titles_topic.clone()),
+        store_dir: args.store.clone(),
+        policy,
+        workers: args.workers.into(),
+        until_caught_up: args.until_caught_up,
+        idle: Duration::from_secs(2),
+        commit_interval: Duration::from_millis(100),
+        door,
+        log_id: format!("kafka:{}", args.topic),
+    };
+    let engine_shared = shared.clone();
+    let engine = std::thread::spawn(move || engine::run(config, engine_shared));
+    let mut status = Status::new(
+        brokers,
+        &[&args.topic, &args.titles_topic],
+        !args.until_caught_up,
+    );
+    watch(
+        &shared,
+        args.duration_s,
+        || engine.is_finished(),
+        &mut status,
+    );
+    shared.stop();
+    let summary = engine
+        .join()
+        .map_err(|_| anyhow::anyhow!("engine thread panicked"))??;
+    Ok(summary)
+}
+
+fn run_embedded(
+    args: &RunArgs,
+    policy: TimePolicy,
+    shared: Arc<Shared>,
+) -> anyhow::Result<RunSummary> {
+    if args.until_caught_up {
+        bail!("--until-caught-up needs --brokers: the embedded log is live and never ends");
+    }
+    let key_source = KeySource {
+        key_file: args.key_file.clone(),
+        create_in: Some(args.store.clone()),
+    };
+    let door = Pseudonymizer::load(&key_source)?;
+    let e = &args.embedded;
+    let config = EmbeddedConfig {
+        store_dir: args.store.clone(),
+        workers: args.workers.into(),
+        partitions: e.partitions,
+        generator: GenConfig {
+            viewers: e.viewers,
+            titles: e.titles,
+            seed: e.seed,
+            ..GenConfig::default()
+        },
+        pace: e.rate,
+        policy,
+        door,
+    };
+    let running = embedded::start(config, shared.clone())?;
+    if let Some(old) = &running.moved_aside {
+        eprintln!(
+            "rewind: the store in {} was built from an earlier embedded log, which died with its \
+             process; starting a fresh store (the old file is kept as {})",
+            args.store.display(),
+            old.display()
+        );
+    }
+    eprintln!(
+        "rewind: embedded Kafka at {} (in-process, live: it keeps only the newest ~100k \
+         messages per partition); store {}; Ctrl-C stops cleanly",
+        running.brokers,
+        args.store.display()
+    );
+    let mut status = Status::new(&running.brokers, &[embedded::EVENTS_TOPIC], true);
+    watch(&shared, args.duration_s, || running.finished(), &mut status);
+    Ok(running.stop()?)
+}
+
+/// Prints a status line every second until the run ends, is stopped, or times out.
+fn watch(
+    shared: &Shared,
+    duration_s: Option<u64>,
+    finished: impl Fn() -> bool,
+    status: &mut Status,
+) {
+    let started = Instant::now();
+    let limit = duration_s.map(Duration::from_secs);
+    while !finished() && !shared.stopping() {
+        std::thread::sleep(Duration::from_millis(100));
+        if status.due() {
+            status.print(shared);
+        }
+        if limit.is_some_and(|l| started.elapsed() >= l) {
+            shared.stop();
+        }
+    }
+}
+
+/// The once-a-second status line: throughput, event-time progress, lag, bad records, output.
+struct Status {
+    source: Option<KafkaSource>,
+    topics: Vec<String>,
+    last_at: Instant,
+    last_records: u64,
+    enabled: bool,
+}
+
+impl Status {
+    fn new(brokers: &str, topics: &[&str], enabled: bool) -> Status {
+        Status {
+            source: KafkaSource::connect(brokers).ok(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            last_at: Instant::now(),
+            last_records: 0,
+            enabled: enabled || std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.last_at.elapsed() >= Duration::from_secs(1)
+    }
+
+    fn print(&mut self, shared: &Shared) {
+        let counters = shared.counters();
+        let rate =
+            (counters.records - self.last_records) as f64 / self.last_at.elapsed().as_secs_f64();
+        self.last_at = Instant::now();
+        self.last_records = counters.records;
+        if !self.enabled {
+            return;
+        }
+        let frontier = shared.frontier_ms();
+        let watermark = if frontier == 0 {
+            "-".to_string()
+        } else {
+            utc::format_ms(frontier)
+        };
+        let lag = self.lag(shared).map_or("?".to_string(), |l| l.to_string());
+        eprintln!(
+            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | features written {}",
+            counters.late_events,
+            counters.dead_letters,
+            shared.changes_written()
+        );
+    }
+
+    /// Records between what was read and the end of each partition.
+    fn lag(&self, shared: &Shared) -> Option<u64> {
+        let source = self.source.as_ref()?;
+        let positions = shared.positions();
+        let mut lag = 0;
+        for topic in &self.topics {
+            let info = source.topic_info(topic).ok()?;
+            for (p, (low, high)) in info.watermarks.iter().enumerate() {
+                let read = positions
+                    .iter()
+                    .find(|(t, q, _)| t == topic && *q as usize == p);
+                lag += high.saturating_sub(read.map_or(*low, |r| r.2));
+            }
+        }
+        Some(lag)
+    }
+}
+
+fn print_summary(summary: &RunSummary) {
+    for warning in &summary.warnings {
+        eprintln!("rewind: warning: {warning}");
+    }
+    let c = &summary.counters;
+    let frontier = if summary.frontier_ms == 0 {
+        "-".into()
+    } else {
+        utc::format_ms(summary.frontier_ms)
+    };
+    eprintln!(
+        "rewind: stopped with everything complete committed: {} records read ({} events, {} \
+         titles, {} late, {} dead letters), {} feature changes written, store frontier {frontier}",
+        c.records, c.events, c.titles, c.late_events, c.dead_letters, summary.changes_written
+    );
+    if summary.resumed_from_ms > 0 {
+        eprintln!(
+            "rewind: resumed: ticks before {} were already in the store and were recomputed from \
+             the log, not rewritten",
+            utc::format_ms(summary.resumed_from_ms)
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! `rewind gen`: a seeded, realistic workload, to a file or into Kafka.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rewind::workload::{GenConfig, Generator};
+use rewind_connectors::Producer;
+
+/// Generate a seeded viewing workload (events and titles) in the DESIGN.md schema.
+#[derive(Debug, Args)]
+pub struct GenArgs {
+    /// Concurrent viewers.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=50_000_000))]
+    viewers: u32,
+    /// Titles in the catalog.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    titles: u32,
+    /// Events to generate.
+    #[arg(long)]
+    events: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Event time of the first event, ms since the epoch (default 2026-01-01T00:00:00Z).
+    #[arg(long)]
+    start_ms: Option<u64>,
+    /// Fraction of events stamped up to 3 s early (reordering inside the default lateness).
+    #[arg(long, default_value_t = 0.05)]
+    disorder: f64,
+    /// Fraction of events stamped 30 s early (late: beyond the default lateness).
+    #[arg(long, default_value_t = 0.0)]
+    late: f64,
+    /// Write events as JSON lines here (titles go to --titles-out).
+    #[arg(long, conflicts_with = "brokers", required_unless_present = "brokers")]
+    out: Option<PathBuf>,
+    /// Where titles go with --out (default: OUT with extension `.titles.jsonl`).
+    #[arg(long, requires = "out")]
+    titles_out: Option<PathBuf>,
+    /// Produce into this Kafka cluster instead (HOST:PORT).
+    #[arg(long)]
+    brokers: Option<String>,
+    #[arg(long, default_value = "events")]
+    topic: String,
+    #[arg(long, default_value = "titles")]
+    titles_topic: String,
+    /// With --brokers: events per second (default: as fast as possible).
+    #[arg(long, requires = "brokers")]
+    rate: Option<u64>,
+}
+
+pub fn run(args: GenArgs) -> anyhow::Result<()> {
+    for (name, f) in [("--disorder", args.disorder), ("--late", args.late)] {
+        if !(0.0..=1.0).contains(&f) {
+            bail!("{name} is a fraction between 0 and 1, not {f}");
+        }
+    }
+    let defaults = GenConfig::default();
+    let config = GenConfig {
+        viewers: args.viewers,
+        titles: args.titles,
+        seed: args.seed,
+        start_ms: args.start_ms.unwrap_or(defaults.start_ms),
+        disorder: args.disorder,
+        late: args.late,
+        ..defaults
+    };
+    let generator = Generator::new(config.clone());
+    match (&args.out, &args.brokers) {
+        (Some(out), _) => {
+            let titles_out = args
+                .titles_out
+                .clone()
+                .unwrap_or_else(|| out.with_extension("titles.jsonl"));
+            write_files(generator, args.events, out, &titles_out)
+        }
+        (None, Some(brokers)) => produce(generator, &args, brokers, config.start_ms),
+        (None, None) => bail!("give --out FILE or --brokers HOST:PORT"),
+    }
+}
+
+fn write_files(
+    generator: Generator,
+    events: u64,
+    out: &Path,
+    titles_out: &Path,
+) -> anyhow::Result<()> {
+    let mut titles = create(titles_out)?;
+    for record in generator.title_records() {
+        writeln!(titles, "{}", record.json)?;
+    }
+    titles.flush()?;
+    let mut file = create(out)?;
+    for record in generator.take(events as usize) {
+        writeln!(file, "{}", record.json)?;
+    }
+    file.flush()?;
+    eprintln!(
+        "rewind: wrote {events} events to {} and titles to {}",
+        out.display(),
+        titles_out.display()
+    );
+    Ok(())
+}
+
+fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(std::io::BufWriter::new(file))
+}
+
+fn produce(
+    generator: Generator,
+    args: &GenArgs,
+    brokers: &str,
+    start_ms: u64,
+) -> anyhow::Result<()> {
+    let producer = Producer::connect(brokers)?;
+    // A minute before the first event, so every event sees its title's metadata.
+    let titles_ts = start_ms.saturating_sub(60_000) as i64;
+    for t in generator.title_records() {
+        producer.send(
+            &args.titles_topic,
+            Some(t.key.as_bytes()),
+            t.json.as_bytes(),
+            Some(titles_ts),
+        )?;
+    }
+    let started = Instant::now();
+    for (i, record) in generator.take(args.events as usize).enumerate() {
+        if let Some(rate) = args.rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let key = Some(record.key.as_bytes());
+        producer.send(
+            &args.topic,
+            key,
+            record.json.as_bytes(),
+            Some(record.ts_ms as i64),
+        )?;
+        if i % 1024 == 0 {
+            producer.poll();
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+    eprintln!(
+        "rewind: produced {} events to {} on {brokers}",
+        args.events, args.topic
+    );
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Decoding records into events: only the fields of the schema are read, and the raw account id
+//! leaves this module only as a pseudonym.
+//!
+//! A record that cannot be decoded is not an error of the pipeline: [`decode_event`] returns a
+//! [`DeadReason`], which names the problem but never quotes the record (it may carry personal
+//! data; the log still holds it for whoever may read it).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use rewind_dataflows::{Event, EventKind, Title, TitleKind};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::privacy::Pseudonymizer;
+
+/// Records larger than this are dead letters: no event of the schema comes near it, and
+/// parsing one would let a single producer stall the pipeline.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// 2000-01-01T00:00:00Z: no viewing event of this service is older.
+pub const MIN_TS_MS: u64 = 946_684_800_000;
+/// 2100-01-01T00:00:00Z: a later `ts` is a producer bug, and would drag the watermark away.
+pub const MAX_TS_MS: u64 = 4_102_444_800_000;
+/// A heartbeat stands for at most an hour of playback; more is a producer bug that would
+/// swamp every sum it enters.
+const MAX_INTERVAL_S: f64 = 3600.0;
+/// No title runs longer than a week; positions past it are corrupt.
+const MAX_POSITION_S: f64 = 7.0 * 86_400.0;
+
+/// Why a record is a dead letter. The text names fields, never their values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadReason {
+    Empty,
+    Oversized {
+        bytes: usize,
+    },
+    BadJson(String),
+    Missing(&'static str),
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    UnknownType,
+    ImplausibleTs,
+    OutOfRange(&'static str),
+}
+
+impl std::fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeadReason::Empty => write!(f, "empty payload"),
+            DeadReason::Oversized { bytes } => {
+                write!(
+                    f,
+                    "payload of {bytes} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit"
+                )
+            }
+            DeadReason::BadJson(detail) => write!(f, "bad JSON: {detail}"),
+            DeadReason::Missing(field) => write!(f, "missing required field `{field}`"),
+            DeadReason::WrongType { field, expected } => {
+                write!(f, "field `{field}` is not {expected}")
+            }
+            DeadReason::UnknownType => write!(f, "unknown event `type`"),
+            DeadReason::ImplausibleTs => {
+                write!(
+                    f,
+                    "`ts` is not a plausible time (ms since epoch, years 2000 to 2099)"
+                )
+            }
+            DeadReason::OutOfRange(field) => write!(f, "field `{field}` is out of range"),
+        }
+    }
+}
+
+/// The schema's fields and nothing else: serde skips every other key without decoding it.
+#[derive(Deserialize)]
+struct WireEvent<'a> {
+    #[serde(borrow)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user_id: Option<Cow<'a, str>>,
+    ts: Option<u64>,
+    #[serde(borrow)]
+    title_id: Option<Cow<'a, str>>,
+    position_s: Option<f64>,
+    interval_s: Option<f64>,
+    to_s: Option<f64>,
+    #[serde(borrow)]
+    row: Option<Cow<'a, str>>,
+    rank: Option<i64>,
+    #[serde(borrow)]
+    query: Option<Cow<'a, str>>,
+}
+
+/// Decodes one `events` record, pseudonymizing its viewer.
+pub fn decode_event(payload: Option<&[u8]>, door: &Pseudonymizer) -> Result<Event, DeadReason> {
+    let bytes = check_size(payload)?;
+    let wire: WireEvent<'_> = serde_json::from_slice(bytes).map_err(|e| explain(bytes, &e))?;
+    wire.event_id
+        .as_ref()
+        .ok_or(DeadReason::Missing("event_id"))?;
+    let user_id = wire
+        .user_id
+        .as_deref()
+        .ok_or(DeadReason::Missing("user_id"))?;
+    let ts_ms = wire.ts.ok_or(DeadReason::Missing("ts"))?;
+    if !(MIN_TS_MS..MAX_TS_MS).contains(&ts_ms) {
+        return Err(DeadReason::ImplausibleTs);
+    }
+    let kind = event_kind(&wire)?;
+    Ok(Event {
+        viewer: door.viewer_id(user_id),
+        ts_ms,
+        kind,
+    })
+}
+
+fn event_kind(wire: &WireEvent<'_>) -> Result<EventKind, DeadReason> {
+    let name = wire.kind.as_deref().ok_or(DeadReason::Missing("type"))?;
+    let title = || required(&wire.title_id, "title_id");
+    let position = || millis(wire.position_s, "position_s", MAX_POSITION_S).transpose();
+    let kind = match name {
+        "play_start" => EventKind::PlayStart {
+            title: title()?,
+            position_ms: position()?,
+        },
+        "pause" => EventKind::Pause {
+            title: title()?,
+            position_ms: position()?,
+        },
+        "resume" => EventKind::Resume {
+            title: title()?,
+            position_ms: position()?,
+        },
+        "complete" => EventKind::Complete {
+            title: title()?,
+            position_ms: position()?,
+        },
+        "heartbeat" => EventKind::Heartbeat {
+            title: title()?,
+            position_ms: position()?.ok_or(DeadReason::Missing("position_s"))?,
+            interval_ms: millis(wire.interval_s, "interval_s", MAX_INTERVAL_S)
+                .ok_or(DeadReason::Missing("interval_s"))??,
+        },
+        "seek" => EventKind::Seek {
+            title: title()?,
+            position_ms: position()?.ok_or(DeadReason::Missing("position_s"))?,
+            to_ms: millis(wire.to_s, "to_s", MAX_POSITION_S)
+                .ok_or(DeadReason::Missing("to_s"))??,
+        },
+        "impression" => EventKind::Impression {
+            title: title()?,
+            row: required(&wire.row, "row")?,
+            rank: wire.rank.ok_or(DeadReason::Missing("rank"))?,
+        },
+        "click" => EventKind::Click {
+            title: title()?,
+            row: wire.row.as_deref().map(Into::into),
+        },
+        "search" => EventKind::Search {
+            query: required(&wire.query, "query")?,
+            title: wire.title_id.as_deref().map(Into::into),
+        },
+        _ => return Err(DeadReason::UnknownType),
+    };
+    Ok(kind)
+}
+
+fn required(field: &Option<Cow<'_, str>>, name: &'static str) -> Result<String, DeadReason> {
+    field
+        .as_deref()
+        .map(Into::into)
+        .ok_or(DeadReason::Missing(name))
+}
+
+/// Seconds as exact milliseconds, if present; non-finite, negative or huge is out of range.
+fn millis(seconds: Option<f64>, name: &'static str, max: f64) -> Option<Result<u64, DeadReason>> {
+    let s = seconds?;
+    if !s.is_finite() || !(0.0..=max).contains(&s) {
+        return Some(Err(DeadReason::OutOfRange(name)));
+    }
+    Some(Ok((s * 1000.0).round() as u64))
+}
+
+fn check_size(payload: Option<&[u8]>) -> Result<&[u8], DeadReason> {
+    let bytes = payload.filter(|b| !b.is_empty()).ok_or(DeadReason::Empty)?;
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(DeadReason::Oversized { bytes: bytes.len() });
+    }
+    Ok(bytes)
+}
+
+/// The expected JSON type of each field the decoders read.
+const FIELD_TYPES: &[(&str, &str)] = &[
+    ("event_id", "a string"),
+    ("type", "a string"),
+    ("user_id", "a string"),
+    ("ts", "an integer of milliseconds"),
+    ("title_id", "a string"),
+    ("position_s", "a number"),
+    ("interval_s", "a number"),
+    ("to_s", "a number"),
+    ("row", "a string"),
+    ("rank", "an integer"),
+    ("query", "a string"),
+    ("genres", "a list of strings"),
+    ("rating", "a string or number"),
+    ("duration_s", "a non-negative integer"),
+    ("kind", "\"episode\" or \"movie\""),
+    ("series_id", "a string"),
+];
+
+/// Turns a serde error into a reason that names the field but quotes nothing: serde's own
+/// messages quote the offending value, which may be personal data.
+fn explain(bytes: &[u8], err: &serde_json::Error) -> DeadReason {
+    use serde_json::error::Category;
+    if !matches!(err.classify(), Category::Data) {
+        return DeadReason::BadJson(format!("syntax error at column {}", err.column()));
+    }
+    let Ok(fields) = serde_json::from_slice::<BTreeMap<Cow<'_, str>, &RawValue>>(bytes) else {
+        return DeadReason::BadJson("not a JSON object".into());
+    };
+    for (field, expected) in FIELD_TYPES {
+        let Some(raw) = fields.get(*field) else {
+            continue;
+        };
+        if !fits(field, raw.get()) {
+            return DeadReason::WrongType { field, expected };
+        }
+    }
+    DeadReason::BadJson("a field has the wrong type".into())
+}
+
+fn fits(field: &str, raw: &str) -> bool {
+    fn is<T: for<'de> Deserialize<'de>>(raw: &str) -> bool {
+        serde_json::from_str::<T>(raw).is_ok()
+    }
+    match field {
+        "ts" | "duration_s" => is::<Option<u64>>(raw),
+        "rank" => is::<Option<i64>>(raw),
+        "position_s" | "interval_s" | "to_s" => is::<Option<f64>>(raw),
+        "genres" => is::<Option<Vec<String>>>(raw),
+        "rating" => is::<Option<Rating>>(raw),
+        "kind" => is::<Option<WireKind>>(raw),
+        _ => is::<Option<String>>(raw),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Rating {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WireKind {
+    Episode,
+    Movie,
+}
+
+#[derive(Deserialize)]
+struct WireTitle {
+    title_id: Option<String>,
+    #[serde(default)]
+    genres: Vec<String>,
+    rating: Option<Rating>,
+    duration_s: Option<u64>,
+    kind: Option<WireKind>,
+    series_id: Option<String>,
+}
+
+/// Decodes one `titles` record.
+pub fn decode_title(payload: Option<&[u8]>) -> Result<Title, DeadReason> {
+    let bytes = check_size(payload)?;
+    let wire: WireTitle = serde_json::from_slice(bytes).map_err(|e| explain(bytes, &e))?;
+    let kind = match wire.kind.ok_or(DeadReason::Missing("kind"))? {
+        WireKind::Episode => TitleKind::Episode,
+        WireKind::Movie => TitleKind::Movie,
+    };
+    let rating = wire.rating.map(|r| match r {
+        Rating::Text(s) => s,
+        Rating::Number(n) => n.to_string(),
+    });
+    let mut genres = wire.genres;
+    // A genre listed twice must not count twice in a share.
+    genres.sort();
+    genres.dedup();
+    Ok(Title {
+        title_id: wire.title_id.ok_or(DeadReason::Missing("title_id"))?,
+        genres,
+        rating,
+        duration_s: wire.duration_s,
+        kind,
+        series_id: wire.series_id,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! The engine: Kafka partitions → privacy door → one feature dataflow per timely worker →
+//! one store writer.
+//!
+//! Each worker reads the partitions `p` with `p % workers == index`, places every event in
+//! logical time by its partition's clock ([`crate::time`]), and feeds the dataflow. When the
+//! dataflow's frontier passes a tick, the worker hands the tick's output, with its read
+//! positions and dead letters, to the writer thread, which lands the ticks every worker has
+//! completed in one store transaction.
+//!
+//! Restart: the log is the source of truth and there is no checkpoint yet, so a restarted run
+//! re-reads each partition from the start of the log to rebuild the dataflow's state, and
+//! writes only the ticks at or after the store's frontier. Placement depends only on each
+//! partition's own prefix, so the replayed ticks equal those an uninterrupted run would write.
+
+mod shared;
+mod worker;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+use rewind_connectors::{ConnectorError, KafkaSource, TopicInfo};
+use rewind_state::{Store, StoreError};
+
+pub use shared::{Counters, Shared};
+
+use crate::privacy::Pseudonymizer;
+use crate::time::TimePolicy;
+
+/// How one `rewind run` reads and writes.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub brokers: String,
+    pub events_topic: String,
+    /// The titles reference topic; a run without it has no title metadata.
+    pub titles_topic: Option<String>,
+    pub store_dir: PathBuf,
+    pub policy: TimePolicy,
+    pub workers: usize,
+    /// Stop once every partition is read up to its end offset as of start, after advancing
+    /// time one tick past the last event and committing.
+    pub until_caught_up: bool,
+    /// Live runs only: a partition with nothing to read for this long stops holding time back.
+    /// Events it receives later are placed no earlier than the current input time.
+    pub idle: Duration,
+    /// How often the writer lands completed ticks. 100 ms keeps values fresh while a commit's
+    /// fsync stays a small share of the writer's time.
+    pub commit_interval: Duration,
+    pub door: Pseudonymizer,
+    /// What the store records as its log: a run refuses a store built from another log.
+    pub log_id: String,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub counters: Counters,
+    pub changes_written: u64,
+    /// The store's output frontier after the run (every tick below it is final).
+    pub frontier_ms: u64,
+    /// Ticks below this were already in the store and were recomputed, not rewritten.
+    pub resumed_from_ms: u64,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Source(#[from] ConnectorError),
+    #[error("store {dir} was built with {what} {stored}; this run uses {wanted}. {hint}")]
+    Mismatch {
+        dir: PathBuf,
+        what: &'static str,
+        stored: String,
+        wanted: String,
+        hint: String,
+    },
+    #[error(
+        "store {dir} has read {topic}/{partition} up to offset {stored}, but the log ends at \
+         {end}: it was built from another log. Use a fresh --store"
+    )]
+    LogBehindStore {
+        dir: PathBuf,
+        topic: String,
+        partition: u32,
+        stored: u64,
+        end: u64,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("timely workers failed: {0}")]
+    Workers(String),
+}
+
+/// Which partitions exist and where reading starts and (for a caught-up run) ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub events: TopicInfo,
+    pub titles: Option<TopicInfo>,
+}
+
+/// Runs the pipeline until `shared` is told to stop or, with `until_caught_up`, until the log
+/// as of start is consumed.
+pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineError> {
+    let store = Store::open(&config.store_dir)?;
+    check_store_settings(&store, &config)?;
+    let mut warnings = Vec::new();
+    let plan = plan(&config, &mut warnings)?;
+    check_offsets(&store, &config, &plan)?;
+    let resumed_from_ms = store.snapshot()?.frontier_ms()?.unwrap_or(0);
+
+    let workers = config.workers.max(1);
+    let (tx, rx) = sync_channel(64);
+    let writer = writer::Writer::new(store, &config, workers, resumed_from_ms, shared.clone());
+    let writer = std::thread::Builder::new()
+        .name("rewind-writer".into())
+        .spawn(move || writer.run(rx))
+        .expect("spawning the writer thread");
+
+    let context = Arc::new(worker::Context {
+        config: config.clone(),
+        plan,
+        shared: shared.clone(),
+    });
+    let tx = std::sync::Mutex::new(tx);
+    let guards = timely::execute(timely::Config::process(workers), move |w| {
+        let tx = tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        worker::run(w, &context, tx)
+    })
+    .map_err(EngineError::Workers)?;
+    let mut worker_error = None;
+    for result in guards.join() {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => worker_error = worker_error.or(Some(e)),
+            Err(panic) => worker_error = worker_error.or(Some(EngineError::Workers(panic))),
+        }
+    }
+    let written = writer
+        .join()
+        .map_err(|_| EngineError::Workers("writer panicked".into()))??;
+    if let Some(err) = worker_error {
+        return Err(err);
+    }
+    Ok(RunSummary {
+        counters: shared.counters(),
+        changes_written: written.changes,
+        frontier_ms: written.frontier_ms,
+        resumed_from_ms,
+        warnings,
+    })
+}
+
+const META_TICK: &str = "tick_ms";
+const META_LATENESS: &str = "lateness_ms";
+pub const META_LOG: &str = "log";
+
+/// A store's tick, lateness and log are fixed when it is created: mixing them would make
+/// history rows of one store mean different things.
+fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineError> {
+    let snap = store.snapshot()?;
+    let mismatch = |what, stored: String, wanted: String, hint: &str| EngineError::Mismatch {
+        dir: config.store_dir.clone(),
+        what,
+        stored,
+        wanted,
+        hint: hint.to_string(),
+    };
+    let fixed = [
+        (META_TICK, config.policy.tick_ms),
+        (META_LATENESS, config.policy.lateness_ms),
+    ];
+    for (key, wanted) in fixed {
+        match snap.meta_u64(key)? {
+            Some(stored) if stored != wanted => {
+                let hint = "Pass the store's setting, or replay into a fresh --store";
+                return Err(mismatch(key, stored.to_string(), wanted.to_string(), hint));
+            }
+            Some(_) => {}
+            None => store.put_meta(key, &wanted.to_le_bytes())?,
+        }
+    }
+    match snap.meta(META_LOG)? {
+        Some(stored) if stored != config.log_id.as_bytes() => {
+            let stored = String::from_utf8_lossy(&stored).into_owned();
+            let hint = "Use a fresh --store for a different log";
+            Err(mismatch("log", stored, config.log_id.clone(), hint))
+        }
+        Some(_) => Ok(()),
+        None => Ok(store.put_meta(META_LOG, config.log_id.as_bytes())?),
+    }
+}
+
+fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineError> {
+    let source = KafkaSource::connect(&config.brokers)?;
+    let events = source.topic_info(&config.events_topic)?;
+    let titles = match &config.titles_topic {
+        None => None,
+        Some(topic) => match source.topic_info(topic) {
+            Ok(info) => Some(info),
+            Err(ConnectorError::NoTopic { .. }) => {
+                warnings.push(format!(
+                    "no titles topic {topic:?}: features see no title metadata"
+                ));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(Plan { events, titles })
+}
+
+/// A store that has read further than the log holds was built from another log.
+fn check_offsets(store: &Store, config: &RunConfig, plan: &Plan) -> Result<(), EngineError> {
+    let topics = std::iter::once(&plan.events).chain(plan.titles.as_ref());
+    for (topic, partition, stored) in store.snapshot()?.next_offsets()? {
+        let Some(info) = topics.clone().find(|t| t.topic == topic) else {
+            continue;
+        };
+        let end = info.watermarks.get(partition as usize).map_or(0, |w| w.1);
+        if stored > end {
+            let dir = config.store_dir.clone();
+            return Err(EngineError::LogBehindStore {
+                dir,
+                topic,
+                partition,
+                stored,
+                end,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! What the workers, the writer and the status line share: counters, the stop flag, the first
+//! error. Plain atomics: they are read once a second and written once a batch.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+/// Cumulative counts over the records read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub records: u64,
+    pub events: u64,
+    pub late_events: u64,
+    pub dead_letters: u64,
+    pub titles: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, other: &Counters) {
+        self.records += other.records;
+        self.events += other.events;
+        self.late_events += other.late_events;
+        self.dead_letters += other.dead_letters;
+        self.titles += other.titles;
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Shared {
+    stop: AtomicBool,
+    records: AtomicU64,
+    events: AtomicU64,
+    late_events: AtomicU64,
+    dead_letters: AtomicU64,
+    titles: AtomicU64,
+    /// Store frontier after the last commit.
+    pub(crate) frontier_ms: AtomicU64,
+    pub(crate) changes_written: AtomicU64,
+    /// The largest logical time any worker placed an event at.
+    pub(crate) max_time_ms: AtomicU64,
+    /// The largest input time any worker has reached (live runs: idle workers follow it).
+    pub(crate) input_time_ms: AtomicU64,
+    /// Workers that have read all their partitions (caught-up runs).
+    pub(crate) drained_workers: AtomicUsize,
+    /// (topic, partition) → next offset, for lag.
+    pub(crate) positions: Mutex<Vec<(String, u32, u64)>>,
+}
+
+impl Shared {
+    /// Asks every worker to stop after committing what is complete.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, delta: &Counters) {
+        self.records.fetch_add(delta.records, Ordering::Relaxed);
+        self.events.fetch_add(delta.events, Ordering::Relaxed);
+        self.late_events
+            .fetch_add(delta.late_events, Ordering::Relaxed);
+        self.dead_letters
+            .fetch_add(delta.dead_letters, Ordering::Relaxed);
+        self.titles.fetch_add(delta.titles, Ordering::Relaxed);
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters {
+            records: self.records.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            late_events: self.late_events.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            titles: self.titles.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The store's output frontier as of the last commit.
+    pub fn frontier_ms(&self) -> u64 {
+        self.frontier_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn changes_written(&self) -> u64 {
+        self.changes_written.load(Ordering::Relaxed)
+    }
+
+    /// Next offsets read so far, per (topic, partition).
+    pub fn positions(&self) -> Vec<(String, u32, u64)> {
+        self.positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_positions(&self, updates: &[(String, u32, u64)]) {
+        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        for (topic, partition, next) in updates {
+            match positions
+                .iter_mut()
+                .find(|(t, p, _)| t == topic && p == partition)
+            {
+                Some(entry) => entry.2 = *next,
+                None => positions.push((topic.clone(), *partition, *next)),
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The store writer: collects the workers' reports and lands every tick that all workers have
+//! completed, with the read positions and dead letters behind it, in one transaction.
+//!
+//! History rows come from each tick's consolidated output alone: per key, the value whose
+//! count rose is the new value, and a key whose only change is a retraction went back to its
+//! default (a tombstone). No copy of the current values is kept here.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rewind_dataflows::{TimeMs, Value, library};
+use rewind_state::{Change, Commit, DeadLetter, Store, StoreError};
+
+use super::{Counters, RunConfig, Shared};
+
+/// One output update: ((feature index, entity id), value), time, diff.
+pub(crate) type Update = (((u16, String), Value), TimeMs, isize);
+
+/// What a worker hands over when its frontier advances.
+pub(crate) struct Report {
+    pub worker: usize,
+    /// Every tick below this is complete in this worker's view.
+    pub frontier_ms: TimeMs,
+    pub updates: Vec<Update>,
+    pub next_offsets: Vec<(String, u32, u64)>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// This worker's cumulative counters.
+    pub counters: Counters,
+    /// The worker's final report.
+    pub last: bool,
+}
+
+pub(crate) struct WriterSummary {
+    pub changes: u64,
+    pub frontier_ms: TimeMs,
+}
+
+pub(crate) struct Writer {
+    store: Store,
+    /// (feature name, entity kind) by feature index.
+    names: Vec<(&'static str, &'static str)>,
+    tick_ms: u64,
+    frontiers: Vec<TimeMs>,
+    finished: Vec<bool>,
+    counters: Vec<Counters>,
+    pending: BTreeMap<TimeMs, Vec<Update>>,
+    next_offsets: BTreeMap<(String, u32), u64>,
+    dead_letters: Vec<DeadLetter>,
+    /// The store's frontier: ticks below it are already written.
+    committed_ms: TimeMs,
+    changes: u64,
+    interval: Duration,
+    last_commit: Instant,
+    shared: Arc<Shared>,
+}
+
+impl Writer {
+    pub fn new(
+        store: Store,
+        config: &RunConfig,
+        workers: usize,
+        committed_ms: TimeMs,
+        shared: Arc<Shared>,
+    ) -> Writer {
+        let names = library()
+            .iter()
+            .map(|d| (d.name, d.entity.as_str()))
+            .collect();
+        shared.frontier_ms.store(committed_ms, Ordering::Relaxed);
+        Writer {
+            store,
+            names,
+            tick_ms: config.policy.tick_ms,
+            frontiers: vec![0; workers],
+            finished: vec![false; workers],
+            counters: vec![Counters::default(); workers],
+            pending: BTreeMap::new(),
+            next_offsets: BTreeMap::new(),
+            dead_letters: Vec::new(),
+            committed_ms,
+            changes: 0,
+            interval: config.commit_interval,
+            last_commit: Instant::now(),
+            shared,
+        }
+    }
+
+    pub fn run(mut self, reports: Receiver<Report>) -> Result<WriterSummary, StoreError> {
+        let result = self.run_inner(reports);
+        if result.is_err() {
+            self.shared.stop();
+        }
+        result
+    }
+
+    fn run_inner(&mut self, reports: Receiver<Report>) -> Result<WriterSummary, StoreError> {
+        while !self.finished.iter().all(|f| *f) {
+            match reports.recv_timeout(self.interval) {
+                Ok(report) => self.absorb(report),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.last_commit.elapsed() >= self.interval {
+                self.commit()?;
+            }
+        }
+        self.commit()?;
+        Ok(WriterSummary {
+            changes: self.changes,
+            frontier_ms: self.committed_ms,
+        })
+    }
+
+    fn absorb(&mut self, report: Report) {
+        let w = report.worker;
+        self.frontiers[w] = self.frontiers[w].max(report.frontier_ms);
+        self.finished[w] |= report.last;
+        self.counters[w] = report.counters;
+        for update in report.updates {
+            // Ticks the store already holds were recomputed by a replay: keep the store's.
+            if update.1 >= self.committed_ms {
+                self.pending.entry(update.1).or_default().push(update);
+            }
+        }
+        for (topic, partition, next) in report.next_offsets {
+            self.next_offsets.insert((topic, partition), next);
+        }
+        self.dead_letters.extend(report.dead_letters);
+    }
+
+    /// Lands every tick below the smallest worker frontier, if that is past the store's.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.last_commit = Instant::now();
+        let frontier = self.frontiers.iter().copied().min().unwrap_or(0);
+        if frontier <= self.committed_ms || frontier == TimeMs::MAX {
+            return Ok(());
+        }
+        let later = self.pending.split_off(&frontier);
+        let ready = std::mem::replace(&mut self.pending, later);
+        let mut changes = Vec::new();
+        for (tick, updates) in ready {
+            self.tick_changes(tick, updates, &mut changes);
+        }
+        let mut total = Counters::default();
+        self.counters.iter().for_each(|c| total.add(c));
+        let commit = Commit {
+            frontier_ms: frontier,
+            next_offsets: self
+                .next_offsets
+                .iter()
+                .map(|((t, p), n)| (t.clone(), *p, *n))
+                .collect(),
+            dead_letters: std::mem::take(&mut self.dead_letters),
+            counters: vec![
+                ("as_of_ms", frontier.saturating_sub(self.tick_ms)),
+                ("events_total", total.events),
+                ("late_events_total", total.late_events),
+                ("dead_letters_total", total.dead_letters),
+                ("titles_total", total.titles),
+            ],
+            changes,
+        };
+        self.store.commit(&commit)?;
+        self.changes += commit.changes.len() as u64;
+        self.committed_ms = frontier;
+        self.shared.frontier_ms.store(frontier, Ordering::Relaxed);
+        self.shared
+            .changes_written
+            .store(self.changes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The history rows of one tick: per key, the value that rose, or a tombstone.
+    fn tick_changes(&self, tick: TimeMs, mut updates: Vec<Update>, out: &mut Vec<Change>) {
+        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut net: Vec<(&(u16, String), &Value, isize)> = Vec::new();
+        for (data, _, diff) in &updates {
+            match net.last_mut() {
+                Some((k, v, d)) if *k == &data.0 && *v == &data.1 => *d += diff,
+                _ => net.push((&data.0, &data.1, *diff)),
+            }
+        }
+        net.retain(|(_, _, d)| *d != 0);
+        let mut i = 0;
+        while i < net.len() {
+            let key = net[i].0;
+            let mut value = None;
+            while i < net.len() && net[i].0 == key {
+                if net[i].2 > 0 {
+                    value = Some(net[i].1.to_json().into_bytes());
+                }
+                i += 1;
+            }
+            let (feature, entity_kind) = self.names[key.0 as usize];
+            out.push(Change {
+                entity_kind,
+                feature,
+                entity_id: key.1.clone(),
+                tick_ms: tick,
+                value,
+            });
+        }
+    }
+}
