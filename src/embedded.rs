@@ -183,7 +183,7 @@ fn feed_inner(
             break;
         }
         wait_for_pace(pace, record.ts_ms, produced, started, shared);
-        if produced % 1024 == 0 {
+        if produced.is_multiple_of(1024) {
             producer.poll();
             while produced.saturating_sub(shared.counters().records) > limit && !shared.stopping() {
                 if !warned && pace != Pace::Max {

@@ -308,7 +308,7 @@ pub fn title_id(title: u32) -> String {
 }
 
 fn duration_s(title: u32, rng: &mut StdRng) -> u64 {
-    if title % 3 == 0 {
+    if title.is_multiple_of(3) {
         rng.random_range(5_400..7_800)
     } else {
         rng.random_range(1_200..3_000)
@@ -328,7 +328,7 @@ fn title_record(title: u32, duration_s: u64, rng: &mut StdRng) -> Record {
         .collect::<Vec<_>>()
         .join(",");
     let id = title_id(title);
-    let kind = if title % 3 == 0 {
+    let kind = if title.is_multiple_of(3) {
         "\"kind\":\"movie\"".to_string()
     } else {
         format!("\"kind\":\"episode\",\"series_id\":\"s{:05}\"", title / 10)

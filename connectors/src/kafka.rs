@@ -37,6 +37,16 @@ pub struct RecordRef<'a> {
     pub payload: Option<&'a [u8]>,
 }
 
+/// What a drain hands out.
+#[derive(Debug, Clone, Copy)]
+pub enum Polled<'a> {
+    Record(RecordRef<'a>),
+    /// The partition has been read to the current end of its log.
+    End {
+        partition: u32,
+    },
+}
+
 /// What the cluster says of one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
@@ -59,7 +69,11 @@ fn consumer_config(brokers: &str) -> ClientConfig {
         .set("fetch.wait.max.ms", "10")
         // Throughput: keep plenty prefetched so a drain rarely waits on the network.
         .set("queued.min.messages", "200000")
-        .set("fetch.max.bytes", "52428800");
+        .set("fetch.max.bytes", "52428800")
+        // Above fetch.max.bytes, as librdkafka requires; oversized records must arrive to be
+        // counted as dead letters rather than stall the partition.
+        .set("receive.message.max.bytes", "62914560")
+        .set("max.partition.fetch.bytes", "16777216");
     config
 }
 
@@ -72,7 +86,17 @@ pub struct KafkaSource {
 impl KafkaSource {
     /// Connects without an assignment, for metadata.
     pub fn connect(brokers: &str) -> Result<KafkaSource> {
+        Self::connect_with(brokers, false)
+    }
+
+    /// Connects; with `report_ends`, [`KafkaSource::drain`] also says when a partition has
+    /// been read to the end of its log ([`Polled::End`]).
+    pub fn connect_with(brokers: &str, report_ends: bool) -> Result<KafkaSource> {
         let consumer: BaseConsumer = consumer_config(brokers)
+            .set(
+                "enable.partition.eof",
+                if report_ends { "true" } else { "false" },
+            )
             .create()
             .map_err(ConnectorError::Setup)?;
         Ok(KafkaSource {
@@ -136,7 +160,7 @@ impl KafkaSource {
         &self,
         max: usize,
         wait: Duration,
-        mut f: impl FnMut(RecordRef<'_>),
+        mut f: impl FnMut(Polled<'_>),
     ) -> Result<usize> {
         let mut count = 0;
         let mut timeout = wait;
@@ -144,21 +168,30 @@ impl KafkaSource {
             let Some(polled) = self.consumer.poll(timeout) else {
                 break;
             };
-            let message = polled.map_err(|e| self.consume_error(e))?;
+            timeout = Duration::ZERO;
+            let message = match polled {
+                Ok(message) => message,
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    f(Polled::End {
+                        partition: partition as u32,
+                    });
+                    continue;
+                }
+                Err(e) => return Err(self.consume_error(e)),
+            };
             let timestamp_ms = match message.timestamp() {
                 Timestamp::NotAvailable => None,
                 Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
             };
-            f(RecordRef {
+            f(Polled::Record(RecordRef {
                 topic: message.topic(),
                 partition: message.partition() as u32,
                 offset: message.offset() as u64,
                 timestamp_ms,
                 key: message.key(),
                 payload: message.payload(),
-            });
+            }));
             count += 1;
-            timeout = Duration::ZERO;
         }
         Ok(count)
     }
@@ -230,6 +263,8 @@ impl Producer {
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
             .set("compression.type", "none")
+            // Oversized records are the pipeline's to judge (as dead letters), not the loader's.
+            .set("message.max.bytes", "16777216")
             .create_with_context(context)
             .map_err(ConnectorError::Setup)?;
         Ok(Producer { inner, tracker })

@@ -9,7 +9,7 @@ pub mod file;
 pub mod kafka;
 
 pub use embedded::EmbeddedCluster;
-pub use kafka::{KafkaSource, Producer, RecordRef, TopicInfo};
+pub use kafka::{KafkaSource, Polled, Producer, RecordRef, TopicInfo};
 
 /// Errors of the connectors. `retryable` says whether trying again can help.
 #[derive(Debug, thiserror::Error)]

@@ -39,15 +39,15 @@ pub fn run(args: GetArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|d| d.entity == entity)
         .collect();
-    if let Some(name) = &args.feature {
-        if !defs.iter().any(|d| d.name == name) {
-            let known: Vec<_> = defs.iter().map(|d| d.name).collect();
-            bail!(
-                "no {} feature {name:?}; known: {}",
-                entity.as_str(),
-                known.join(", ")
-            );
-        }
+    if let Some(name) = &args.feature
+        && !defs.iter().any(|d| d.name == name)
+    {
+        let known: Vec<_> = defs.iter().map(|d| d.name).collect();
+        bail!(
+            "no {} feature {name:?}; known: {}",
+            entity.as_str(),
+            known.join(", ")
+        );
     }
     let store = ReadOnlyStore::open(&args.store)?;
     let snap = store.snapshot()?;

@@ -43,7 +43,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         let ts = keys.as_ref().and_then(|k| k.ts).or(args.timestamp_ms);
         producer.send(&args.topic, key.map(str::as_bytes), line.as_bytes(), ts)?;
         count += 1;
-        if count % 1024 == 0 {
+        if count.is_multiple_of(1024) {
             producer.poll();
         }
         Ok(())

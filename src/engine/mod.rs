@@ -90,6 +90,18 @@ pub enum EngineError {
         stored: u64,
         end: u64,
     },
+    #[error(
+        "the log no longer holds {topic}/{partition} from offset {start} (it now starts at \
+         {low}), which store {dir} was built from: its state cannot be rebuilt. Replay the \
+         events into a fresh --store"
+    )]
+    LogTrimmed {
+        dir: PathBuf,
+        topic: String,
+        partition: u32,
+        start: u64,
+        low: u64,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -104,6 +116,11 @@ pub enum EngineError {
 pub(crate) struct Plan {
     pub events: TopicInfo,
     pub titles: Option<TopicInfo>,
+    /// The store's frontier when the run started: every tick below it is already written.
+    pub resume_frontier_ms: u64,
+    /// The store's next offsets when the run started. Records from there on are new to the
+    /// store, and land no earlier than `resume_frontier_ms`: the store has sealed those ticks.
+    pub resume_offsets: Vec<(String, u32, u64)>,
 }
 
 /// Runs the pipeline until `shared` is told to stop or, with `until_caught_up`, until the log
@@ -112,9 +129,14 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
     let store = Store::open(&config.store_dir)?;
     check_store_settings(&store, &config)?;
     let mut warnings = Vec::new();
-    let plan = plan(&config, &mut warnings)?;
+    let mut plan = plan(&config, &mut warnings)?;
     check_offsets(&store, &config, &plan)?;
-    let resumed_from_ms = store.snapshot()?.frontier_ms()?.unwrap_or(0);
+    pin_log_starts(&store, &config, &mut plan, &mut warnings)?;
+    let snapshot = store.snapshot()?;
+    let resumed_from_ms = snapshot.frontier_ms()?.unwrap_or(0);
+    plan.resume_frontier_ms = resumed_from_ms;
+    plan.resume_offsets = snapshot.next_offsets()?;
+    drop(snapshot);
 
     let workers = config.workers.max(1);
     let (tx, rx) = sync_channel(64);
@@ -214,7 +236,52 @@ fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineEr
             Err(e) => return Err(e.into()),
         },
     };
-    Ok(Plan { events, titles })
+    Ok(Plan {
+        events,
+        titles,
+        resume_frontier_ms: 0,
+        resume_offsets: Vec::new(),
+    })
+}
+
+/// Every run of a store reads each partition from the same first offset, so a restart
+/// rebuilds exactly the state the store was written from. The first run records where each
+/// partition started; a log trimmed past that since is refused, never silently skipped.
+fn pin_log_starts(
+    store: &Store,
+    config: &RunConfig,
+    plan: &mut Plan,
+    warnings: &mut Vec<String>,
+) -> Result<(), EngineError> {
+    let snap = store.snapshot()?;
+    for info in std::iter::once(&mut plan.events).chain(plan.titles.as_mut()) {
+        for (partition, (low, _)) in info.watermarks.iter_mut().enumerate() {
+            let key = format!("log_start/{}/{partition}", info.topic);
+            match snap.meta_u64(&key)? {
+                Some(start) if *low > start => {
+                    return Err(EngineError::LogTrimmed {
+                        dir: config.store_dir.clone(),
+                        topic: info.topic.clone(),
+                        partition: partition as u32,
+                        start,
+                        low: *low,
+                    });
+                }
+                Some(start) => *low = start,
+                None => {
+                    if *low > 0 {
+                        warnings.push(format!(
+                            "{}/{partition} starts at offset {low}: what came before is gone \
+                             from the log, and values that needed it are incomplete",
+                            info.topic
+                        ));
+                    }
+                    store.put_meta(&key, &low.to_le_bytes())?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A store that has read further than the log holds was built from another log.

@@ -9,7 +9,7 @@ use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::{Input, InputSession};
-use rewind_connectors::{KafkaSource, RecordRef};
+use rewind_connectors::{KafkaSource, Polled, RecordRef};
 use rewind_dataflows::{Event, Sources, TimeMs, Title, build_all, library};
 use rewind_state::DeadLetter;
 use timely::dataflow::ProbeHandle;
@@ -40,8 +40,12 @@ struct Partition {
     next_offset: u64,
     /// The high watermark as of start: where a caught-up run stops reading.
     end_offset: u64,
+    /// The store's next offset: records from here on land no earlier than its frontier.
+    resume_offset: u64,
     clock: PartitionClock,
     done: bool,
+    /// Read to the end of the log as last seen (reported for titles only).
+    at_end: bool,
     last_record: Instant,
 }
 
@@ -77,15 +81,14 @@ pub(crate) fn run(
         (events_in, titles_in, probe)
     });
     let mut ingest = Ingest::new(ctx, index, peers, events, titles);
-    let source = KafkaSource::connect(&ctx.config.brokers)?;
-    source.assign(&ingest.starts())?;
+    let sources = Consumers::connect(&ctx.config.brokers, &ingest)?;
     let mut reporter = Reporter {
         index,
         tx,
         output,
         reported: 0,
     };
-    let result = ingest.drive(worker, &source, &probe, &mut reporter);
+    let result = ingest.drive(worker, &sources, &probe, &mut reporter);
     if result.is_err() {
         ctx.shared.stop();
     }
@@ -112,14 +115,21 @@ impl<'a> Ingest<'a> {
                 if p % peers != index {
                     continue;
                 }
+                let resume = ctx
+                    .plan
+                    .resume_offsets
+                    .iter()
+                    .find(|(t, q, _)| *t == info.topic && *q == p as u32);
                 parts.push(Partition {
                     titles,
                     topic: info.topic.clone(),
                     partition: p as u32,
                     next_offset: low,
                     end_offset: high,
+                    resume_offset: resume.map_or(0, |r| r.2),
                     clock: PartitionClock::default(),
                     done: ctx.config.until_caught_up && low >= high,
+                    at_end: false,
                     last_record: now,
                 });
             }
@@ -145,10 +155,10 @@ impl<'a> Ingest<'a> {
 
     /// Every partition starts at the start of the log: without a checkpoint, the dataflow's
     /// state can only be rebuilt by reading it all again.
-    fn starts(&self) -> Vec<(String, u32, u64)> {
+    fn starts(&self, titles: bool) -> Vec<(String, u32, u64)> {
         self.parts
             .iter()
-            .filter(|p| !p.done)
+            .filter(|p| !p.done && p.titles == titles)
             .map(|p| (p.topic.clone(), p.partition, p.next_offset))
             .collect()
     }
@@ -156,7 +166,7 @@ impl<'a> Ingest<'a> {
     fn drive(
         &mut self,
         worker: &mut Worker,
-        source: &KafkaSource,
+        sources: &Consumers,
         probe: &ProbeHandle<TimeMs>,
         reporter: &mut Reporter,
     ) -> Result<(), EngineError> {
@@ -167,7 +177,7 @@ impl<'a> Ingest<'a> {
             let read = if self.parts.iter().all(|p| p.done) {
                 0
             } else {
-                source.drain(BATCH, wait, |record| self.ingest(record))?
+                sources.drain(wait, |titles, polled| self.polled(titles, polled))?
             };
             wait = if read == 0 { IDLE_WAIT } else { Duration::ZERO };
             self.advance();
@@ -213,12 +223,23 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
-    fn ingest(&mut self, record: RecordRef<'_>) {
-        let titles = record.topic != self.ctx.plan.events.topic;
+    fn polled(&mut self, titles: bool, polled: Polled<'_>) {
+        match polled {
+            Polled::Record(record) => self.ingest(titles, record),
+            Polled::End { partition } => {
+                if let Some(&i) = self.index.get(&(titles, partition)) {
+                    self.parts[i].at_end = true;
+                }
+            }
+        }
+    }
+
+    fn ingest(&mut self, titles: bool, record: RecordRef<'_>) {
         let Some(&i) = self.index.get(&(titles, record.partition)) else {
             return;
         };
         let part = &mut self.parts[i];
+        part.at_end = false;
         if record.offset < part.next_offset || part.done {
             return;
         }
@@ -243,7 +264,7 @@ impl<'a> Ingest<'a> {
     fn ingest_event(&mut self, i: usize, record: RecordRef<'_>) {
         match decode::decode_event(record.payload, &self.ctx.config.door) {
             Ok(event) => {
-                let floor = *self.events.time();
+                let floor = self.floor(i, record.offset);
                 let placed = self.parts[i]
                     .clock
                     .place(event.ts_ms, floor, &self.ctx.config.policy);
@@ -269,7 +290,7 @@ impl<'a> Ingest<'a> {
             .timestamp_ms
             .map(|t| t.max(0) as u64)
             .filter(|t| (MIN_TS_MS..MAX_TS_MS).contains(t));
-        let floor = *self.titles.time();
+        let floor = self.floor(i, record.offset);
         let policy = &self.ctx.config.policy;
         let clock = &mut self.parts[i].clock;
         let placed = match ts {
@@ -285,6 +306,17 @@ impl<'a> Ingest<'a> {
         }
         self.titles.update_at(title, time, 1);
         self.count(|c| c.titles += 1);
+    }
+
+    /// The earliest time a record may land at: the input's time, and for a record the store
+    /// has not seen, the store's frontier (those ticks are written and final).
+    fn floor(&self, i: usize, offset: u64) -> TimeMs {
+        let input = *self.events.time();
+        if offset >= self.parts[i].resume_offset {
+            input.max(self.ctx.plan.resume_frontier_ms)
+        } else {
+            input
+        }
     }
 
     fn dead(&mut self, record: RecordRef<'_>, reason: decode::DeadReason) {
@@ -310,7 +342,9 @@ impl<'a> Ingest<'a> {
         let now = Instant::now();
         let holding = self.parts.iter().filter(|p| {
             let idle = !config.until_caught_up && now.duration_since(p.last_record) >= config.idle;
-            !p.done && !idle
+            // Reference data holds time back only until it is read to the end of its log.
+            let read = p.titles && p.at_end;
+            !p.done && !idle && !read
         });
         let mut target = holding.map(|p| p.clock.frontier(&config.policy)).min();
         if target.is_none() && !config.until_caught_up {
@@ -337,6 +371,47 @@ impl<'a> Ingest<'a> {
             .iter()
             .map(|p| (p.topic.clone(), p.partition, p.next_offset))
             .collect()
+    }
+}
+
+/// The worker's consumers: one for its events partitions, and one that reports the end of
+/// the log for its titles partitions.
+struct Consumers {
+    events: Option<KafkaSource>,
+    titles: Option<KafkaSource>,
+}
+
+impl Consumers {
+    fn connect(brokers: &str, ingest: &Ingest<'_>) -> Result<Consumers, EngineError> {
+        let connect = |titles: bool| -> Result<Option<KafkaSource>, EngineError> {
+            let starts = ingest.starts(titles);
+            if starts.is_empty() {
+                return Ok(None);
+            }
+            let source = KafkaSource::connect_with(brokers, titles)?;
+            source.assign(&starts)?;
+            Ok(Some(source))
+        };
+        Ok(Consumers {
+            events: connect(false)?,
+            titles: connect(true)?,
+        })
+    }
+
+    /// Drains the titles first (a little, never waiting), then a batch of events.
+    fn drain(
+        &self,
+        wait: Duration,
+        mut f: impl FnMut(bool, Polled<'_>),
+    ) -> Result<usize, EngineError> {
+        let mut read = 0;
+        if let Some(titles) = &self.titles {
+            read += titles.drain(BATCH, Duration::ZERO, |p| f(true, p))?;
+        }
+        if let Some(events) = &self.events {
+            read += events.drain(BATCH, wait, |p| f(false, p))?;
+        }
+        Ok(read)
     }
 }
 

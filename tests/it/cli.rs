@@ -1,0 +1,229 @@
+//! The binary, driven the way users drive it.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common;
+
+fn rewind(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .env(
+            "REWIND_PSEUDONYM_KEY",
+            std::str::from_utf8(common::KEY).unwrap(),
+        )
+        .output()
+        .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn gen_produce_run_and_get_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let events_s = events.to_str().unwrap();
+    ok(&rewind(&[
+        "gen",
+        "--viewers",
+        "40",
+        "--titles",
+        "12",
+        "--events",
+        "4000",
+        "--seed",
+        "9",
+        "--out",
+        events_s,
+    ]));
+    let titles = dir.path().join("events.titles.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(&titles).unwrap().lines().count(),
+        12
+    );
+
+    let log = common::log(2);
+    let b = log.brokers.as_str();
+    let titles_s = titles.to_str().unwrap();
+    ok(&rewind(&[
+        "produce",
+        "--brokers",
+        b,
+        "--topic",
+        "titles",
+        "--file",
+        titles_s,
+        "--timestamp-ms",
+        "1767225500000",
+    ]));
+    ok(&rewind(&[
+        "produce",
+        "--brokers",
+        b,
+        "--topic",
+        "events",
+        "--file",
+        events_s,
+    ]));
+    let store = dir.path().join("store");
+    let store_s = store.to_str().unwrap();
+    let run = rewind(&[
+        "run",
+        "--brokers",
+        b,
+        "--store",
+        store_s,
+        "--until-caught-up",
+        "--workers",
+        "2",
+    ]);
+    ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("4000 events"), "{stderr}");
+
+    let viewer = common::door().viewer_id("u0000001");
+    let got: serde_json::Value = serde_json::from_str(&ok(&rewind(&[
+        "get", "--store", store_s, "viewer", &viewer,
+    ])))
+    .unwrap();
+    let snap = rewind_state::ReadOnlyStore::open(&store)
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    for row in snap.online("viewer", &viewer).unwrap() {
+        let value: serde_json::Value = serde_json::from_slice(&row.value_json).unwrap();
+        assert_eq!(got["features"][&row.feature]["value"], value, "{got}");
+    }
+    assert_eq!(got["as_of_ms"], snap.meta_u64("as_of_ms").unwrap().unwrap());
+    let one = ok(&rewind(&[
+        "get",
+        "--store",
+        store_s,
+        "title",
+        "tt000000",
+        "--feature",
+        "title.plays_1h",
+    ]));
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["features"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn hostile_and_incomplete_arguments_get_clear_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--workers", "0"], "--workers"),
+        (&["run", "--tick-ms", "0"], "--tick-ms"),
+        (&["run", "--rate", "fast"], "not \"realtime\""),
+        (&["run", "--until-caught-up"], "needs --brokers"),
+        (&["gen", "--events", "10"], "--out"),
+        (
+            &["gen", "--events", "10", "--out", "/dev/null", "--late", "2"],
+            "fraction",
+        ),
+        (
+            &["get", "--store", "/nonexistent/rewind", "viewer", "v_x"],
+            "does not exist",
+        ),
+        (
+            &[
+                "get",
+                "--store",
+                "/tmp",
+                "viewer",
+                "v_x",
+                "--feature",
+                "nope",
+            ],
+            "known: viewer.",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = rewind(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args([
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--store",
+            "/tmp/rewind-nokey",
+        ])
+        .env_remove("REWIND_PSEUDONYM_KEY")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REWIND_PSEUDONYM_KEY"));
+}
+
+/// The embedded default runs live; `get` reads the store while it writes; Ctrl-C stops it
+/// with everything complete committed; a second run starts a fresh store.
+#[test]
+fn the_embedded_default_serves_reads_while_running_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("data");
+    let store_s = store.to_str().unwrap();
+    let embedded = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--store",
+            store_s,
+            "--viewers",
+            "2000",
+            "--rate",
+            "20000",
+        ];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(&args)
+            .env_remove("REWIND_PSEUDONYM_KEY")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let child = embedded(&[]);
+    let started = Instant::now();
+    let mut reads = 0;
+    while reads < 3 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(300));
+        let out = rewind(&["get", "--store", store_s, "title", "tt000000"]);
+        if !out.status.success() {
+            continue;
+        }
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if got["as_of_ms"].is_u64() {
+            reads += 1;
+        }
+    }
+    assert_eq!(
+        reads, 3,
+        "get never saw a committed frontier while run was writing"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("everything complete committed"), "{stderr}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(store.join("pseudonym.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let out = embedded(&["--duration-s", "1"]).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("starting a fresh store"), "{stderr}");
+}

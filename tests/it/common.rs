@@ -1,0 +1,125 @@
+//! Shared set-up: a mock cluster with the two topics, producing records, running the engine
+//! until caught up, and reading a topic back.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rewind::TimePolicy;
+use rewind::engine::{self, RunConfig, RunSummary, Shared};
+use rewind::privacy::Pseudonymizer;
+use rewind::workload::{GenConfig, Generator, Record};
+use rewind_connectors::{EmbeddedCluster, KafkaSource, Polled, Producer};
+
+pub const KEY: &[u8] = b"the integration tests' pseudonym key";
+pub const EVENTS: &str = "events";
+pub const TITLES: &str = "titles";
+
+pub fn door() -> Pseudonymizer {
+    Pseudonymizer::new(KEY)
+}
+
+/// A mock cluster with an `events` topic of `partitions` partitions and a one-partition
+/// `titles` topic. Dropping it drops the log.
+pub struct Log {
+    _cluster: EmbeddedCluster,
+    pub brokers: String,
+}
+
+pub fn log(partitions: u32) -> Log {
+    let cluster = EmbeddedCluster::start().unwrap();
+    cluster.create_topic(EVENTS, partitions).unwrap();
+    cluster.create_topic(TITLES, 1).unwrap();
+    let brokers = cluster.bootstrap_servers().to_string();
+    Log {
+        _cluster: cluster,
+        brokers,
+    }
+}
+
+/// A generated workload: titles first, then events.
+pub fn workload(config: GenConfig, events: usize) -> (Vec<Record>, Vec<Record>) {
+    let generator = Generator::new(config);
+    let titles = generator.title_records();
+    (titles, generator.take(events).collect())
+}
+
+/// Produces `records` (keyed, with their `ts` as Kafka timestamp when non-zero).
+pub fn produce(brokers: &str, topic: &str, records: &[Record]) {
+    let producer = Producer::connect(brokers).unwrap();
+    for r in records {
+        let ts = (r.ts_ms > 0).then_some(r.ts_ms as i64);
+        producer
+            .send(topic, Some(r.key.as_bytes()), r.json.as_bytes(), ts)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Produces titles stamped a minute before `start_ms`, then events.
+pub fn produce_workload(brokers: &str, titles: &[Record], events: &[Record], start_ms: u64) {
+    let titles: Vec<Record> = titles
+        .iter()
+        .map(|t| Record {
+            ts_ms: start_ms - 60_000,
+            ..t.clone()
+        })
+        .collect();
+    produce(brokers, TITLES, &titles);
+    produce(brokers, EVENTS, events);
+}
+
+pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
+    RunConfig {
+        brokers: brokers.to_string(),
+        events_topic: EVENTS.into(),
+        titles_topic: Some(TITLES.into()),
+        store_dir: store.to_path_buf(),
+        policy: TimePolicy::default(),
+        workers,
+        until_caught_up: true,
+        idle: Duration::from_secs(2),
+        commit_interval: Duration::from_millis(50),
+        door: door(),
+        log_id: "kafka:events".into(),
+    }
+}
+
+/// Runs the engine on the whole log as of now, to completion.
+pub fn run_caught_up(brokers: &str, store: &Path, workers: usize) -> RunSummary {
+    engine::run(config(brokers, store, workers), Arc::new(Shared::default())).unwrap()
+}
+
+/// One record as the log holds it.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub partition: u32,
+    pub offset: u64,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Every record of `topic`, in (partition, offset) order.
+pub fn read_back(brokers: &str, topic: &str) -> Vec<Raw> {
+    let source = KafkaSource::connect(brokers).unwrap();
+    let info = source.topic_info(topic).unwrap();
+    let starts: Vec<_> = (0..info.watermarks.len() as u32)
+        .map(|p| (topic.to_string(), p, 0))
+        .collect();
+    let total: u64 = info.watermarks.iter().map(|w| w.1).sum();
+    source.assign(&starts).unwrap();
+    let mut out = Vec::new();
+    while (out.len() as u64) < total {
+        source
+            .drain(100_000, Duration::from_millis(100), |polled| {
+                let Polled::Record(r) = polled else { return };
+                out.push(Raw {
+                    partition: r.partition,
+                    offset: r.offset,
+                    payload: r.payload.map(<[u8]>::to_vec),
+                })
+            })
+            .unwrap();
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}

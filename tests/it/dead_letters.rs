@@ -1,0 +1,117 @@
+//! Bad records among good ones: every good event counted, every bad one kept as a dead
+//! letter with its position and reason, no panic, nothing good lost.
+
+use rewind::decode::MAX_PAYLOAD_BYTES;
+use rewind::workload::{GenConfig, Record};
+use rewind_state::ReadOnlyStore;
+
+use crate::common;
+
+fn bad(json: String) -> Record {
+    Record {
+        key: "u9".into(),
+        json,
+        ts_ms: 0,
+    }
+}
+
+#[test]
+fn each_kind_of_bad_record_becomes_a_dead_letter_and_good_ones_count() {
+    let config = GenConfig {
+        viewers: 30,
+        titles: 10,
+        seed: 3,
+        ..GenConfig::default()
+    };
+    let (titles, good) = common::workload(config.clone(), 3_000);
+    let ts = config.start_ms + 5_000;
+    let cases: Vec<(Record, &str)> = vec![
+        (bad("{\"event_id\": \"e\", \"type\":".into()), "bad JSON"),
+        (
+            bad(format!(
+                r#"{{"event_id":"e","type":"click","ts":{ts},"title_id":"t"}}"#
+            )),
+            "missing required field `user_id`",
+        ),
+        (
+            bad(format!(
+                r#"{{"event_id":"e","type":"click","user_id":7,"ts":{ts},"title_id":"t"}}"#
+            )),
+            "field `user_id` is not a string",
+        ),
+        (
+            bad(format!(
+                r#"{{"event_id":"e","type":"teleport","user_id":"u9","ts":{ts}}}"#
+            )),
+            "unknown event `type`",
+        ),
+        (
+            bad(r#"{"event_id":"e","type":"click","user_id":"u9","ts":-5,"title_id":"t"}"#.into()),
+            "field `ts` is not",
+        ),
+        (
+            bad(r#"{"event_id":"e","type":"click","user_id":"u9","ts":99,"title_id":"t"}"#.into()),
+            "not a plausible time",
+        ),
+        (
+            bad(format!(
+                r#"{{"event_id":"e","type":"click","user_id":"u9","ts":{ts},"title_id":"{}"}}"#,
+                "x".repeat(MAX_PAYLOAD_BYTES)
+            )),
+            "exceeds",
+        ),
+        (bad(String::new()), "empty payload"),
+    ];
+    let mut events = good.clone();
+    for (i, (record, _)) in cases.iter().enumerate() {
+        events.insert(100 + i * 300, record.clone());
+    }
+    let mut all_titles = titles.clone();
+    all_titles.push(Record {
+        key: "tt-bad".into(),
+        json: r#"{"title_id":"tt-bad"}"#.into(),
+        ts_ms: 0,
+    });
+
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &all_titles, &events, config.start_ms);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+
+    assert_eq!(summary.counters.events, good.len() as u64);
+    assert_eq!(summary.counters.dead_letters, cases.len() as u64 + 1);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let letters = snap.dead_letters().unwrap();
+    assert_eq!(letters.len(), cases.len() + 1);
+    for (i, (_, reason)) in cases.iter().enumerate() {
+        let offset = (100 + i * 300) as u64;
+        let letter = letters
+            .iter()
+            .find(|l| l.topic == common::EVENTS && l.offset == offset);
+        let letter = letter.unwrap_or_else(|| panic!("no dead letter at offset {offset}"));
+        assert!(
+            letter.reason.contains(reason),
+            "offset {offset}: {:?} lacks {reason:?}",
+            letter.reason
+        );
+    }
+    let title = letters.iter().find(|l| l.topic == common::TITLES).unwrap();
+    assert!(title.reason.contains("`kind`"), "{}", title.reason);
+    assert_eq!(
+        snap.meta_u64("events_total").unwrap(),
+        Some(good.len() as u64)
+    );
+    assert_eq!(
+        snap.meta_u64("dead_letters_total").unwrap(),
+        Some(cases.len() as u64 + 1)
+    );
+    // Nothing of a dead letter but its position and reason is kept.
+    assert!(
+        letters
+            .iter()
+            .all(|l| !l.reason.contains("u9") && l.reason.len() < 200)
+    );
+}

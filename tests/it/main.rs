@@ -1,0 +1,9 @@
+//! Integration tests: the pipeline against librdkafka's in-process mock cluster (the real
+//! Kafka protocol) and real redb files, through the library and through the binary.
+
+mod cli;
+mod common;
+mod dead_letters;
+mod oracle;
+mod privacy;
+mod restart;
