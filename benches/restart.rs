@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rewind::TimePolicy;
 use rewind::engine::{self, RunConfig, Shared};
 use rewind::privacy::Pseudonymizer;
 use rewind::workload::{GenConfig, Generator};
-use rewind::TimePolicy;
 use rewind_connectors::{EmbeddedCluster, Producer};
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -22,7 +22,10 @@ fn arg(name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+        .map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
 }
 
 fn main() {
@@ -35,15 +38,33 @@ fn main() {
     cluster.create_topic("titles", 1).unwrap();
     let brokers = cluster.bootstrap_servers().to_string();
 
-    let config = GenConfig { viewers: 20_000, titles: 2_000, ..GenConfig::default() };
+    let config = GenConfig {
+        viewers: 20_000,
+        titles: 2_000,
+        ..GenConfig::default()
+    };
     let generator = Generator::new(config.clone());
     let producer = Producer::connect(&brokers).unwrap();
     let titles_ts = Some(config.start_ms as i64 - 60_000);
     for t in generator.title_records() {
-        producer.send("titles", Some(t.key.as_bytes()), t.json.as_bytes(), titles_ts).unwrap();
+        producer
+            .send(
+                "titles",
+                Some(t.key.as_bytes()),
+                t.json.as_bytes(),
+                titles_ts,
+            )
+            .unwrap();
     }
     for r in generator.take(events as usize) {
-        producer.send("events", Some(r.key.as_bytes()), r.json.as_bytes(), Some(r.ts_ms as i64)).unwrap();
+        producer
+            .send(
+                "events",
+                Some(r.key.as_bytes()),
+                r.json.as_bytes(),
+                Some(r.ts_ms as i64),
+            )
+            .unwrap();
     }
     producer.flush(Duration::from_secs(120)).unwrap();
 
@@ -77,5 +98,9 @@ fn main() {
         rate(backfill),
         first.changes_written
     );
-    println!("restart rebuild: {:.2} s ({:.0} events/s replayed)", restart.as_secs_f64(), rate(restart));
+    println!(
+        "restart rebuild: {:.2} s ({:.0} events/s replayed)",
+        restart.as_secs_f64(),
+        rate(restart)
+    );
 }

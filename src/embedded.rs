@@ -2,9 +2,9 @@
 //! cluster, the real wire protocol), the workload generator producing into it live, and the
 //! engine consuming it, all in one process.
 //!
-//! The mock cluster keeps only the newest ~100k messages per partition, so the generator
-//! never lets the pipeline fall more than half of that behind: it pauses, and says so when it
-//! is paced (with `--rate max` pausing is the point). The log dies with the process, so a new
+//! The mock cluster keeps only the newest ~100k messages (or 5 MiB) per partition, so the
+//! generator never lets the pipeline fall that far behind: it pauses, and says so when it is
+//! paced (with `--rate max` pausing is the point). The log dies with the process, so a new
 //! embedded run never continues an old store: it moves the old file aside.
 
 use std::path::{Path, PathBuf};
@@ -22,9 +22,10 @@ use crate::workload::{GenConfig, Generator};
 
 pub const EVENTS_TOPIC: &str = "events";
 pub const TITLES_TOPIC: &str = "titles";
-/// Records the pipeline may trail the generator by, per partition: half of what the mock
-/// cluster keeps, so a slow moment never costs data.
-const MAX_BEHIND_PER_PARTITION: u64 = 50_000;
+/// Records the pipeline may trail the generator by, per partition. The mock cluster keeps the
+/// newest ~100k messages or 5 MiB per partition, whichever is less: about 20k generated
+/// records of ~250 bytes. 8k leaves room for uneven partitions and a slow moment.
+const MAX_BEHIND_PER_PARTITION: u64 = 8_000;
 
 /// How fast the generator produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +191,7 @@ fn feed_inner(
                     warned = true;
                     eprintln!(
                         "rewind: the pipeline is {limit} events behind the generator; the \
-                         embedded log keeps only ~100k per partition, so the generator pauses \
+                         embedded log keeps only ~5 MiB per partition, so the generator pauses \
                          until it catches up"
                     );
                 }

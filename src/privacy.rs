@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
+use rewind_dataflows::event::ViewerId;
 use sha2::Sha256;
 
 /// The environment variable that holds the pseudonymization key.
@@ -80,22 +81,16 @@ impl Pseudonymizer {
         Err(KeyError::Missing)
     }
 
-    /// `v_` + the first 32 hex chars of HMAC-SHA256(key, user_id).
-    pub fn viewer_id(&self, user_id: &str) -> String {
+    /// The first 128 bits of HMAC-SHA256(key, user_id), displayed as `v_` + 32 hex chars.
+    pub fn viewer_id(&self, user_id: &str) -> ViewerId {
         let mut mac = self.mac.clone();
         mac.update(user_id.as_bytes());
         let digest = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(34);
-        out.push_str("v_");
-        for byte in &digest[..16] {
-            out.push(HEX[(byte >> 4) as usize] as char);
-            out.push(HEX[(byte & 0xf) as usize] as char);
-        }
-        out
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        ViewerId(u128::from_be_bytes(first))
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn checked(source_name: &str, key: Vec<u8>) -> Result<Pseudonymizer, KeyError> {
     if key.len() < MIN_KEY_BYTES {
@@ -151,7 +146,7 @@ mod tests {
         // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?").
         let p = Pseudonymizer::new(b"Jefe");
         assert_eq!(
-            p.viewer_id("what do ya want for nothing?"),
+            p.viewer_id("what do ya want for nothing?").to_string(),
             "v_5bdcc146bf60754e6a042426089575c7"
         );
     }

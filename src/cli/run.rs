@@ -185,8 +185,8 @@ fn run_embedded(
         );
     }
     eprintln!(
-        "rewind: embedded Kafka at {} (in-process, live: it keeps only the newest ~100k \
-         messages per partition); store {}; Ctrl-C stops cleanly",
+        "rewind: embedded Kafka at {} (in-process, live: it keeps only the newest ~5 MiB \
+         per partition); store {}; Ctrl-C stops cleanly",
         running.brokers,
         args.store.display()
     );

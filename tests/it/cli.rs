@@ -85,7 +85,7 @@ fn gen_produce_run_and_get_through_the_binary() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("4000 events"), "{stderr}");
 
-    let viewer = common::door().viewer_id("u0000001");
+    let viewer = common::door().viewer_id("u0000001").to_string();
     let got: serde_json::Value = serde_json::from_str(&ok(&rewind(&[
         "get", "--store", store_s, "viewer", &viewer,
     ])))

@@ -54,23 +54,23 @@ type Values = BTreeMap<(String, String), f64>;
 /// Every feature's non-default value as of tick `t`, computed from scratch.
 pub fn expected(placed: &[Placed], t: u64) -> Values {
     let within = |time: u64, window: u64| time <= t && t < time + window;
-    let mut watch_ms: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut plays: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut title_viewers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut watch_ms: BTreeMap<String, u64> = BTreeMap::new();
+    let mut plays: BTreeMap<String, u64> = BTreeMap::new();
+    let mut title_viewers: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for Placed { event, time } in placed {
         match &event.kind {
             EventKind::Heartbeat { interval_ms, .. } if within(*time, HOUR) => {
-                *watch_ms.entry(&event.viewer).or_default() += interval_ms;
+                *watch_ms.entry(event.viewer.to_string()).or_default() += interval_ms;
             }
             EventKind::PlayStart { title, .. } => {
                 if within(*time, DAY) {
-                    *plays.entry(&event.viewer).or_default() += 1;
+                    *plays.entry(event.viewer.to_string()).or_default() += 1;
                 }
                 if within(*time, HOUR) {
                     title_viewers
                         .entry(title)
                         .or_default()
-                        .insert(&event.viewer);
+                        .insert(event.viewer.to_string());
                 }
             }
             _ => {}

@@ -38,6 +38,6 @@ fn the_store_file_holds_no_raw_identifier() {
         );
     }
     // The pseudonyms, on the other hand, are there.
-    let pseudonym = common::door().viewer_id("u0000001");
+    let pseudonym = common::door().viewer_id("u0000001").to_string();
     assert!(text.contains(&pseudonym));
 }

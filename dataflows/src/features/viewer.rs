@@ -38,7 +38,7 @@ fn watch_seconds_1h<'s>(sources: &Sources<'s>) -> Output<'s> {
     sliding(heartbeats, hours(1))
         .explode(|(viewer, interval_ms)| Some((viewer, interval_ms as isize)))
         .count_total()
-        .map(|(viewer, total_ms)| (viewer, Value::seconds_from_ms(total_ms as i64)))
+        .map(|(viewer, total_ms)| (viewer.to_string(), Value::seconds_from_ms(total_ms as i64)))
 }
 
 /// Count of `play_start`: abelian, one running total per viewer.
@@ -49,5 +49,5 @@ fn plays_24h<'s>(sources: &Sources<'s>) -> Output<'s> {
     });
     sliding(plays, hours(24))
         .count_total()
-        .map(|(viewer, n)| (viewer, Value::Int(n as i64)))
+        .map(|(viewer, n)| (viewer.to_string(), Value::Int(n as i64)))
 }
