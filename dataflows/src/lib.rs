@@ -1,23 +1,52 @@
-//! rewind's feature definitions: the event schema, windows, and the built-in feature library.
+//! rewind's feature definitions: the event schema, the definition API, and the built-in
+//! feature library.
 //!
-//! A feature is a differential collection of `(entity id, value)` over event time in
-//! milliseconds, built from [`Sources`]. The engine binds sources to topics, runs every
-//! feature in one dataflow, and writes each change to the store; definitions do no I/O.
+//! An ML engineer adds a feature by writing one [`Feature`] in `features/`: a name, a
+//! description, the purposes it may serve, and an aggregation built from a source
+//! ([`source`]), an entity key, an aggregation ([`aggregate`]) and a window:
 //!
-//! Invariants every definition keeps:
-//! - at most one value per entity at any time (the store keeps one current value per key);
+//! ```
+//! use rewind_dataflows::prelude::*;
+//!
+//! let searches = Feature::new("viewer.searches_1h")
+//!     .describe("number of searches in the last hour")
+//!     .purposes(&[Purpose::Personalization])
+//!     .aggregate(searches().by_viewer().count().over(hours(1)));
+//! assert!(validate(&[searches], 1000).is_ok());
+//! ```
+//!
+//! Each feature compiles to a differential collection of `(entity id, value)` over event time
+//! in milliseconds. The engine binds sources to topics, runs every feature in one dataflow per
+//! worker, and writes each change to the store; definitions do no I/O. Every definition keeps:
+//! - at most one value per entity at any time;
 //! - an entity at its feature's default (0, null, empty) is absent from the collection;
-//! - nothing at or after `T` affects the value as of `T`: windows use [`window::sliding`].
+//! - nothing at or after `T` affects the value as of `T` (windows use [`window::sliding`]).
 
+pub mod aggregate;
 pub mod event;
+pub mod feature;
 pub mod features;
+pub mod source;
 pub mod value;
 pub mod window;
 
 use differential_dataflow::VecCollection;
 
-pub use event::{Event, EventKind, TimeMs, Title, TitleKind};
-pub use value::{F64, Value};
+pub use event::{Event, EventKind, TimeMs, Title, TitleKind, ViewerId};
+pub use feature::{DefinitionError, DefinitionErrors, Feature, Purpose, validate};
+pub use value::{F64, Value, ValueType};
+
+/// Everything a feature definition needs, in one import.
+pub mod prelude {
+    pub use crate::aggregate::{Aggregation, Compute, ratio};
+    pub use crate::feature::{Feature, Purpose, validate};
+    pub use crate::source::{
+        clicks, completes, heartbeats, impressions, pauses, play_starts, resumes, searches, seeks,
+    };
+    pub use crate::value::{Value, ValueType};
+    pub use crate::window::{days, hours, minutes};
+    pub use crate::{Entity, Output, Sources, Window};
+}
 
 /// The decoded inputs every feature is built from.
 #[derive(Clone)]
@@ -50,52 +79,42 @@ impl Entity {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ValueType {
-    Int,
-    Float,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The span of event time an aggregation looks at, as of `T`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Window {
     /// The last `n` milliseconds: `T - n <= ts < T`.
     Sliding(u64),
+    /// Everything within the retention limit ([`window::RETENTION_MS`]).
+    Retention,
 }
 
-/// A feature: its catalog entry and how to build it.
-#[derive(Clone)]
-pub struct FeatureDef {
-    /// `entity.name_window`, unique in the library.
-    pub name: &'static str,
-    pub entity: Entity,
-    pub value_type: ValueType,
-    pub window: Window,
-    pub description: &'static str,
-    pub build: for<'s> fn(&Sources<'s>) -> Output<'s>,
-}
-
-impl FeatureDef {
-    /// The value an entity has when nothing falls in the window, as JSON.
-    pub fn default_json(&self) -> &'static str {
-        match self.value_type {
-            ValueType::Int => "0",
-            ValueType::Float => "0",
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use window::{DAY_MS, HOUR_MS, MINUTE_MS};
+        match *self {
+            Window::Retention => write!(f, "retention"),
+            Window::Sliding(ms) if ms % DAY_MS == 0 => write!(f, "{}d", ms / DAY_MS),
+            Window::Sliding(ms) if ms % HOUR_MS == 0 => write!(f, "{}h", ms / HOUR_MS),
+            Window::Sliding(ms) if ms % MINUTE_MS == 0 => write!(f, "{}m", ms / MINUTE_MS),
+            Window::Sliding(ms) => write!(f, "{ms}ms"),
         }
     }
 }
 
 /// The built-in feature library, in a stable order (indices are feature ids in the dataflow).
-pub fn library() -> Vec<FeatureDef> {
-    let mut defs = features::viewer::features();
-    defs.extend(features::title::features());
-    defs
+pub fn library() -> Vec<Feature> {
+    let mut features = features::viewer::features();
+    features.extend(features::title::features());
+    features
 }
 
-/// Builds every feature of `defs` and concatenates their outputs.
-pub fn build_all<'scope>(sources: &Sources<'scope>, defs: &[FeatureDef]) -> AllOutputs<'scope> {
-    let outputs = defs.iter().enumerate().map(|(index, def)| {
+/// Builds every feature of `features` and concatenates their outputs.
+pub fn build_all<'scope>(sources: &Sources<'scope>, features: &[Feature]) -> AllOutputs<'scope> {
+    let outputs = features.iter().enumerate().map(|(index, feature)| {
         let id = u16::try_from(index).expect("fewer than 65536 features");
-        (def.build)(sources).map(move |(entity, value)| ((id, entity), value))
+        feature
+            .compute(sources)
+            .map(move |(entity, value)| ((id, entity), value))
     });
     let scope = sources.events.scope();
     differential_dataflow::collection::concatenate(scope, outputs)

@@ -15,6 +15,9 @@ pub const SECOND_MS: u64 = 1000;
 pub const MINUTE_MS: u64 = 60 * SECOND_MS;
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
 pub const DAY_MS: u64 = 24 * HOUR_MS;
+/// The retention limit: no viewing data older than this survives (DESIGN.md: at most 365
+/// days). "Within retention" windows are this long.
+pub const RETENTION_MS: u64 = 365 * DAY_MS;
 
 /// Window lengths in milliseconds, for definitions that read like their names.
 pub fn hours(n: u64) -> u64 {
@@ -23,6 +26,10 @@ pub fn hours(n: u64) -> u64 {
 
 pub fn days(n: u64) -> u64 {
     n * DAY_MS
+}
+
+pub fn minutes(n: u64) -> u64 {
+    n * MINUTE_MS
 }
 
 /// The first tick boundary strictly after `ts_ms`: when an event becomes visible.

@@ -37,7 +37,7 @@ pub fn run(args: GetArgs) -> anyhow::Result<()> {
     };
     let defs: Vec<_> = library()
         .into_iter()
-        .filter(|d| d.entity == entity)
+        .filter(|d| d.entity() == Some(entity))
         .collect();
     if let Some(name) = &args.feature
         && !defs.iter().any(|d| d.name == name)

@@ -71,6 +71,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Source(#[from] ConnectorError),
+    #[error(transparent)]
+    Definitions(#[from] rewind_dataflows::DefinitionErrors),
     #[error("store {dir} was built with {what} {stored}; this run uses {wanted}. {hint}")]
     Mismatch {
         dir: PathBuf,
@@ -126,6 +128,7 @@ pub(crate) struct Plan {
 /// Runs the pipeline until `shared` is told to stop or, with `until_caught_up`, until the log
 /// as of start is consumed.
 pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineError> {
+    rewind_dataflows::validate(&rewind_dataflows::library(), config.policy.tick_ms)?;
     let store = Store::open(&config.store_dir)?;
     check_store_settings(&store, &config)?;
     let mut warnings = Vec::new();

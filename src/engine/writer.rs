@@ -67,7 +67,7 @@ impl Writer {
     ) -> Writer {
         let names = library()
             .iter()
-            .map(|d| (d.name, d.entity.as_str()))
+            .map(|f| (f.name, f.entity().expect("a validated library").as_str()))
             .collect();
         shared.frontier_ms.store(committed_ms, Ordering::Relaxed);
         Writer {

@@ -95,6 +95,7 @@ pub fn run_caught_up(brokers: &str, store: &Path, workers: usize) -> RunSummary 
 pub struct Raw {
     pub partition: u32,
     pub offset: u64,
+    pub timestamp_ms: Option<i64>,
     pub payload: Option<Vec<u8>>,
 }
 
@@ -115,6 +116,7 @@ pub fn read_back(brokers: &str, topic: &str) -> Vec<Raw> {
                 out.push(Raw {
                     partition: r.partition,
                     offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
                     payload: r.payload.map(<[u8]>::to_vec),
                 })
             })

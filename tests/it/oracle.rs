@@ -8,9 +8,10 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rewind::TimePolicy;
-use rewind::decode::decode_event;
-use rewind::workload::{GenConfig, Record};
-use rewind_dataflows::{Event, EventKind};
+use rewind::decode::{decode_event, decode_title};
+use rewind::workload::{GenConfig, Generator, Record};
+use rewind_dataflows::window::RETENTION_MS;
+use rewind_dataflows::{Event, EventKind, F64, Title, Value};
 use rewind_state::{ReadOnlyStore, Snapshot};
 
 use crate::common::{self, Raw};
@@ -21,106 +22,260 @@ const DAY: u64 = 24 * HOUR;
 /// An event and the logical time DESIGN.md's rule gives it: `t0`, the first tick boundary
 /// after `ts`, unless that is below its partition's frontier (`max ts seen - lateness`,
 /// floored to a tick, plus a tick), where a late event lands instead.
-pub struct Placed {
-    pub event: Event,
+pub struct Placed<T> {
+    pub record: T,
     pub time: u64,
 }
 
-pub fn place(raw: &[Raw], policy: TimePolicy) -> Vec<Placed> {
+/// The time rule, restated plainly: per partition, in log order.
+struct Clocks(HashMap<u32, u64>);
+
+impl Clocks {
+    fn place(&mut self, partition: u32, ts: u64) -> u64 {
+        let TimePolicy {
+            tick_ms: tick,
+            lateness_ms,
+        } = TimePolicy::default();
+        let t0 = (ts / tick + 1) * tick;
+        let frontier = self
+            .0
+            .get(&partition)
+            .map_or(0, |m| m.saturating_sub(lateness_ms) / tick * tick + tick);
+        let newest = self.0.entry(partition).or_insert(ts);
+        *newest = (*newest).max(ts);
+        t0.max(frontier)
+    }
+}
+
+/// Every decodable event of the log, placed.
+pub fn place(raw: &[Raw]) -> Vec<Placed<Event>> {
     let door = common::door();
-    let tick = policy.tick_ms;
-    let mut max_ts: HashMap<u32, u64> = HashMap::new();
+    let mut clocks = Clocks(HashMap::new());
     let mut placed = Vec::new();
     for record in raw {
         let Ok(event) = decode_event(record.payload.as_deref(), &door) else {
             continue;
         };
-        let t0 = (event.ts_ms / tick + 1) * tick;
-        let frontier = max_ts.get(&record.partition).map_or(0, |m| {
-            m.saturating_sub(policy.lateness_ms) / tick * tick + tick
-        });
-        let newest = max_ts.entry(record.partition).or_insert(event.ts_ms);
-        *newest = (*newest).max(event.ts_ms);
         placed.push(Placed {
-            time: t0.max(frontier),
-            event,
+            time: clocks.place(record.partition, event.ts_ms),
+            record: event,
         });
     }
     placed
 }
 
-type Values = BTreeMap<(String, String), f64>;
+/// Every title record of the log, placed at its Kafka timestamp by the same rule; a later
+/// record of a title never takes effect before an earlier one.
+pub fn place_titles(raw: &[Raw]) -> Vec<Placed<Title>> {
+    let mut clocks = Clocks(HashMap::new());
+    let mut latest: HashMap<String, u64> = HashMap::new();
+    let mut placed = Vec::new();
+    for record in raw {
+        let Ok(title) = decode_title(record.payload.as_deref()) else {
+            continue;
+        };
+        let ts = record.timestamp_ms.expect("the tests stamp every title") as u64;
+        let previous = latest.get(&title.title_id).copied().unwrap_or(0);
+        let time = clocks.place(record.partition, ts).max(previous);
+        latest.insert(title.title_id.clone(), time);
+        placed.push(Placed {
+            time,
+            record: title,
+        });
+    }
+    placed
+}
+
+/// The log as the oracle sees it.
+pub struct World {
+    pub events: Vec<Placed<Event>>,
+    pub titles: Vec<Placed<Title>>,
+}
+
+impl World {
+    pub fn read(brokers: &str) -> World {
+        let events = place(&common::read_back(brokers, common::EVENTS));
+        let titles = place_titles(&common::read_back(brokers, common::TITLES));
+        World { events, titles }
+    }
+
+    /// Each title's metadata in force at `t`: its last record placed at or before `t`.
+    fn titles_at(&self, t: u64) -> HashMap<&str, &Title> {
+        let mut current = HashMap::new();
+        for p in self.titles.iter().filter(|p| p.time <= t) {
+            current.insert(p.record.title_id.as_str(), &p.record);
+        }
+        current
+    }
+}
+
+type Values = BTreeMap<(String, String), String>;
+
+#[derive(Default)]
+struct Tally {
+    watch_1h: BTreeMap<String, u64>,
+    completes_1h: BTreeMap<String, i64>,
+    plays_24h: BTreeMap<String, i64>,
+    searches_1h: BTreeMap<String, i64>,
+    genre_ms: BTreeMap<String, BTreeMap<String, u64>>,
+    last_play: BTreeMap<String, BTreeMap<String, u64>>,
+    lifetime: BTreeMap<String, u64>,
+    title_viewers: BTreeMap<String, BTreeSet<String>>,
+    clicks: BTreeMap<String, i64>,
+    impressions: BTreeMap<String, i64>,
+}
 
 /// Every feature's non-default value as of tick `t`, computed from scratch.
-pub fn expected(placed: &[Placed], t: u64) -> Values {
+pub fn expected(world: &World, t: u64) -> Values {
     let within = |time: u64, window: u64| time <= t && t < time + window;
-    let mut watch_ms: BTreeMap<String, u64> = BTreeMap::new();
-    let mut plays: BTreeMap<String, u64> = BTreeMap::new();
-    let mut title_viewers: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for Placed { event, time } in placed {
+    let titles = world.titles_at(t);
+    let mut tally = Tally::default();
+    for Placed {
+        record: event,
+        time,
+    } in &world.events
+    {
+        let viewer = event.viewer.to_string();
+        let bump = |map: &mut BTreeMap<String, i64>, key: &str| {
+            *map.entry(key.to_string()).or_default() += 1
+        };
         match &event.kind {
-            EventKind::Heartbeat { interval_ms, .. } if within(*time, HOUR) => {
-                *watch_ms.entry(event.viewer.to_string()).or_default() += interval_ms;
+            EventKind::Heartbeat {
+                title, interval_ms, ..
+            } => {
+                if within(*time, HOUR) {
+                    *tally.watch_1h.entry(viewer.clone()).or_default() += interval_ms;
+                }
+                if within(*time, RETENTION_MS) {
+                    *tally.lifetime.entry(viewer.clone()).or_default() += interval_ms;
+                }
+                if let (true, Some(meta)) = (within(*time, 90 * DAY), titles.get(title.as_str())) {
+                    for genre in &meta.genres {
+                        let genres = tally.genre_ms.entry(viewer.clone()).or_default();
+                        *genres.entry(genre.clone()).or_default() += interval_ms;
+                    }
+                }
+            }
+            EventKind::Complete { .. } if within(*time, HOUR) => {
+                bump(&mut tally.completes_1h, &viewer)
+            }
+            EventKind::Search { .. } if within(*time, HOUR) => {
+                bump(&mut tally.searches_1h, &viewer)
             }
             EventKind::PlayStart { title, .. } => {
                 if within(*time, DAY) {
-                    *plays.entry(event.viewer.to_string()).or_default() += 1;
+                    bump(&mut tally.plays_24h, &viewer);
                 }
                 if within(*time, HOUR) {
-                    title_viewers
-                        .entry(title)
+                    tally
+                        .title_viewers
+                        .entry(title.clone())
                         .or_default()
-                        .insert(event.viewer.to_string());
+                        .insert(viewer.clone());
                 }
+                if within(*time, RETENTION_MS) {
+                    let last = tally
+                        .last_play
+                        .entry(viewer)
+                        .or_default()
+                        .entry(title.clone())
+                        .or_default();
+                    *last = (*last).max(event.ts_ms);
+                }
+            }
+            EventKind::Click { title, .. } if within(*time, DAY) => bump(&mut tally.clicks, title),
+            EventKind::Impression { title, .. } if within(*time, DAY) => {
+                bump(&mut tally.impressions, title)
             }
             _ => {}
         }
     }
+    render(tally)
+}
+
+fn render(tally: Tally) -> Values {
     let mut values = Values::new();
-    let mut put = |feature: &str, entity: &str, value: f64| {
-        if value != 0.0 {
-            values.insert((feature.to_string(), entity.to_string()), value);
+    let mut put = |feature: &str, entity: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            values.insert((feature.to_string(), entity.to_string()), value.to_json());
         }
     };
-    watch_ms
-        .iter()
-        .for_each(|(v, ms)| put("viewer.watch_seconds_1h", v, *ms as f64 / 1000.0));
-    plays
-        .iter()
-        .for_each(|(v, n)| put("viewer.plays_24h", v, *n as f64));
-    title_viewers
-        .iter()
-        .for_each(|(t, vs)| put("title.plays_1h", t, vs.len() as f64));
+    let seconds = |ms: u64| (ms > 0).then(|| Value::seconds_from_ms(ms as i64));
+    let count = |n: i64| (n > 0).then_some(Value::Int(n));
+    for (v, ms) in &tally.watch_1h {
+        put("viewer.watch_seconds_1h", v, seconds(*ms));
+    }
+    for (v, ms) in &tally.lifetime {
+        put("viewer.lifetime_watch_s", v, seconds(*ms));
+    }
+    for (v, n) in &tally.completes_1h {
+        put("viewer.completes_1h", v, count(*n));
+    }
+    for (v, n) in &tally.plays_24h {
+        put("viewer.plays_24h", v, count(*n));
+    }
+    for (v, n) in &tally.searches_1h {
+        put("viewer.searches_1h", v, count(*n));
+    }
+    for (v, genres) in &tally.genre_ms {
+        let sum: u64 = genres.values().sum();
+        let shares = genres
+            .iter()
+            .map(|(g, ms)| (g.clone(), F64::new(*ms as f64 / sum as f64)));
+        put(
+            "viewer.genre_share_90d",
+            v,
+            (sum > 0).then(|| Value::Map(shares.collect())),
+        );
+    }
+    for (v, last) in &tally.last_play {
+        let mut titles: Vec<(&String, &u64)> = last.iter().collect();
+        titles.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let list = titles
+            .into_iter()
+            .take(10)
+            .map(|(t, _)| t.clone())
+            .collect();
+        put("viewer.last_titles_10", v, Some(Value::List(list)));
+    }
+    for (t, viewers) in &tally.title_viewers {
+        put("title.plays_1h", t, count(viewers.len() as i64));
+    }
+    for (t, shown) in &tally.impressions {
+        let clicked = tally.clicks.get(t).copied().unwrap_or(0);
+        put(
+            "title.ctr_24h",
+            t,
+            Some(Value::Float(F64::new(clicked as f64 / *shown as f64))),
+        );
+    }
     values
 }
 
-fn number(json: &[u8]) -> f64 {
-    serde_json::from_slice::<serde_json::Value>(json)
-        .unwrap()
-        .as_f64()
-        .unwrap()
+fn json(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 /// The store's history as of `t`, for every (feature, entity) it or the oracle knows.
 fn history_as_of(snap: &Snapshot, keys: &BTreeSet<(String, String)>, t: u64) -> Values {
     let mut values = Values::new();
     for (feature, entity) in keys {
-        if let Some(json) = snap.as_of(feature, entity, t).unwrap() {
-            values.insert((feature.clone(), entity.clone()), number(&json));
+        if let Some(bytes) = snap.as_of(feature, entity, t).unwrap() {
+            values.insert((feature.clone(), entity.clone()), json(&bytes));
         }
     }
     values
 }
 
 /// Checks history at each of `times` and online values at the frontier against the oracle.
-pub fn check_store(store: &Path, placed: &[Placed], times: &[u64]) {
+pub fn check_store(store: &Path, world: &World, times: &[u64]) {
     let tick = TimePolicy::default().tick_ms;
     let snap = ReadOnlyStore::open(store).unwrap().snapshot().unwrap();
     let frontier = snap
         .frontier_ms()
         .unwrap()
         .expect("the run committed output");
-    let last = placed.iter().map(|p| p.time).max().unwrap();
+    let last = world.events.iter().map(|p| p.time).max().unwrap();
     assert_eq!(
         frontier,
         last + tick,
@@ -133,7 +288,8 @@ pub fn check_store(store: &Path, placed: &[Placed], times: &[u64]) {
         .map(|r| (r.feature, r.entity_id))
         .collect();
     for &t in times {
-        let want = expected(placed, t);
+        assert!(t < frontier, "tick {t} is not final in the store");
+        let want = expected(world, t);
         keys.extend(want.keys().cloned());
         let got = history_as_of(&snap, &keys, t);
         assert_eq!(got, want, "history as of {t} differs from the oracle");
@@ -142,21 +298,21 @@ pub fn check_store(store: &Path, placed: &[Placed], times: &[u64]) {
         .online_all()
         .unwrap()
         .into_iter()
-        .map(|(_, id, row)| ((row.feature, id), number(&row.value_json)))
+        .map(|(_, id, row)| ((row.feature, id), json(&row.value_json)))
         .collect();
     assert_eq!(
         online,
-        expected(placed, frontier - tick),
+        expected(world, frontier - tick),
         "online values differ from the oracle"
     );
     assert_eq!(snap.meta_u64("as_of_ms").unwrap(), Some(frontier - tick));
 }
 
 /// `n` seeded tick boundaries between the first event and the end, plus `extra`.
-pub fn sample_times(placed: &[Placed], n: usize, seed: u64, extra: &[u64]) -> Vec<u64> {
+pub fn sample_times(world: &World, n: usize, seed: u64, extra: &[u64]) -> Vec<u64> {
     let tick = TimePolicy::default().tick_ms;
-    let first = placed.iter().map(|p| p.time).min().unwrap() - tick;
-    let last = placed.iter().map(|p| p.time).max().unwrap();
+    let first = world.events.iter().map(|p| p.time).min().unwrap() - tick;
+    let last = world.events.iter().map(|p| p.time).max().unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut times: Vec<u64> = (0..n)
         .map(|_| rng.random_range(first / tick..=last / tick) * tick)
@@ -166,43 +322,83 @@ pub fn sample_times(placed: &[Placed], n: usize, seed: u64, extra: &[u64]) -> Ve
     times
 }
 
-fn generated(seed: u64, events: usize) -> (GenConfig, Vec<Record>, Vec<Record>) {
-    // 150 viewers for ~2 h of event time: long enough for every 1 h window to expire.
-    let config = GenConfig {
+/// Produces a workload, runs it with 1 and 2 workers, and checks both stores.
+fn check_workload(config: GenConfig, events: usize, retitle_at: Option<u64>) {
+    let (titles, records) = common::workload(config.clone(), events);
+    // Six partitions keep each well under the mock cluster's 5 MiB.
+    let log = common::log(6);
+    common::produce_workload(&log.brokers, &titles, &records, config.start_ms);
+    if let Some(at) = retitle_at {
+        // The same titles with other genres, taking effect mid-stream.
+        let other = Generator::new(GenConfig {
+            seed: config.seed + 1000,
+            ..config.clone()
+        });
+        let changed: Vec<Record> = other
+            .title_records()
+            .into_iter()
+            .map(|t| Record { ts_ms: at, ..t })
+            .collect();
+        common::produce(&log.brokers, common::TITLES, &changed);
+    }
+    let world = World::read(&log.brokers);
+    assert_eq!(world.events.len(), records.len());
+    let hour_later = config.start_ms + HOUR;
+    let mut extra: Vec<u64> = (0..20).map(|i| hour_later - 10_000 + i * 1000).collect();
+    if let Some(at) = retitle_at {
+        extra.extend((0..5).map(|i| at / 1000 * 1000 - 2000 + i * 1000));
+    }
+    let times = sample_times(&world, 80, config.seed, &extra);
+    for workers in [1, 2] {
+        let store = tempfile::tempdir().unwrap();
+        let summary = common::run_caught_up(&log.brokers, store.path(), workers);
+        assert_eq!(summary.counters.events, records.len() as u64);
+        let late = if config.late > 0.0 {
+            summary.counters.late_events > 0
+        } else {
+            summary.counters.late_events == 0
+        };
+        assert!(
+            late,
+            "late events: {} with late fraction {}",
+            summary.counters.late_events, config.late
+        );
+        check_store(store.path(), &world, &times);
+    }
+}
+
+fn workload(seed: u64) -> GenConfig {
+    // 150 viewers for over an hour of event time: long enough for 1 h windows to expire.
+    GenConfig {
         viewers: 150,
         titles: 40,
         seed,
         ..GenConfig::default()
-    };
-    let (titles, records) = common::workload(config.clone(), events);
-    (config, titles, records)
+    }
 }
 
 #[test]
-fn the_store_equals_a_plain_recomputation_for_1_and_2_workers() {
-    let (config, titles, events) = generated(7, 90_000);
-    // Six partitions keep each well under the mock cluster's 5 MiB.
-    let log = common::log(6);
-    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
-    let placed = place(
-        &common::read_back(&log.brokers, common::EVENTS),
-        TimePolicy::default(),
+fn a_default_workload_equals_the_oracle_for_1_and_2_workers() {
+    check_workload(workload(7), 60_000, None);
+}
+
+#[test]
+fn title_metadata_changing_mid_stream_equals_the_oracle() {
+    let config = workload(8);
+    let at = config.start_ms + 40 * 60_000 + 500;
+    check_workload(config, 60_000, Some(at));
+}
+
+#[test]
+fn late_events_beyond_the_lateness_equal_the_oracle() {
+    check_workload(
+        GenConfig {
+            late: 0.01,
+            ..workload(9)
+        },
+        60_000,
+        None,
     );
-    assert_eq!(placed.len(), events.len());
-    let hour_later = config.start_ms + HOUR;
-    let extra: Vec<u64> = (0..20).map(|i| hour_later - 10_000 + i * 1000).collect();
-    let times = sample_times(&placed, 150, 7, &extra);
-    for workers in [1, 2] {
-        let store = tempfile::tempdir().unwrap();
-        let summary = common::run_caught_up(&log.brokers, store.path(), workers);
-        assert_eq!(summary.counters.events, events.len() as u64);
-        assert_eq!(
-            summary.counters.late_events, 0,
-            "the default workload is within lateness"
-        );
-        assert_eq!(summary.counters.titles, titles.len() as u64);
-        check_store(store.path(), &placed, &times);
-    }
 }
 
 fn record(viewer: &str, ts_ms: u64, body: &str) -> Record {
@@ -214,45 +410,80 @@ fn record(viewer: &str, ts_ms: u64, body: &str) -> Record {
     }
 }
 
-/// Hand-placed events at tick edges, a 24 h expiry, and events beyond the lateness.
+fn title(id: &str, genres: &str, ts_ms: u64) -> Record {
+    let json = format!(r#"{{"title_id":"{id}","genres":[{genres}],"kind":"movie"}}"#);
+    Record {
+        key: id.to_string(),
+        json,
+        ts_ms,
+    }
+}
+
+/// Hand-placed events at tick edges, the 24 h, 90 d and retention expiries, and events
+/// beyond the lateness.
 #[test]
 fn windows_and_late_events_at_the_edges() {
     let s = 1_767_225_600_000; // a tick boundary
     let play = |title: &str| format!(r#""type":"play_start","title_id":"{title}""#);
-    let beat = r#""type":"heartbeat","title_id":"a","position_s":0,"interval_s":10"#;
+    let beat = |title: &str| {
+        format!(r#""type":"heartbeat","title_id":"{title}","position_s":0,"interval_s":10"#)
+    };
     let events = vec![
         record("u1", s, &play("a")),
         record("u1", s + 999, &play("a")),
         record("u2", s + 1000, &play("a")),
-        record("u1", s + 500, beat),
-        record("u2", s + HOUR - 1, beat),
-        record("u2", s + HOUR, beat),
+        record("u1", s + 500, &beat("a")),
+        record("u1", s + 700, &beat("b")),
+        record("u2", s + HOUR - 1, &beat("a")),
+        record("u2", s + HOUR, &beat("b")),
         record("u1", s + HOUR + 1000, &play("b")),
+        record(
+            "u1",
+            s + HOUR + 1000,
+            r#""type":"impression","title_id":"a","row":"r","rank":1"#,
+        ),
+        record("u2", s + HOUR + 1500, r#""type":"click","title_id":"a""#),
+        record("u2", s + HOUR + 1600, r#""type":"click","title_id":"b""#),
         // 40 s behind the newest: beyond the 5 s lateness, so it lands at the frontier.
         record("u3", s + HOUR - 40_000, &play("b")),
         record("u1", s + DAY - 1, &play("a")),
-        record("u1", s + DAY + 1500, beat),
+        record("u1", s + DAY + 1500, &beat("a")),
         record("u2", s + DAY + 2 * HOUR, &play("c")),
+        record("u1", s + 91 * DAY, &beat("b")),
+        record("u2", s + 366 * DAY, r#""type":"search","query":"q""#),
+    ];
+    let titles = vec![
+        title("a", r#""drama","comedy""#, s - 60_000),
+        title("b", r#""drama""#, s - 60_000),
+        title("b", r#""horror""#, s + HOUR + 500),
     ];
     let log = common::log(1);
+    common::produce(&log.brokers, common::TITLES, &titles);
     common::produce(&log.brokers, common::EVENTS, &events);
-    let placed = place(
-        &common::read_back(&log.brokers, common::EVENTS),
-        TimePolicy::default(),
-    );
+    let world = World::read(&log.brokers);
     let mut times = Vec::new();
-    for edge in [
+    let edges = [
         s,
         s + HOUR,
         s + HOUR + 1000,
         s + DAY,
         s + DAY + HOUR,
         s + DAY + 2 * HOUR,
-    ] {
+        s + 90 * DAY,
+        s + 91 * DAY,
+        s + 365 * DAY,
+        s + 366 * DAY,
+    ];
+    for edge in edges {
         times.extend((0..5).map(|i| edge - 2000 + i * 1000));
     }
-    let store = tempfile::tempdir().unwrap();
-    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
-    assert_eq!(summary.counters.late_events, 1);
-    check_store(store.path(), &placed, &times);
+    // Only ticks the store has completed: the last event's tick is the last.
+    let last = world.events.iter().map(|p| p.time).max().unwrap();
+    times.retain(|t| *t <= last);
+    for workers in [1, 2] {
+        let store = tempfile::tempdir().unwrap();
+        let summary = common::run_caught_up(&log.brokers, store.path(), workers);
+        assert_eq!(summary.counters.late_events, 1);
+        check_store(store.path(), &world, &times);
+    }
 }

@@ -1,33 +1,28 @@
-//! How titles are doing right now. Feeds trending rows.
+//! How titles are doing right now. Feeds trending rows and ranking.
 
-use differential_dataflow::operators::{CountTotal, ThresholdTotal};
-
-use crate::event::EventKind;
-use crate::window::{hours, sliding};
-use crate::{Entity, FeatureDef, Output, Sources, Value, ValueType, Window};
+use crate::prelude::*;
 
 /// The title features, in catalog order.
-pub fn features() -> Vec<FeatureDef> {
-    vec![FeatureDef {
-        name: "title.plays_1h",
-        entity: Entity::Title,
-        value_type: ValueType::Int,
-        window: Window::Sliding(hours(1)),
-        description: "number of distinct viewers with a play_start in the last hour",
-        build: plays_1h,
-    }]
-}
-
-/// Distinct viewers: not abelian in the viewer, so the windowed (title, viewer) pairs are kept
-/// and made distinct before the per-title count.
-fn plays_1h<'s>(sources: &Sources<'s>) -> Output<'s> {
-    let plays = sources.events.clone().flat_map(|e| match e.kind {
-        EventKind::PlayStart { title, .. } => Some((title, e.viewer)),
-        _ => None,
-    });
-    sliding(plays, hours(1))
-        .distinct_total()
-        .map(|(title, _viewer)| title)
-        .count_total()
-        .map(|(title, n)| (title, Value::Int(n as i64)))
+pub fn features() -> Vec<Feature> {
+    use Purpose::*;
+    vec![
+        // Distinct count: keeps the windowed (title, viewer) pairs, not abelian in the viewer.
+        Feature::new("title.plays_1h")
+            .describe("number of distinct viewers with a play_start in the last hour")
+            .purposes(&[Personalization, Analytics])
+            .aggregate(
+                play_starts()
+                    .by_title()
+                    .count_distinct(|p| p.viewer)
+                    .over(hours(1)),
+            ),
+        // Ratio of two abelian counts: one (clicks, impressions) pair per title.
+        Feature::new("title.ctr_24h")
+            .describe("clicks / impressions in the last 24 hours; null without impressions")
+            .purposes(&[Personalization, Analytics, Ads])
+            .aggregate(ratio(
+                clicks().by_title().count().over(hours(24)),
+                impressions().by_title().count().over(hours(24)),
+            )),
+    ]
 }

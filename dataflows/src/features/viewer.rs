@@ -1,53 +1,56 @@
-//! What a viewer watched and started recently. Feeds the home-screen ranker.
+//! What a viewer watched, started and likes. Feeds the home-screen ranker.
 
-use differential_dataflow::operators::CountTotal;
-
-use crate::event::EventKind;
-use crate::window::{hours, sliding};
-use crate::{Entity, FeatureDef, Output, Sources, Value, ValueType, Window};
+use crate::prelude::*;
 
 /// The viewer features, in catalog order.
-pub fn features() -> Vec<FeatureDef> {
+pub fn features() -> Vec<Feature> {
+    use Purpose::*;
     vec![
-        FeatureDef {
-            name: "viewer.watch_seconds_1h",
-            entity: Entity::Viewer,
-            value_type: ValueType::Float,
-            window: Window::Sliding(hours(1)),
-            description: "seconds of playback (sum of heartbeat interval_s) in the last hour",
-            build: watch_seconds_1h,
-        },
-        FeatureDef {
-            name: "viewer.plays_24h",
-            entity: Entity::Viewer,
-            value_type: ValueType::Int,
-            window: Window::Sliding(hours(24)),
-            description: "number of play_start events in the last 24 hours",
-            build: plays_24h,
-        },
+        // Sum: abelian, one running total per viewer.
+        Feature::new("viewer.watch_seconds_1h")
+            .describe("seconds of playback (sum of heartbeat interval_s) in the last hour")
+            .purposes(&[Personalization, Analytics])
+            .aggregate(heartbeats().by_viewer().sum_seconds(|h| h.interval_ms).over(hours(1))),
+        // Count: abelian.
+        Feature::new("viewer.completes_1h")
+            .describe("number of titles played to the end (complete events) in the last hour")
+            .purposes(&[Personalization, Analytics])
+            .aggregate(completes().by_viewer().count().over(hours(1))),
+        // Count: abelian.
+        Feature::new("viewer.plays_24h")
+            .describe("number of play_start events in the last 24 hours")
+            .purposes(&[Personalization, Analytics])
+            .aggregate(play_starts().by_viewer().count().over(hours(24))),
+        // Share: sums per (viewer, genre) are abelian; the map is rebuilt per viewer from them.
+        Feature::new("viewer.genre_share_90d")
+            .describe("genre -> share of heartbeat seconds in the last 90 days (a title's seconds count for each of its genres)")
+            .purposes(&[Personalization])
+            .aggregate(
+                heartbeats()
+                    .enrich()
+                    .by_viewer()
+                    .share_by(|(_, title)| title.genres.clone(), |(h, _)| h.interval_ms)
+                    .over(days(90)),
+            ),
+        // Last-k distinct: needs the values (latest play per title), not abelian.
+        Feature::new("viewer.last_titles_10")
+            .describe("up to 10 distinct titles by latest play_start, newest first (ties: title_id ascending)")
+            .purposes(&[Personalization])
+            .aggregate(
+                play_starts()
+                    .by_viewer()
+                    .last_distinct(10, |p| p.title.clone(), |p| p.ts_ms)
+                    .within_retention(),
+            ),
+        // Sum: abelian, over the retention limit.
+        Feature::new("viewer.lifetime_watch_s")
+            .describe("seconds of playback (sum of heartbeat interval_s) within retention")
+            .purposes(&[Personalization, Analytics])
+            .aggregate(heartbeats().by_viewer().sum_seconds(|h| h.interval_ms).within_retention()),
+        // The tutorial's feature (docs/writing-features.md). Count: abelian.
+        Feature::new("viewer.searches_1h")
+            .describe("number of searches in the last hour")
+            .purposes(&[Personalization])
+            .aggregate(searches().by_viewer().count().over(hours(1))),
     ]
-}
-
-/// Sum of heartbeat `interval_s`: abelian, so the interval rides as the update's diff and the
-/// window costs one running total per viewer.
-fn watch_seconds_1h<'s>(sources: &Sources<'s>) -> Output<'s> {
-    let heartbeats = sources.events.clone().flat_map(|e| match e.kind {
-        EventKind::Heartbeat { interval_ms, .. } => Some((e.viewer, interval_ms)),
-        _ => None,
-    });
-    sliding(heartbeats, hours(1))
-        .explode(|(viewer, interval_ms)| Some((viewer, interval_ms as isize)))
-        .count_total()
-        .map(|(viewer, total_ms)| (viewer.to_string(), Value::seconds_from_ms(total_ms as i64)))
-}
-
-/// Count of `play_start`: abelian, one running total per viewer.
-fn plays_24h<'s>(sources: &Sources<'s>) -> Output<'s> {
-    let plays = sources.events.clone().flat_map(|e| match e.kind {
-        EventKind::PlayStart { .. } => Some(e.viewer),
-        _ => None,
-    });
-    sliding(plays, hours(24))
-        .count_total()
-        .map(|(viewer, n)| (viewer.to_string(), Value::Int(n as i64)))
 }

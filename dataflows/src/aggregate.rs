@@ -1,0 +1,401 @@
+//! Aggregations: a [`Select`] keyed by an entity, reduced over a window.
+//!
+//! What each costs under differential:
+//! - [`Keyed::count`] and [`Keyed::sum`] are abelian: each record is an insert at its tick
+//!   and a retraction one window later, its weight riding as the update's diff, and the state
+//!   is one running total per key (plus the pending retractions).
+//! - [`Keyed::count_distinct`], [`Keyed::last_distinct`] and [`Keyed::share_by`] need the
+//!   values themselves: they keep the windowed (key, value) pairs and recompute a key's value
+//!   from them when they change.
+//! - [`ratio`] combines two finished aggregations per key: cheap, one pair per key.
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use differential_dataflow::operators::{CountTotal, ThresholdTotal};
+
+use crate::event::{TitleId, ViewerId};
+use crate::source::{HasTitle, HasViewer, Record, Select};
+use crate::value::{F64, Value, ValueType};
+use crate::window::RETENTION_MS;
+use crate::{Entity, Output, Sources, Window};
+
+/// Builds a feature's output collection in a worker's dataflow: the escape hatch. Any
+/// differential computation over [`Sources`] that yields at most one `(entity id, value)` per
+/// entity, with defaults absent, can be a feature.
+pub trait Compute: Send + Sync {
+    fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s>;
+}
+
+impl Compute for for<'s> fn(&Sources<'s>) -> Output<'s> {
+    fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
+        self(sources)
+    }
+}
+
+/// Entity keys: what an aggregation groups by.
+pub trait EntityKey: Record + Display {}
+impl<K: Record + Display> EntityKey for K {}
+
+type KeyFn<T, K> = Arc<dyn Fn(&T) -> Option<K> + Send + Sync>;
+
+/// A [`Select`] grouped by an entity.
+pub struct Keyed<T, K> {
+    select: Select<T>,
+    entity: Entity,
+    key: KeyFn<T, K>,
+}
+
+impl<T: Record + HasViewer> Select<T> {
+    /// Groups by the record's viewer.
+    pub fn by_viewer(self) -> Keyed<T, ViewerId> {
+        Keyed {
+            select: self,
+            entity: Entity::Viewer,
+            key: Arc::new(|t: &T| Some(t.viewer())),
+        }
+    }
+}
+
+impl<T: Record + HasTitle> Select<T> {
+    /// Groups by the record's title; records without one drop out.
+    pub fn by_title(self) -> Keyed<T, TitleId> {
+        Keyed {
+            select: self,
+            entity: Entity::Title,
+            key: Arc::new(|t: &T| t.title_id().cloned()),
+        }
+    }
+}
+
+/// An aggregation that still needs its window.
+pub struct Unwindowed {
+    entity: Entity,
+    value_type: ValueType,
+    abelian: bool,
+    make: Box<dyn FnOnce(u64) -> Arc<dyn Compute>>,
+}
+
+impl Unwindowed {
+    /// Over the last `window_ms`: `T - window <= ts < T` as of `T`.
+    pub fn over(self, window_ms: u64) -> Aggregation {
+        self.windowed(Window::Sliding(window_ms))
+    }
+
+    /// Over everything within the retention limit.
+    pub fn within_retention(self) -> Aggregation {
+        self.windowed(Window::Retention)
+    }
+
+    fn windowed(self, window: Window) -> Aggregation {
+        Aggregation {
+            entity: self.entity,
+            value_type: self.value_type,
+            window,
+            abelian: self.abelian,
+            compute: (self.make)(window.millis()),
+        }
+    }
+}
+
+/// A finished aggregation: what a feature computes.
+#[derive(Clone)]
+pub struct Aggregation {
+    pub(crate) entity: Entity,
+    pub(crate) value_type: ValueType,
+    pub(crate) window: Window,
+    pub(crate) abelian: bool,
+    pub(crate) compute: Arc<dyn Compute>,
+}
+
+impl<T: Record, K: EntityKey> Keyed<T, K> {
+    fn unwindowed<C: Compute + 'static>(
+        self,
+        value_type: ValueType,
+        abelian: bool,
+        make: impl FnOnce(Select<T>, KeyFn<T, K>, u64) -> C + 'static,
+    ) -> Unwindowed {
+        let (select, key) = (self.select, self.key);
+        Unwindowed {
+            entity: self.entity,
+            value_type,
+            abelian,
+            make: Box::new(move |window_ms| Arc::new(make(select, key, window_ms))),
+        }
+    }
+
+    /// Number of records in the window. Abelian.
+    pub fn count(self) -> Unwindowed {
+        self.unwindowed(ValueType::Int, true, |select, key, window_ms| Total {
+            select,
+            key,
+            weight: Arc::new(|_: &T| 1),
+            window_ms,
+            render: |n| Value::Int(n),
+        })
+    }
+
+    /// Sum of an integer field over the window. Abelian.
+    pub fn sum(self, field: impl Fn(&T) -> i64 + Send + Sync + 'static) -> Unwindowed {
+        self.unwindowed(ValueType::Int, true, move |select, key, window_ms| Total {
+            select,
+            key,
+            weight: Arc::new(field),
+            window_ms,
+            render: |n| Value::Int(n),
+        })
+    }
+
+    /// Sum of a duration field in milliseconds, shown in seconds. Abelian, and exact: the sum
+    /// is kept in integer milliseconds.
+    pub fn sum_seconds(self, millis: impl Fn(&T) -> u64 + Send + Sync + 'static) -> Unwindowed {
+        self.unwindowed(ValueType::Float, true, move |select, key, window_ms| {
+            Total {
+                select,
+                key,
+                weight: Arc::new(move |t: &T| millis(t) as i64),
+                window_ms,
+                render: Value::seconds_from_ms,
+            }
+        })
+    }
+
+    /// Number of distinct values of `field` in the window. Keeps the distinct pairs.
+    pub fn count_distinct<V: Record>(
+        self,
+        field: impl Fn(&T) -> V + Send + Sync + 'static,
+    ) -> Unwindowed {
+        self.unwindowed(ValueType::Int, false, move |select, key, window_ms| {
+            Distinct {
+                select,
+                key,
+                field: Arc::new(field),
+                window_ms,
+            }
+        })
+    }
+
+    /// Up to `k` distinct values of `field`, by the latest `time` each was seen, newest first
+    /// (ties: values ascending). Keeps the latest time per (key, value).
+    pub fn last_distinct(
+        self,
+        k: usize,
+        field: impl Fn(&T) -> String + Send + Sync + 'static,
+        time: impl Fn(&T) -> u64 + Send + Sync + 'static,
+    ) -> Unwindowed {
+        self.unwindowed(ValueType::List, false, move |select, key, window_ms| {
+            LastDistinct {
+                select,
+                key,
+                field: Arc::new(field),
+                time: Arc::new(time),
+                k,
+                window_ms,
+            }
+        })
+    }
+
+    /// Map of share key → share of the summed `weight`; a record's weight counts in full for
+    /// each of its keys, and the shares sum to 1. Sums per (entity, share key) are abelian;
+    /// the map is rebuilt from them per entity.
+    pub fn share_by(
+        self,
+        keys: impl Fn(&T) -> Vec<String> + Send + Sync + 'static,
+        weight: impl Fn(&T) -> u64 + Send + Sync + 'static,
+    ) -> Unwindowed {
+        self.unwindowed(ValueType::Map, false, move |select, key, window_ms| {
+            ShareBy {
+                select,
+                key,
+                keys: Arc::new(keys),
+                weight: Arc::new(weight),
+                window_ms,
+            }
+        })
+    }
+}
+
+/// `numerator / denominator` per entity, both finished aggregations of numbers; null (absent)
+/// where the denominator is absent or zero.
+pub fn ratio(numerator: Aggregation, denominator: Aggregation) -> Aggregation {
+    let window = numerator.window.max(denominator.window);
+    Aggregation {
+        entity: numerator.entity,
+        value_type: ValueType::Ratio,
+        window,
+        abelian: numerator.abelian && denominator.abelian,
+        compute: Arc::new(Ratio {
+            numerator: numerator.compute,
+            denominator: denominator.compute,
+        }),
+    }
+}
+
+struct Total<T, K> {
+    select: Select<T>,
+    key: KeyFn<T, K>,
+    weight: Arc<dyn Fn(&T) -> i64 + Send + Sync>,
+    window_ms: u64,
+    render: fn(i64) -> Value,
+}
+
+impl<T: Record, K: EntityKey> Compute for Total<T, K> {
+    fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
+        let (key, weight, render) = (self.key.clone(), self.weight.clone(), self.render);
+        self.select
+            .stream
+            .collection(sources, Some(self.window_ms))
+            .explode(move |t| key(&t).map(|k| (k, weight(&t) as isize)))
+            .count_total()
+            .map(move |(k, total)| (k.to_string(), render(total as i64)))
+    }
+}
+
+struct Distinct<T, K, V> {
+    select: Select<T>,
+    key: KeyFn<T, K>,
+    field: Arc<dyn Fn(&T) -> V + Send + Sync>,
+    window_ms: u64,
+}
+
+impl<T: Record, K: EntityKey, V: Record> Compute for Distinct<T, K, V> {
+    fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
+        let (key, field) = (self.key.clone(), self.field.clone());
+        self.select
+            .stream
+            .collection(sources, Some(self.window_ms))
+            .flat_map(move |t| key(&t).map(|k| (k, field(&t))))
+            .distinct_total()
+            .map(|(k, _)| k)
+            .count_total()
+            .map(|(k, n)| (k.to_string(), Value::Int(n as i64)))
+    }
+}
+
+struct LastDistinct<T, K> {
+    select: Select<T>,
+    key: KeyFn<T, K>,
+    field: Arc<dyn Fn(&T) -> String + Send + Sync>,
+    time: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+    k: usize,
+    window_ms: u64,
+}
+
+impl<T: Record, K: EntityKey> Compute for LastDistinct<T, K> {
+    fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
+        let (key, field, time, k) = (
+            self.key.clone(),
+            self.field.clone(),
+            self.time.clone(),
+            self.k,
+        );
+        self.select
+            .stream
+            .collection(sources, Some(self.window_ms))
+            .flat_map(move |t| key(&t).map(|key| ((key, field(&t)), time(&t))))
+            // The latest time per (entity, value): values arrive sorted, the last is largest.
+            .reduce(|_, times, out| out.push((*times[times.len() - 1].0, 1)))
+            .map(|((key, value), latest)| (key, (latest, value)))
+            .reduce(move |_, seen, out| out.push((Value::List(newest_first(seen, k)), 1)))
+            .map(|(key, value)| (key.to_string(), value))
+    }
+}
+
+/// The `k` newest values, ties by value ascending.
+fn newest_first(seen: &[(&(u64, String), isize)], k: usize) -> Vec<String> {
+    let mut seen: Vec<&(u64, String)> = seen.iter().map(|(v, _)| *v).collect();
+    seen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    seen.into_iter().take(k).map(|(_, v)| v.clone()).collect()
+}
+
+type KeysFn<T> = Arc<dyn Fn(&T) -> Vec<String> + Send + Sync>;
+
+struct ShareBy<T, K> {
+    select: Select<T>,
+    key: KeyFn<T, K>,
+    keys: KeysFn<T>,
+    weight: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+    window_ms: u64,
+}
+
+impl<T: Record, K: EntityKey> Compute for ShareBy<T, K> {
+    fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
+        let (key, keys, weight) = (self.key.clone(), self.keys.clone(), self.weight.clone());
+        self.select
+            .stream
+            .collection(sources, Some(self.window_ms))
+            .explode(move |t| {
+                let w = weight(&t) as isize;
+                let entity = key(&t);
+                let shares = entity.map(|e| keys(&t).into_iter().map(move |s| ((e.clone(), s), w)));
+                shares.into_iter().flatten()
+            })
+            .count_total()
+            .map(|((entity, share), total)| (entity, (share, total as u64)))
+            .reduce(|_, totals, out| {
+                if let Some(shares) = shares(totals) {
+                    out.push((shares, 1));
+                }
+            })
+            .map(|(entity, value)| (entity.to_string(), value))
+    }
+}
+
+/// Each key's share of the sum; `None` when the sum is zero.
+fn shares(totals: &[(&(String, u64), isize)]) -> Option<Value> {
+    let sum: u64 = totals.iter().map(|((_, t), _)| t).sum();
+    if sum == 0 {
+        return None;
+    }
+    let map = totals
+        .iter()
+        .map(|((k, t), _)| (k.clone(), F64::new(*t as f64 / sum as f64)));
+    Some(Value::Map(map.collect()))
+}
+
+struct Ratio {
+    numerator: Arc<dyn Compute>,
+    denominator: Arc<dyn Compute>,
+}
+
+impl Compute for Ratio {
+    fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
+        let numerator = self
+            .numerator
+            .compute(sources)
+            .map(|(k, v)| (k, (false, v)));
+        let denominator = self
+            .denominator
+            .compute(sources)
+            .map(|(k, v)| (k, (true, v)));
+        numerator.concat(denominator).reduce(|_, parts, out| {
+            // Sorted: the numerator (false) comes first, when present.
+            let number = |v: &Value| match v {
+                Value::Int(i) => *i as f64,
+                Value::Float(f) => f.get(),
+                _ => f64::NAN,
+            };
+            let (mut num, mut den) = (0.0, 0.0);
+            for ((is_den, v), _) in parts {
+                if *is_den {
+                    den = number(v)
+                } else {
+                    num = number(v)
+                }
+            }
+            if den != 0.0 {
+                out.push((Value::Float(F64::new(num / den)), 1));
+            }
+        })
+    }
+}
+
+impl Window {
+    /// The window's length in milliseconds.
+    pub fn millis(self) -> u64 {
+        match self {
+            Window::Sliding(ms) => ms,
+            Window::Retention => RETENTION_MS,
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! A feature: its catalog entry (name, entity, type, window, purposes, description) and what
+//! it computes, checked as a whole library at start-up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::aggregate::{Aggregation, Compute};
+use crate::value::ValueType;
+use crate::window::RETENTION_MS;
+use crate::{Entity, Output, Sources, Window};
+
+/// What a feature's values may be used for; the privacy work enforces consent per purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Purpose {
+    Personalization,
+    Analytics,
+    Ads,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Personalization => "personalization",
+            Purpose::Analytics => "analytics",
+            Purpose::Ads => "ads",
+        }
+    }
+}
+
+/// One feature. Build it with [`Feature::new`], then [`Feature::describe`],
+/// [`Feature::purposes`] and [`Feature::aggregate`] (or [`Feature::custom`]).
+#[derive(Clone)]
+pub struct Feature {
+    /// `entity.name`, unique in the library; the prefix names the entity.
+    pub name: &'static str,
+    pub description: &'static str,
+    pub purposes: Vec<Purpose>,
+    body: Option<Body>,
+}
+
+#[derive(Clone)]
+struct Body {
+    /// The entity the computation groups by, when it says (custom computations don't).
+    keyed_by: Option<Entity>,
+    value_type: ValueType,
+    window: Window,
+    abelian: bool,
+    compute: Arc<dyn Compute>,
+}
+
+impl Feature {
+    pub fn new(name: &'static str) -> Feature {
+        Feature {
+            name,
+            description: "",
+            purposes: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// One line: what the value means, as of `T`.
+    pub fn describe(mut self, description: &'static str) -> Feature {
+        self.description = description;
+        self
+    }
+
+    /// What the feature may serve.
+    pub fn purposes(mut self, purposes: &[Purpose]) -> Feature {
+        self.purposes = purposes.to_vec();
+        self
+    }
+
+    /// Computes the feature with an aggregation built from the combinators.
+    pub fn aggregate(mut self, aggregation: Aggregation) -> Feature {
+        self.body = Some(Body {
+            keyed_by: Some(aggregation.entity),
+            value_type: aggregation.value_type,
+            window: aggregation.window,
+            abelian: aggregation.abelian,
+            compute: aggregation.compute,
+        });
+        self
+    }
+
+    /// Computes the feature with any differential computation over the sources: the escape
+    /// hatch. It must yield at most one value per entity, with defaults absent, and use
+    /// [`crate::window::sliding`] (or equivalent) so nothing at or after `T` reaches `T`.
+    pub fn custom(
+        mut self,
+        value_type: ValueType,
+        window: Window,
+        compute: impl Compute + 'static,
+    ) -> Feature {
+        let compute = Arc::new(compute);
+        self.body = Some(Body {
+            keyed_by: None,
+            value_type,
+            window,
+            abelian: false,
+            compute,
+        });
+        self
+    }
+
+    /// The entity, from the name's prefix.
+    pub fn entity(&self) -> Option<Entity> {
+        match self.name.split_once('.')?.0 {
+            "viewer" => Some(Entity::Viewer),
+            "title" => Some(Entity::Title),
+            _ => None,
+        }
+    }
+
+    pub fn value_type(&self) -> ValueType {
+        self.body.as_ref().map_or(ValueType::Int, |b| b.value_type)
+    }
+
+    pub fn window(&self) -> Option<Window> {
+        self.body.as_ref().map(|b| b.window)
+    }
+
+    /// Whether the aggregation needs only running totals (count, sum), not the values.
+    pub fn abelian(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| b.abelian)
+    }
+
+    /// The default value as JSON (what an entity with nothing in the window reads as).
+    pub fn default_json(&self) -> &'static str {
+        self.value_type().default_json()
+    }
+
+    /// This feature's output collection in a worker's dataflow.
+    pub fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
+        let body = self
+            .body
+            .as_ref()
+            .expect("features are validated before they are built");
+        body.compute.compute(sources)
+    }
+}
+
+/// A mistake in a feature definition, found at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DefinitionError {
+    Duplicate {
+        name: String,
+    },
+    BadName {
+        name: String,
+    },
+    UnknownEntity {
+        name: String,
+        prefix: String,
+    },
+    WrongEntity {
+        name: String,
+        named: Entity,
+        keyed_by: Entity,
+    },
+    WindowNotTicks {
+        name: String,
+        window_ms: u64,
+        tick_ms: u64,
+    },
+    WindowPastRetention {
+        name: String,
+        window_ms: u64,
+    },
+    NoComputation {
+        name: String,
+    },
+    NoDescription {
+        name: String,
+    },
+    NoPurpose {
+        name: String,
+    },
+}
+
+impl std::fmt::Display for DefinitionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use DefinitionError::*;
+        match self {
+            Duplicate { name } => write!(
+                f,
+                "feature {name:?} is defined twice; rename one or add a version suffix (`_v2`)"
+            ),
+            BadName { name } => write!(
+                f,
+                "feature {name:?} is not named `entity.snake_case_name`; e.g. \"viewer.plays_24h\""
+            ),
+            UnknownEntity { name, prefix } => write!(
+                f,
+                "feature {name:?} names unknown entity {prefix:?}; use \"viewer\" or \"title\""
+            ),
+            WrongEntity {
+                name,
+                named,
+                keyed_by,
+            } => write!(
+                f,
+                "feature {name:?} is named for a {} but aggregates by {}; use by_{}() or rename it \"{}.…\"",
+                named.as_str(),
+                keyed_by.as_str(),
+                named.as_str(),
+                keyed_by.as_str()
+            ),
+            WindowNotTicks {
+                name,
+                window_ms,
+                tick_ms,
+            } => write!(
+                f,
+                "feature {name:?} has a window of {window_ms} ms, not a multiple of the {tick_ms} ms tick; round it to whole ticks"
+            ),
+            WindowPastRetention { name, window_ms } => write!(
+                f,
+                "feature {name:?} has a window of {window_ms} ms, past the {RETENTION_MS} ms retention limit; use within_retention()"
+            ),
+            NoComputation { name } => write!(
+                f,
+                "feature {name:?} computes nothing; add .aggregate(…) or .custom(…)"
+            ),
+            NoDescription { name } => write!(
+                f,
+                "feature {name:?} has no description; add .describe(\"…\")"
+            ),
+            NoPurpose { name } => write!(
+                f,
+                "feature {name:?} declares no purpose; add .purposes(&[Purpose::…])"
+            ),
+        }
+    }
+}
+
+/// Every mistake in a library, reported together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefinitionErrors(pub Vec<DefinitionError>);
+
+impl std::fmt::Display for DefinitionErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} feature definition error(s):", self.0.len())?;
+        for e in &self.0 {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DefinitionErrors {}
+
+/// Checks a library against the tick it will run with.
+pub fn validate(features: &[Feature], tick_ms: u64) -> Result<(), DefinitionErrors> {
+    let mut errors = Vec::new();
+    let mut seen = BTreeMap::new();
+    for feature in features {
+        let name = feature.name.to_string();
+        if *seen
+            .entry(feature.name)
+            .and_modify(|n| *n += 1)
+            .or_insert(1)
+            == 2
+        {
+            errors.push(DefinitionError::Duplicate { name: name.clone() });
+        }
+        errors.extend(check(feature, tick_ms));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(DefinitionErrors(errors))
+    }
+}
+
+fn check(feature: &Feature, tick_ms: u64) -> Vec<DefinitionError> {
+    let name = feature.name.to_string();
+    let mut errors = Vec::new();
+    let well_formed = feature.name.split_once('.').is_some_and(|(e, n)| {
+        !e.is_empty()
+            && !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    });
+    if !well_formed {
+        errors.push(DefinitionError::BadName { name: name.clone() });
+    } else if feature.entity().is_none() {
+        let prefix = feature.name.split_once('.').map_or("", |p| p.0).to_string();
+        errors.push(DefinitionError::UnknownEntity {
+            name: name.clone(),
+            prefix,
+        });
+    }
+    if feature.description.trim().is_empty() {
+        errors.push(DefinitionError::NoDescription { name: name.clone() });
+    }
+    if feature.purposes.is_empty() {
+        errors.push(DefinitionError::NoPurpose { name: name.clone() });
+    }
+    let Some(body) = &feature.body else {
+        errors.push(DefinitionError::NoComputation { name });
+        return errors;
+    };
+    if let (Some(named), Some(keyed_by)) = (feature.entity(), body.keyed_by) {
+        if named != keyed_by {
+            errors.push(DefinitionError::WrongEntity {
+                name: name.clone(),
+                named,
+                keyed_by,
+            });
+        }
+    }
+    let window_ms = body.window.millis();
+    if window_ms == 0 || window_ms % tick_ms != 0 {
+        errors.push(DefinitionError::WindowNotTicks {
+            name: name.clone(),
+            window_ms,
+            tick_ms,
+        });
+    }
+    if window_ms > RETENTION_MS {
+        errors.push(DefinitionError::WindowPastRetention { name, window_ms });
+    }
+    errors
+}
