@@ -300,17 +300,17 @@ fn check(feature: &Feature, tick_ms: u64) -> Vec<DefinitionError> {
         errors.push(DefinitionError::NoComputation { name });
         return errors;
     };
-    if let (Some(named), Some(keyed_by)) = (feature.entity(), body.keyed_by) {
-        if named != keyed_by {
-            errors.push(DefinitionError::WrongEntity {
-                name: name.clone(),
-                named,
-                keyed_by,
-            });
-        }
+    if let (Some(named), Some(keyed_by)) = (feature.entity(), body.keyed_by)
+        && named != keyed_by
+    {
+        errors.push(DefinitionError::WrongEntity {
+            name: name.clone(),
+            named,
+            keyed_by,
+        });
     }
     let window_ms = body.window.millis();
-    if window_ms == 0 || window_ms % tick_ms != 0 {
+    if window_ms == 0 || !window_ms.is_multiple_of(tick_ms) {
         errors.push(DefinitionError::WindowNotTicks {
             name: name.clone(),
             window_ms,
