@@ -399,3 +399,6 @@ impl Window {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

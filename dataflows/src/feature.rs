@@ -322,3 +322,90 @@ fn check(feature: &Feature, tick_ms: u64) -> Vec<DefinitionError> {
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+
+    fn plays(name: &'static str) -> Feature {
+        Feature::new(name)
+            .describe("plays")
+            .purposes(&[Purpose::Analytics])
+            .aggregate(play_starts().by_viewer().count().over(hours(1)))
+    }
+
+    #[test]
+    fn the_built_in_library_is_valid() {
+        let library = crate::library();
+        assert_eq!(library.len(), 9);
+        validate(&library, 1000).unwrap();
+    }
+
+    #[test]
+    fn every_definition_mistake_is_reported_together_with_a_hint() {
+        let features = vec![
+            plays("viewer.plays"),
+            plays("viewer.plays"),
+            plays("Viewer Plays"),
+            plays("user.plays"),
+            Feature::new("title.plays")
+                .describe("keyed by the wrong entity")
+                .purposes(&[Purpose::Ads])
+                .aggregate(play_starts().by_viewer().count().over(hours(1))),
+            Feature::new("viewer.odd_window")
+                .describe("a window of 1.5 ticks")
+                .purposes(&[Purpose::Ads])
+                .aggregate(play_starts().by_viewer().count().over(1500)),
+            Feature::new("viewer.too_long")
+                .describe("two years")
+                .purposes(&[Purpose::Ads])
+                .aggregate(play_starts().by_viewer().count().over(days(730))),
+            Feature::new("viewer.nothing"),
+        ];
+        let errors = validate(&features, 1000).unwrap_err();
+        let text = errors.to_string();
+        let expected = [
+            "\"viewer.plays\" is defined twice; rename one or add a version suffix",
+            "\"Viewer Plays\" is not named `entity.snake_case_name`",
+            "\"user.plays\" names unknown entity \"user\"; use \"viewer\" or \"title\"",
+            "\"title.plays\" is named for a title but aggregates by viewer; use by_title()",
+            "\"viewer.odd_window\" has a window of 1500 ms, not a multiple of the 1000 ms tick",
+            "\"viewer.too_long\" has a window of 63072000000 ms, past the 31536000000 ms retention",
+            "\"viewer.nothing\" has no description",
+            "\"viewer.nothing\" declares no purpose",
+            "\"viewer.nothing\" computes nothing; add .aggregate(…) or .custom(…)",
+        ];
+        for needle in expected {
+            assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+        }
+        assert_eq!(errors.0.len(), expected.len(), "{text}");
+        assert!(text.starts_with("9 feature definition error(s):"));
+    }
+
+    #[test]
+    fn a_window_fine_for_one_tick_is_refused_for_another() {
+        let features = [plays("viewer.plays_1h")];
+        assert!(validate(&features, 1000).is_ok());
+        let err = validate(&features, 7000).unwrap_err().to_string();
+        assert!(err.contains("not a multiple of the 7000 ms tick"), "{err}");
+    }
+
+    #[test]
+    fn the_catalog_describes_each_feature() {
+        let library = crate::library();
+        let ctr = library.iter().find(|f| f.name == "title.ctr_24h").unwrap();
+        assert_eq!(ctr.entity(), Some(Entity::Title));
+        assert_eq!(ctr.value_type(), ValueType::Ratio);
+        assert_eq!(ctr.default_json(), "null");
+        assert_eq!(ctr.window(), Some(Window::Sliding(hours(24))));
+        assert!(ctr.abelian());
+        let last = library
+            .iter()
+            .find(|f| f.name == "viewer.last_titles_10")
+            .unwrap();
+        assert_eq!(last.window(), Some(Window::Retention));
+        assert_eq!(last.default_json(), "[]");
+        assert!(!last.abelian());
+    }
+}

@@ -93,7 +93,9 @@ impl std::fmt::Display for Window {
         use window::{DAY_MS, HOUR_MS, MINUTE_MS};
         match *self {
             Window::Retention => write!(f, "retention"),
-            Window::Sliding(ms) if ms % DAY_MS == 0 => write!(f, "{}d", ms / DAY_MS),
+            Window::Sliding(ms) if ms % DAY_MS == 0 && ms > 2 * DAY_MS => {
+                write!(f, "{}d", ms / DAY_MS)
+            }
             Window::Sliding(ms) if ms % HOUR_MS == 0 => write!(f, "{}h", ms / HOUR_MS),
             Window::Sliding(ms) if ms % MINUTE_MS == 0 => write!(f, "{}m", ms / MINUTE_MS),
             Window::Sliding(ms) => write!(f, "{ms}ms"),

@@ -62,7 +62,36 @@ where
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// `t0` is the first boundary strictly after `ts`, and `floor_tick` the last at or
+        /// before: an event is visible as of a boundary `T` exactly when `ts < T`.
+        #[test]
+        fn visibility_is_ts_before_t(ts in 0u64..10_000_000, k in 0u64..10_000, tick in 1u64..5000) {
+            let t0 = visible_at(ts, tick);
+            prop_assert!(t0 > ts && t0 - ts <= tick && t0 % tick == 0);
+            let f = floor_tick(ts, tick);
+            prop_assert!(f <= ts && ts < f + tick && f % tick == 0);
+            let boundary = k * tick;
+            prop_assert_eq!(t0 <= boundary, ts < boundary);
+        }
+
+        /// Insert at `t0`, retract at `t0 + W`: the event is in the window as of a boundary
+        /// `T` exactly when `T - W <= ts < T`.
+        #[test]
+        fn insert_and_delayed_retraction_is_the_window(
+            ts in 0u64..10_000_000, k in 0u64..20_000, ticks in 1u64..50, tick in 1u64..2000,
+        ) {
+            let window = ticks * tick;
+            let (t0, boundary) = (visible_at(ts, tick), k * tick);
+            let held = t0 <= boundary && boundary < t0 + window;
+            let covered = boundary as i128 - window as i128 <= ts as i128 && ts < boundary;
+            prop_assert_eq!(held, covered);
+        }
+    }
 
     #[test]
     fn an_event_is_visible_from_the_first_boundary_strictly_after_it() {

@@ -1,5 +1,6 @@
-//! Subcommands: `run`, `gen`, `produce`, `get`. Each file holds one, with its arguments.
+//! Subcommands: `run`, `gen`, `produce`, `get`, `features`. Each file holds one, with its arguments.
 
+mod features;
 mod get;
 mod produce;
 mod run;
@@ -21,6 +22,7 @@ enum Command {
     Gen(workload::GenArgs),
     Produce(produce::ProduceArgs),
     Get(get::GetArgs),
+    Features(features::FeaturesArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -29,5 +31,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Gen(args) => workload::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Get(args) => get::run(args),
+        Command::Features(args) => features::run(args),
     }
 }

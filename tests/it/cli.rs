@@ -227,3 +227,26 @@ fn the_embedded_default_serves_reads_while_running_and_stops_on_ctrl_c() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("starting a fresh store"), "{stderr}");
 }
+
+#[test]
+fn the_catalog_lists_every_feature_as_a_table_and_as_json() {
+    let table = ok(&rewind(&["features"]));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&rewind(&["features", "--json"]))).unwrap();
+    let rows = json.as_array().unwrap();
+    assert_eq!(rows.len(), rewind_dataflows::library().len());
+    for feature in rewind_dataflows::library() {
+        assert!(
+            table.contains(feature.name),
+            "{} missing from\n{table}",
+            feature.name
+        );
+        let row = rows.iter().find(|r| r["name"] == feature.name).unwrap();
+        assert_eq!(row["description"], feature.description);
+        assert!(!row["purposes"].as_array().unwrap().is_empty());
+    }
+    let ctr = rows.iter().find(|r| r["name"] == "title.ctr_24h").unwrap();
+    assert_eq!(ctr["default"], serde_json::Value::Null);
+    assert_eq!(ctr["window"], "24h");
+    assert_eq!(ctr["entity"], "title");
+}

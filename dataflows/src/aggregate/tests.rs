@@ -1,0 +1,312 @@
+//! Each aggregation against a naive model: random events at out-of-order times, title
+//! metadata that changes (a retraction and an insert), and the window's own retractions; the
+//! dataflow's output accumulated at every tick must equal the model recomputed from scratch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::input::Input;
+use proptest::prelude::*;
+use timely::dataflow::operators::capture::{Capture, Extract};
+
+use crate::prelude::*;
+use crate::{Event, EventKind, F64, Title, TitleKind, ViewerId};
+
+const TICK: u64 = 1000;
+const LAST_TICK: u64 = 16;
+
+type Updates = Vec<((String, Value), u64, isize)>;
+
+/// Runs `feature` over `events` and `titles` updates to completion; returns its output.
+fn run(feature: Feature, events: Vec<(Event, u64)>, titles: Vec<(Title, u64, isize)>) -> Updates {
+    let (send, recv) = std::sync::mpsc::channel();
+    let send = Arc::new(Mutex::new(send));
+    timely::execute_directly(move |worker| {
+        let send = send.lock().unwrap().clone();
+        let (mut events_in, mut titles_in) = worker.dataflow::<u64, _, _>(|scope| {
+            let (events_in, events) = scope.new_collection::<Event, isize>();
+            let (titles_in, titles) = scope.new_collection::<Title, isize>();
+            feature
+                .compute(&Sources { events, titles })
+                .inner
+                .capture_into(send);
+            (events_in, titles_in)
+        });
+        for (event, time) in events {
+            events_in.update_at(event, time, 1);
+        }
+        for (title, time, diff) in titles {
+            titles_in.update_at(title, time, diff);
+        }
+    });
+    recv.extract()
+        .into_iter()
+        .flat_map(|(_, batch)| batch)
+        .collect()
+}
+
+/// The output accumulated as of `t`: one value per entity.
+fn as_of(updates: &Updates, t: u64) -> BTreeMap<String, String> {
+    let mut counts: BTreeMap<(String, String), isize> = BTreeMap::new();
+    for ((entity, value), time, diff) in updates {
+        if *time <= t {
+            *counts.entry((entity.clone(), value.to_json())).or_default() += diff;
+        }
+    }
+    let mut values = BTreeMap::new();
+    for ((entity, value), count) in counts {
+        assert!(
+            count == 0 || count == 1,
+            "{entity} has {value} {count} times at {t}"
+        );
+        if count == 1 {
+            assert!(
+                values.insert(entity.clone(), value).is_none(),
+                "{entity} has two values at {t}"
+            );
+        }
+    }
+    values
+}
+
+fn title_meta(id: &str, genres: &[&str]) -> Title {
+    Title {
+        title_id: id.into(),
+        genres: genres.iter().map(|g| g.to_string()).collect(),
+        rating: None,
+        duration_s: None,
+        kind: TitleKind::Movie,
+        series_id: None,
+    }
+}
+
+const TITLES: [&str; 3] = ["a", "b", "c"];
+
+fn event_strategy() -> impl Strategy<Value = (Event, u64)> {
+    (
+        0u128..4,
+        0usize..3,
+        0u8..5,
+        0u64..100,
+        1u64..=LAST_TICK - 2,
+        0u64..4,
+    )
+        .prop_map(|(viewer, title, kind, ts, tick, interval)| {
+            let title = TITLES[title].to_string();
+            let kind = match kind {
+                0 => EventKind::Heartbeat {
+                    title,
+                    position_ms: 0,
+                    interval_ms: interval * 5000,
+                },
+                1 => EventKind::PlayStart {
+                    title,
+                    position_ms: None,
+                },
+                2 => EventKind::Click { title, row: None },
+                3 => EventKind::Impression {
+                    title,
+                    row: "r".into(),
+                    rank: 1,
+                },
+                _ => EventKind::Search {
+                    query: "q".into(),
+                    title: None,
+                },
+            };
+            (
+                Event {
+                    viewer: ViewerId(viewer),
+                    ts_ms: ts * 10,
+                    kind,
+                },
+                tick * TICK,
+            )
+        })
+}
+
+/// Title "a" is a drama, then (at `change`) a comedy and a drama; "b" is horror throughout.
+fn titles(change: u64) -> Vec<(Title, u64, isize)> {
+    vec![
+        (title_meta("a", &["drama"]), TICK, 1),
+        (title_meta("b", &["horror"]), TICK, 1),
+        (title_meta("a", &["drama"]), change, -1),
+        (title_meta("a", &["comedy", "drama"]), change, 1),
+    ]
+}
+
+fn genres_at(title: &str, t: u64, change: u64) -> Vec<&'static str> {
+    match title {
+        "a" if t >= change => vec!["comedy", "drama"],
+        "a" => vec!["drama"],
+        "b" => vec!["horror"],
+        _ => vec![],
+    }
+}
+
+/// The events visible in a window of `window` as of `t`.
+fn in_window(events: &[(Event, u64)], window: u64, t: u64) -> impl Iterator<Item = &Event> {
+    events
+        .iter()
+        .filter(move |(_, time)| *time <= t && t < time + window)
+        .map(|(e, _)| e)
+}
+
+/// Checks the dataflow against `model` at every tick, and one window past the last.
+fn check(
+    feature: Feature,
+    events: Vec<(Event, u64)>,
+    titles: Vec<(Title, u64, isize)>,
+    model: impl Fn(u64) -> BTreeMap<String, String>,
+) -> Result<(), TestCaseError> {
+    let out = run(feature, events, titles);
+    for tick in 0..=LAST_TICK + 6 {
+        prop_assert_eq!(
+            as_of(&out, tick * TICK),
+            model(tick * TICK),
+            "as of tick {}",
+            tick
+        );
+    }
+    Ok(())
+}
+
+fn render<K: ToString>(map: BTreeMap<K, Value>) -> BTreeMap<String, String> {
+    map.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_json()))
+        .collect()
+}
+
+fn by_viewer<T>(events: impl Iterator<Item = (ViewerId, T)>) -> BTreeMap<ViewerId, Vec<T>> {
+    let mut map: BTreeMap<ViewerId, Vec<T>> = BTreeMap::new();
+    for (viewer, t) in events {
+        map.entry(viewer).or_default().push(t);
+    }
+    map
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn count_matches_a_naive_count(events in proptest::collection::vec(event_strategy(), 0..60), w in 1u64..6) {
+        let window = w * TICK;
+        let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(play_starts().by_viewer().count().over(window));
+        let model = |t| {
+            let plays = in_window(&events, window, t).filter(|e| matches!(e.kind, EventKind::PlayStart { .. }));
+            let grouped = by_viewer(plays.map(|e| (e.viewer, ())));
+            render(grouped.into_iter().map(|(v, xs)| (v, Value::Int(xs.len() as i64))).collect())
+        };
+        check(feature, events.clone(), vec![], model)?;
+    }
+
+    #[test]
+    fn sum_matches_a_naive_sum(events in proptest::collection::vec(event_strategy(), 0..60), w in 1u64..6) {
+        let window = w * TICK;
+        let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(heartbeats().by_viewer().sum_seconds(|h| h.interval_ms).over(window));
+        let model = |t| {
+            let mut sums: BTreeMap<ViewerId, u64> = BTreeMap::new();
+            for e in in_window(&events, window, t) {
+                if let EventKind::Heartbeat { interval_ms, .. } = e.kind {
+                    *sums.entry(e.viewer).or_default() += interval_ms;
+                }
+            }
+            render(sums.into_iter().filter(|(_, ms)| *ms > 0).map(|(v, ms)| (v, Value::seconds_from_ms(ms as i64))).collect())
+        };
+        check(feature, events.clone(), vec![], model)?;
+    }
+
+    #[test]
+    fn count_distinct_matches_a_naive_set(events in proptest::collection::vec(event_strategy(), 0..60), w in 1u64..6) {
+        let window = w * TICK;
+        let feature = Feature::new("title.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(play_starts().by_title().count_distinct(|p| p.viewer).over(window));
+        let model = |t| {
+            let mut viewers: BTreeMap<String, BTreeSet<ViewerId>> = BTreeMap::new();
+            for e in in_window(&events, window, t) {
+                if let EventKind::PlayStart { title, .. } = &e.kind {
+                    viewers.entry(title.clone()).or_default().insert(e.viewer);
+                }
+            }
+            render(viewers.into_iter().map(|(k, vs)| (k, Value::Int(vs.len() as i64))).collect())
+        };
+        check(feature, events.clone(), vec![], model)?;
+    }
+
+    #[test]
+    fn last_distinct_matches_a_naive_sort(events in proptest::collection::vec(event_strategy(), 0..60), w in 1u64..6) {
+        let window = w * TICK;
+        let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(play_starts().by_viewer().last_distinct(2, |p| p.title.clone(), |p| p.ts_ms).over(window));
+        let model = |t| {
+            let mut latest: BTreeMap<ViewerId, BTreeMap<String, u64>> = BTreeMap::new();
+            for e in in_window(&events, window, t) {
+                if let EventKind::PlayStart { title, .. } = &e.kind {
+                    let seen = latest.entry(e.viewer).or_default().entry(title.clone()).or_default();
+                    *seen = (*seen).max(e.ts_ms);
+                }
+            }
+            render(latest.into_iter().map(|(v, titles)| {
+                let mut titles: Vec<(String, u64)> = titles.into_iter().collect();
+                titles.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                (v, Value::List(titles.into_iter().take(2).map(|(t, _)| t).collect()))
+            }).collect())
+        };
+        check(feature, events.clone(), vec![], model)?;
+    }
+
+    #[test]
+    fn share_by_with_changing_titles_matches_a_naive_share(
+        events in proptest::collection::vec(event_strategy(), 0..60),
+        w in 1u64..6,
+        change in 2u64..LAST_TICK,
+    ) {
+        let window = w * TICK;
+        let change = change * TICK;
+        let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(heartbeats().enrich().by_viewer()
+                .share_by(|(_, title)| title.genres.clone(), |(h, _)| h.interval_ms).over(window));
+        let model = |t| {
+            let mut ms: BTreeMap<ViewerId, BTreeMap<&str, u64>> = BTreeMap::new();
+            for e in in_window(&events, window, t) {
+                if let EventKind::Heartbeat { title, interval_ms, .. } = &e.kind {
+                    // A genre with no seconds has no share (and no entry).
+                    if *interval_ms == 0 { continue; }
+                    for genre in genres_at(title, t, change) {
+                        *ms.entry(e.viewer).or_default().entry(genre).or_default() += interval_ms;
+                    }
+                }
+            }
+            render(ms.into_iter().filter_map(|(v, genres)| {
+                let sum: u64 = genres.values().sum();
+                (sum > 0).then(|| (v, Value::Map(genres.iter().map(|(g, m)| (g.to_string(), F64::new(*m as f64 / sum as f64))).collect())))
+            }).collect())
+        };
+        check(feature, events.clone(), titles(change), model)?;
+    }
+
+    #[test]
+    fn ratio_matches_a_naive_ratio(events in proptest::collection::vec(event_strategy(), 0..60), w in 1u64..6) {
+        let window = w * TICK;
+        let feature = Feature::new("title.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(ratio(clicks().by_title().count().over(window), impressions().by_title().count().over(window + TICK)));
+        let model = |t| {
+            let count = |window, is: fn(&EventKind) -> bool| {
+                let mut n: BTreeMap<String, i64> = BTreeMap::new();
+                for e in in_window(&events, window, t).filter(|e| is(&e.kind)) {
+                    *n.entry(e.kind.title().unwrap().clone()).or_default() += 1;
+                }
+                n
+            };
+            let clicks = count(window, |k| matches!(k, EventKind::Click { .. }));
+            let shown = count(window + TICK, |k| matches!(k, EventKind::Impression { .. }));
+            render(shown.into_iter().map(|(title, n)| {
+                let c = clicks.get(&title).copied().unwrap_or(0);
+                (title, Value::Float(F64::new(c as f64 / n as f64)))
+            }).collect())
+        };
+        check(feature, events.clone(), vec![], model)?;
+    }
+}
