@@ -36,6 +36,11 @@ pub use event::{Event, EventKind, TimeMs, Title, TitleKind, ViewerId};
 pub use feature::{DefinitionError, DefinitionErrors, Feature, Purpose, validate};
 pub use value::{F64, Value, ValueType};
 
+/// The tutorial's code blocks run as doctests, so the tutorial cannot drift from the API.
+#[doc = include_str!("../../docs/writing-features.md")]
+#[cfg(doctest)]
+pub struct WritingFeaturesTutorial;
+
 /// Everything a feature definition needs, in one import.
 pub mod prelude {
     pub use crate::aggregate::{Aggregation, Compute, ratio};

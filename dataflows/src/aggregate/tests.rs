@@ -310,3 +310,56 @@ proptest! {
         check(feature, events.clone(), vec![], model)?;
     }
 }
+
+/// The escape hatch: a hand-built collection registered as a feature runs like any other.
+#[test]
+fn a_custom_collection_is_a_feature() {
+    use differential_dataflow::operators::CountTotal;
+
+    fn searches<'s>(sources: &Sources<'s>) -> Output<'s> {
+        let s = sources.events.clone().flat_map(|e| match e.kind {
+            EventKind::Search { .. } => Some(e.viewer),
+            _ => None,
+        });
+        crate::window::sliding(s, 2 * TICK)
+            .count_total()
+            .map(|(v, n)| (v.to_string(), Value::Int(n as i64)))
+    }
+    let hatch: for<'s> fn(&Sources<'s>) -> Output<'s> = searches;
+    let feature = Feature::new("viewer.s")
+        .describe("searches")
+        .purposes(&[Purpose::Analytics])
+        .custom(ValueType::Int, Window::Sliding(2 * TICK), hatch);
+    assert!(validate(std::slice::from_ref(&feature), TICK).is_ok());
+    let search = |viewer, tick| {
+        let kind = EventKind::Search {
+            query: "q".into(),
+            title: None,
+        };
+        (
+            Event {
+                viewer: ViewerId(viewer),
+                ts_ms: 0,
+                kind,
+            },
+            tick * TICK,
+        )
+    };
+    let out = run(
+        feature,
+        vec![search(1, 1), search(1, 2), search(2, 2)],
+        vec![],
+    );
+    let viewer = |v| ViewerId(v).to_string();
+    let at = |tick| as_of(&out, tick * TICK);
+    assert_eq!(at(1), BTreeMap::from([(viewer(1), "1".to_string())]));
+    assert_eq!(
+        at(2),
+        BTreeMap::from([(viewer(1), "2".into()), (viewer(2), "1".into())])
+    );
+    assert_eq!(
+        at(3),
+        BTreeMap::from([(viewer(1), "1".into()), (viewer(2), "1".into())])
+    );
+    assert_eq!(at(4), BTreeMap::new());
+}
