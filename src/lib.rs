@@ -12,6 +12,7 @@ pub mod engine;
 pub mod privacy;
 pub mod time;
 pub mod utc;
+pub mod verify;
 pub mod workload;
 
 pub use engine::{RunConfig, RunSummary, Shared};

@@ -1,9 +1,11 @@
-//! Subcommands: `run`, `gen`, `produce`, `get`, `features`. Each file holds one, with its arguments.
+//! Subcommands: `run`, `gen`, `produce`, `get`, `features`, `replay`, `verify`. Each file holds one, with its arguments.
 
 mod features;
 mod get;
 mod produce;
+mod replay;
 mod run;
+mod verify;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     Get(get::GetArgs),
     Features(features::FeaturesArgs),
+    Replay(replay::ReplayArgs),
+    Verify(verify::VerifyArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -32,5 +36,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(args),
         Command::Get(args) => get::run(args),
         Command::Features(args) => features::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }

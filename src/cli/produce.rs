@@ -1,6 +1,6 @@
 //! `rewind produce`: load JSON lines into a topic.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -36,19 +36,31 @@ struct Keys<'a> {
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let producer = Producer::connect(&args.brokers)?;
+    let count = load_lines(&producer, &args.topic, &args.file, args.timestamp_ms)?;
+    producer.flush(Duration::from_secs(60))?;
+    eprintln!("rewind: produced {count} records to {}", args.topic);
+    Ok(())
+}
+
+/// Queues each line of `path` keyed by its `user_id` or `title_id` and stamped with its `ts`
+/// (else `default_ts`); returns how many. The caller flushes.
+pub(super) fn load_lines(
+    producer: &Producer,
+    topic: &str,
+    path: &Path,
+    default_ts: Option<i64>,
+) -> anyhow::Result<u64> {
     let mut count = 0u64;
-    file::for_each_line(&args.file, |line| {
+    file::for_each_line(path, |line| {
         let keys = serde_json::from_str::<Keys<'_>>(line).ok();
         let key = keys.as_ref().and_then(|k| k.user_id.or(k.title_id));
-        let ts = keys.as_ref().and_then(|k| k.ts).or(args.timestamp_ms);
-        producer.send(&args.topic, key.map(str::as_bytes), line.as_bytes(), ts)?;
+        let ts = keys.as_ref().and_then(|k| k.ts).or(default_ts);
+        producer.send(topic, key.map(str::as_bytes), line.as_bytes(), ts)?;
         count += 1;
         if count.is_multiple_of(1024) {
             producer.poll();
         }
         Ok(())
     })?;
-    producer.flush(Duration::from_secs(60))?;
-    eprintln!("rewind: produced {count} records to {}", args.topic);
-    Ok(())
+    Ok(count)
 }

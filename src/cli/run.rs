@@ -127,19 +127,24 @@ fn run_brokers(
         door,
         log_id: format!("kafka:{}", args.topic),
     };
-    let engine_shared = shared.clone();
-    let engine = std::thread::spawn(move || engine::run(config, engine_shared));
     let mut status = Status::new(
         brokers,
         &[&args.topic, &args.titles_topic],
         !args.until_caught_up,
     );
-    watch(
-        &shared,
-        args.duration_s,
-        || engine.is_finished(),
-        &mut status,
-    );
+    drive(config, shared, &mut status, args.duration_s)
+}
+
+/// Runs the engine on its own thread, printing status until it ends (or `duration_s`).
+pub(super) fn drive(
+    config: RunConfig,
+    shared: Arc<Shared>,
+    status: &mut Status,
+    duration_s: Option<u64>,
+) -> anyhow::Result<RunSummary> {
+    let engine_shared = shared.clone();
+    let engine = std::thread::spawn(move || engine::run(config, engine_shared));
+    watch(&shared, duration_s, || engine.is_finished(), status);
     shared.stop();
     let summary = engine
         .join()
@@ -216,23 +221,57 @@ fn watch(
 }
 
 /// The once-a-second status line: throughput, event-time progress, lag, bad records, output.
-struct Status {
+/// As a progress bar, it shows how much of the log as of start has been read.
+pub(super) struct Status {
     source: Option<KafkaSource>,
     topics: Vec<String>,
     last_at: Instant,
     last_records: u64,
     enabled: bool,
+    /// Records to read in all, for a progress bar.
+    total: Option<u64>,
 }
 
 impl Status {
-    fn new(brokers: &str, topics: &[&str], enabled: bool) -> Status {
+    pub(super) fn new(brokers: &str, topics: &[&str], enabled: bool) -> Status {
         Status {
             source: KafkaSource::connect(brokers).ok(),
             topics: topics.iter().map(|t| t.to_string()).collect(),
             last_at: Instant::now(),
             last_records: 0,
             enabled: enabled || std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            total: None,
         }
+    }
+
+    /// A progress bar over the log as of now, shown on a terminal only.
+    pub(super) fn progress(brokers: &str, topics: &[&str]) -> Status {
+        let mut status = Status::new(brokers, topics, false);
+        let source = status.source.as_ref();
+        let sizes = topics.iter().filter_map(|t| source?.topic_info(t).ok());
+        status.total = Some(
+            sizes
+                .flat_map(|i| i.watermarks)
+                .map(|(low, high)| high - low)
+                .sum(),
+        );
+        status
+    }
+
+    fn print_progress(&self, total: u64, records: u64, rate: f64) {
+        let done = records.min(total);
+        let fraction = if total == 0 {
+            1.0
+        } else {
+            done as f64 / total as f64
+        };
+        let filled = (fraction * 30.0) as usize;
+        eprint!(
+            "\r[{}{}] {:>5.1}% {done}/{total} records, {rate:.0}/s ",
+            "#".repeat(filled),
+            "-".repeat(30 - filled),
+            fraction * 100.0
+        );
     }
 
     fn due(&self) -> bool {
@@ -247,6 +286,9 @@ impl Status {
         self.last_records = counters.records;
         if !self.enabled {
             return;
+        }
+        if let Some(total) = self.total {
+            return self.print_progress(total, counters.records, rate);
         }
         let frontier = shared.frontier_ms();
         let watermark = if frontier == 0 {
@@ -281,7 +323,7 @@ impl Status {
     }
 }
 
-fn print_summary(summary: &RunSummary) {
+pub(super) fn print_summary(summary: &RunSummary) {
     for warning in &summary.warnings {
         eprintln!("rewind: warning: {warning}");
     }

@@ -95,6 +95,11 @@ pub(crate) fn run(
     // The writer waits for a last report from every worker, also after an error.
     let frontier = probe_frontier(&probe);
     reporter.report(&mut ingest, frontier, true);
+    // Timely would otherwise run the dataflow to completion once the inputs close: every
+    // pending window retraction, up to a year ahead, computed for nothing.
+    for dataflow in worker.installed_dataflows() {
+        worker.drop_dataflow(dataflow);
+    }
     result
 }
 

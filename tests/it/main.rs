@@ -6,4 +6,5 @@ mod common;
 mod dead_letters;
 mod oracle;
 mod privacy;
+mod replay;
 mod restart;

@@ -1,0 +1,216 @@
+//! Kappa: a store built by `rewind replay` equals the one built live from the same log, and
+//! `rewind verify` holds on both and catches a planted difference.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rewind::workload::GenConfig;
+use rewind_state::ReadOnlyStore;
+
+use crate::common;
+
+fn rewind(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .env(
+            "REWIND_PSEUDONYM_KEY",
+            std::str::from_utf8(common::KEY).unwrap(),
+        )
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The history and online tables, row for row.
+fn tables(dir: &Path) -> impl PartialEq + std::fmt::Debug {
+    let snap = ReadOnlyStore::open(dir).unwrap().snapshot().unwrap();
+    (
+        snap.frontier_ms().unwrap(),
+        snap.history().unwrap(),
+        snap.online_all().unwrap(),
+    )
+}
+
+fn verify(dir: &Path) -> Output {
+    rewind(&["verify", "--store", dir.to_str().unwrap()])
+}
+
+#[test]
+fn replay_from_a_cluster_equals_the_live_store_and_both_verify() {
+    let config = GenConfig {
+        viewers: 200,
+        titles: 30,
+        seed: 21,
+        late: 0.002,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 30_000);
+    let log = common::log(3);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let live = tempfile::tempdir().unwrap();
+    common::run_caught_up(&log.brokers, live.path(), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let replayed = dir.path().join("replayed");
+    let out = rewind(&[
+        "replay",
+        "--brokers",
+        &log.brokers,
+        "--store",
+        replayed.to_str().unwrap(),
+        "--workers",
+        "2",
+    ]);
+    ok(out);
+    assert_eq!(tables(&replayed), tables(live.path()));
+    assert!(ok(verify(live.path())).starts_with("ok: "));
+    assert!(ok(verify(&replayed)).starts_with("ok: "));
+
+    let again = rewind(&[
+        "replay",
+        "--brokers",
+        &log.brokers,
+        "--store",
+        replayed.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a store"));
+}
+
+#[test]
+fn replay_from_a_file_equals_the_live_store_of_the_same_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let titles = dir.path().join("events.titles.jsonl");
+    let (e, t) = (events.to_str().unwrap(), titles.to_str().unwrap());
+    ok(rewind(&[
+        "gen",
+        "--viewers",
+        "100",
+        "--titles",
+        "20",
+        "--events",
+        "20000",
+        "--seed",
+        "4",
+        "--out",
+        e,
+    ]));
+
+    let log = common::log(2);
+    let b = log.brokers.as_str();
+    ok(rewind(&[
+        "produce",
+        "--brokers",
+        b,
+        "--topic",
+        "titles",
+        "--file",
+        t,
+        "--timestamp-ms",
+        "946684800000",
+    ]));
+    ok(rewind(&[
+        "produce",
+        "--brokers",
+        b,
+        "--topic",
+        "events",
+        "--file",
+        e,
+    ]));
+    let live = dir.path().join("live");
+    ok(rewind(&[
+        "run",
+        "--brokers",
+        b,
+        "--store",
+        live.to_str().unwrap(),
+        "--until-caught-up",
+    ]));
+
+    let replayed = dir.path().join("replayed");
+    ok(rewind(&[
+        "replay",
+        "--file",
+        e,
+        "--titles-file",
+        t,
+        "--store",
+        replayed.to_str().unwrap(),
+    ]));
+    assert_eq!(tables(&replayed), tables(&live));
+    let snap = ReadOnlyStore::open(&replayed).unwrap().snapshot().unwrap();
+    let shares = snap
+        .history()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.feature == "viewer.genre_share_90d")
+        .count();
+    assert!(shares > 0, "titles from the file reached the features");
+}
+
+#[test]
+fn verify_finds_a_planted_difference() {
+    let config = GenConfig {
+        viewers: 50,
+        titles: 10,
+        seed: 2,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 5_000);
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let store = tempfile::tempdir().unwrap();
+    common::run_caught_up(&log.brokers, store.path(), 1);
+    assert!(ok(verify(store.path())).starts_with("ok: "));
+
+    let (feature, entity) = plant(store.path());
+    let out = verify(store.path());
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{feature} of {entity}: values differ; online 999")),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 difference(s)"));
+}
+
+/// Overwrites one online value behind the writer's back; returns its (feature, entity).
+fn plant(dir: &Path) -> (String, String) {
+    use redb::{ReadableTable, TableDefinition};
+    const ONLINE: TableDefinition<(&str, &str, &str), (u64, &[u8])> =
+        TableDefinition::new("online");
+    let db = redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open(dir.join(rewind_state::FILE_NAME))
+        .unwrap();
+    let txn = db.begin_write().unwrap();
+    let key = {
+        let mut table = txn.open_table(ONLINE).unwrap();
+        let (kind, id, feature, from) = {
+            let (k, v) = table.iter().unwrap().next().unwrap().unwrap();
+            let (kind, id, feature) = k.value();
+            (
+                kind.to_string(),
+                id.to_string(),
+                feature.to_string(),
+                v.value().0,
+            )
+        };
+        table
+            .insert(
+                (kind.as_str(), id.as_str(), feature.as_str()),
+                (from, b"999".as_slice()),
+            )
+            .unwrap();
+        (feature, id)
+    };
+    txn.commit().unwrap();
+    key
+}
