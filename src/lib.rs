@@ -10,6 +10,7 @@ pub mod decode;
 pub mod embedded;
 pub mod engine;
 pub mod privacy;
+pub mod snapshot;
 pub mod time;
 pub mod utc;
 pub mod verify;

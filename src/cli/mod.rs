@@ -1,10 +1,11 @@
-//! Subcommands: `run`, `gen`, `produce`, `get`, `features`, `replay`, `verify`. Each file holds one, with its arguments.
+//! Subcommands: `run`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`. Each file holds one, with its arguments.
 
 mod features;
 mod get;
 mod produce;
 mod replay;
 mod run;
+mod snapshot;
 mod verify;
 mod workload;
 
@@ -26,6 +27,7 @@ enum Command {
     Get(get::GetArgs),
     Features(features::FeaturesArgs),
     Replay(replay::ReplayArgs),
+    Snapshot(snapshot::SnapshotArgs),
     Verify(verify::VerifyArgs),
 }
 
@@ -37,6 +39,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => get::run(args),
         Command::Features(args) => features::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Snapshot(args) => snapshot::run(args),
         Command::Verify(args) => verify::run(args),
     }
 }

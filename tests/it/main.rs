@@ -8,3 +8,4 @@ mod oracle;
 mod privacy;
 mod replay;
 mod restart;
+mod snapshot;

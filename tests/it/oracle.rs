@@ -109,7 +109,7 @@ impl World {
     }
 }
 
-type Values = BTreeMap<(String, String), String>;
+pub type Values = BTreeMap<(String, String), String>;
 
 #[derive(Default)]
 struct Tally {

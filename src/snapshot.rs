@@ -1,0 +1,537 @@
+//! Training snapshots: point-in-time-correct feature values for a table of labels.
+//!
+//! Each label row names an entity and a time `ts`; it gets every requested feature as of
+//! `floor_tick(ts)`: the latest history row with `valid_from <= floor_tick(ts)`, or the
+//! feature's default. An event at `ts` becomes visible only at the first tick boundary after
+//! it, so no row sees the event it labels, nor anything later. A row past the store's
+//! frontier is refused: its values are not final yet.
+//!
+//! Labels are CSV or Parquet; the training set is CSV or Parquet (maps and lists as Parquet
+//! map and list columns). Every label column passes through unchanged and in order, the
+//! feature columns follow.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use rewind_dataflows::window::floor_tick;
+use rewind_dataflows::{Entity, Feature, ValueType};
+use rewind_state::{Snapshot, StoreError};
+
+use crate::privacy::Pseudonymizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("reading labels {path}: {detail}")]
+    ReadLabels { path: PathBuf, detail: String },
+    #[error("labels have no {0} column; they need `viewer_id` or `title_id`, and `ts`")]
+    MissingColumn(&'static str),
+    #[error("labels have both `viewer_id` and `title_id`: keep the one the features are about")]
+    AmbiguousEntity,
+    #[error("label row {row}: {detail}")]
+    BadRow { row: usize, detail: String },
+    #[error(
+        "label row {row}: ts {ts_ms} is at or past the store's frontier {frontier_ms} (values \
+         are final before it); cut snapshots only for earlier times, or let the store catch up"
+    )]
+    PastFrontier {
+        row: usize,
+        ts_ms: i64,
+        frontier_ms: u64,
+    },
+    #[error("no {entity} feature {name:?}; known: {known}")]
+    UnknownFeature {
+        entity: &'static str,
+        name: String,
+        known: String,
+    },
+    #[error("--raw-ids pseudonymizes viewer ids; title ids are not personal data")]
+    RawTitleIds,
+    #[error("the store has no output yet: run it before cutting snapshots")]
+    EmptyStore,
+    #[error("output {path}: the extension must be .parquet or .csv")]
+    OutFormat { path: PathBuf },
+    #[error("writing {path}: {detail}")]
+    Write { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Labels, read into one Arrow batch (CSV columns as strings).
+pub fn read_labels(path: &Path) -> Result<RecordBatch, SnapshotError> {
+    let err = |detail: String| SnapshotError::ReadLabels {
+        path: path.to_path_buf(),
+        detail,
+    };
+    match extension(path).as_str() {
+        "parquet" => {
+            let file = File::open(path).map_err(|e| err(e.to_string()))?;
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.build())
+                    .map_err(|e| err(e.to_string()))?;
+            let schema = arrow_array::RecordBatchReader::schema(&reader);
+            let batches: Vec<RecordBatch> = reader
+                .collect::<Result<_, _>>()
+                .map_err(|e| err(e.to_string()))?;
+            arrow_select_concat(&schema, &batches).map_err(err)
+        }
+        "csv" => read_csv(path).map_err(err),
+        _ => Err(err("the extension must be .csv or .parquet".into())),
+    }
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn arrow_select_concat(
+    schema: &Arc<Schema>,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch, String> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for i in 0..schema.fields().len() {
+        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(i).as_ref()).collect();
+        let column = if parts.is_empty() {
+            arrow_array::new_empty_array(schema.field(i).data_type())
+        } else {
+            arrow_select::concat::concat(&parts).map_err(|e| e.to_string())?
+        };
+        columns.push(column);
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+fn read_csv(path: &Path) -> Result<RecordBatch, String> {
+    let mut reader = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(String::from)
+        .collect();
+    let mut columns: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("row {}: {e}", row + 1))?;
+        for (column, cell) in columns.iter_mut().zip(record.iter()) {
+            column.push(cell.to_string());
+        }
+    }
+    let fields: Vec<Field> = headers
+        .iter()
+        .map(|h| Field::new(h, DataType::Utf8, false))
+        .collect();
+    let arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .map(|c| Arc::new(StringArray::from(c)) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| e.to_string())
+}
+
+/// What to cut.
+pub struct Request<'a> {
+    /// Feature names; all of the labels' entity when empty.
+    pub features: Vec<String>,
+    /// Pseudonymize a `viewer_id` column of raw account ids with this key.
+    pub raw_ids: Option<&'a Pseudonymizer>,
+}
+
+/// The labels with every requested feature as of each row's `ts`.
+pub fn cut(
+    snap: &Snapshot,
+    labels: &RecordBatch,
+    request: &Request<'_>,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<RecordBatch, SnapshotError> {
+    let (entity, id_index) = entity_column(labels)?;
+    if request.raw_ids.is_some() && entity == Entity::Title {
+        return Err(SnapshotError::RawTitleIds);
+    }
+    let features = select_features(entity, &request.features)?;
+    let ids = entity_ids(labels.column(id_index), request.raw_ids)?;
+    let ts_index = labels
+        .schema()
+        .index_of("ts")
+        .map_err(|_| SnapshotError::MissingColumn("`ts`"))?;
+    let times = label_times(labels.column(ts_index))?;
+    let frontier_ms = snap.frontier_ms()?.ok_or(SnapshotError::EmptyStore)?;
+    let tick_ms = snap.meta_u64("tick_ms")?.ok_or(SnapshotError::EmptyStore)?;
+    for (row, ts_ms) in times.iter().enumerate() {
+        if *ts_ms < 0 || *ts_ms as u64 >= frontier_ms {
+            return Err(SnapshotError::PastFrontier {
+                row: row + 1,
+                ts_ms: *ts_ms,
+                frontier_ms,
+            });
+        }
+    }
+    let mut columns: Vec<FeatureColumn> = features.iter().map(FeatureColumn::new).collect();
+    for (row, (id, ts_ms)) in ids.iter().zip(&times).enumerate() {
+        let as_of = floor_tick(*ts_ms as u64, tick_ms);
+        for (feature, column) in features.iter().zip(columns.iter_mut()) {
+            let value = snap.as_of(feature.name, id, as_of)?;
+            column
+                .push(value.as_deref())
+                .map_err(|detail| SnapshotError::BadRow {
+                    row: row + 1,
+                    detail,
+                })?;
+        }
+        if row % 10_000 == 0 {
+            progress(row, ids.len());
+        }
+    }
+    progress(ids.len(), ids.len());
+    assemble(
+        labels,
+        id_index,
+        ids,
+        entity,
+        request.raw_ids.is_some(),
+        features,
+        columns,
+    )
+}
+
+fn assemble(
+    labels: &RecordBatch,
+    id_index: usize,
+    ids: Vec<String>,
+    entity: Entity,
+    replaced: bool,
+    features: Vec<Feature>,
+    columns: Vec<FeatureColumn>,
+) -> Result<RecordBatch, SnapshotError> {
+    let schema = labels.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut arrays: Vec<ArrayRef> = labels.columns().to_vec();
+    if replaced {
+        // The pseudonyms replace the raw ids: a training set never holds a raw account id.
+        fields[id_index] = Field::new(format!("{}_id", entity.as_str()), DataType::Utf8, false);
+        arrays[id_index] = Arc::new(StringArray::from(ids));
+    }
+    for (feature, column) in features.iter().zip(columns) {
+        let array = column.finish();
+        fields.push(Field::new(
+            feature.name,
+            array.data_type().clone(),
+            array.null_count() > 0 || feature.value_type() == ValueType::Ratio,
+        ));
+        arrays.push(array);
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays);
+    batch.map_err(|e| SnapshotError::BadRow {
+        row: 0,
+        detail: e.to_string(),
+    })
+}
+
+fn entity_column(labels: &RecordBatch) -> Result<(Entity, usize), SnapshotError> {
+    let schema = labels.schema();
+    match (
+        schema.index_of("viewer_id").ok(),
+        schema.index_of("title_id").ok(),
+    ) {
+        (Some(_), Some(_)) => Err(SnapshotError::AmbiguousEntity),
+        (Some(i), None) => Ok((Entity::Viewer, i)),
+        (None, Some(i)) => Ok((Entity::Title, i)),
+        (None, None) => Err(SnapshotError::MissingColumn("entity id")),
+    }
+}
+
+fn select_features(entity: Entity, names: &[String]) -> Result<Vec<Feature>, SnapshotError> {
+    let library: Vec<Feature> = rewind_dataflows::library()
+        .into_iter()
+        .filter(|f| f.entity() == Some(entity))
+        .collect();
+    if names.is_empty() {
+        return Ok(library);
+    }
+    names
+        .iter()
+        .map(|name| {
+            library
+                .iter()
+                .find(|f| f.name == name)
+                .cloned()
+                .ok_or_else(|| SnapshotError::UnknownFeature {
+                    entity: entity.as_str(),
+                    name: name.clone(),
+                    known: library
+                        .iter()
+                        .map(|f| f.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect()
+}
+
+fn entity_ids(
+    column: &ArrayRef,
+    door: Option<&Pseudonymizer>,
+) -> Result<Vec<String>, SnapshotError> {
+    let strings = arrow_cast::cast(column, &DataType::Utf8).map_err(|e| SnapshotError::BadRow {
+        row: 0,
+        detail: format!("entity ids: {e}"),
+    })?;
+    let strings = strings.as_string::<i32>();
+    let mut ids = Vec::with_capacity(strings.len());
+    for row in 0..strings.len() {
+        if strings.is_null(row) {
+            return Err(SnapshotError::BadRow {
+                row: row + 1,
+                detail: "entity id is empty".into(),
+            });
+        }
+        let id = strings.value(row);
+        ids.push(door.map_or_else(|| id.to_string(), |d| d.viewer_id(id).to_string()));
+    }
+    Ok(ids)
+}
+
+/// `ts` as ms since the epoch: integers, RFC 3339 text, or Arrow timestamps.
+fn label_times(column: &ArrayRef) -> Result<Vec<i64>, SnapshotError> {
+    let bad = |row: usize, detail: String| SnapshotError::BadRow {
+        row: row + 1,
+        detail,
+    };
+    match column.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 => {
+            let strings =
+                arrow_cast::cast(column, &DataType::Utf8).map_err(|e| bad(0, e.to_string()))?;
+            let strings = strings.as_string::<i32>();
+            (0..strings.len())
+                .map(|row| {
+                    let text = strings.value(row).trim();
+                    parse_ts(text).ok_or_else(|| {
+                        bad(
+                            row,
+                            format!("ts {text:?} is neither ms since the epoch nor RFC 3339"),
+                        )
+                    })
+                })
+                .collect()
+        }
+        DataType::Timestamp(_, _) => {
+            let ms = arrow_cast::cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))
+                .and_then(|c| arrow_cast::cast(&c, &DataType::Int64))
+                .map_err(|e| bad(0, e.to_string()))?;
+            non_null(ms.as_primitive::<Int64Type>())
+        }
+        _ => {
+            let ms = arrow_cast::cast(column, &DataType::Int64).map_err(|_| {
+                bad(
+                    0,
+                    format!("ts column of type {} is not a time", column.data_type()),
+                )
+            })?;
+            non_null(ms.as_primitive::<Int64Type>())
+        }
+    }
+}
+
+fn non_null(values: &arrow_array::Int64Array) -> Result<Vec<i64>, SnapshotError> {
+    if let Some(row) = (0..values.len()).find(|r| values.is_null(*r)) {
+        return Err(SnapshotError::BadRow {
+            row: row + 1,
+            detail: "ts is empty".into(),
+        });
+    }
+    Ok(values.values().to_vec())
+}
+
+fn parse_ts(text: &str) -> Option<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Some(ms);
+    }
+    // RFC 3339 needs a date, a time and an offset; Arrow's parser also takes looser forms.
+    let looks_rfc3339 =
+        text.len() >= 20 && (text.ends_with('Z') || text[19..].contains(['+', '-']));
+    if !looks_rfc3339 {
+        return None;
+    }
+    arrow_cast::parse::string_to_timestamp_nanos(text)
+        .ok()
+        .map(|ns| ns.div_euclid(1_000_000))
+}
+
+/// Builds one feature's column, defaults included.
+enum FeatureColumn {
+    Int(Int64Builder),
+    Float(Float64Builder, bool),
+    Map(MapBuilder<StringBuilder, Float64Builder>),
+    List(ListBuilder<StringBuilder>),
+}
+
+impl FeatureColumn {
+    fn new(feature: &Feature) -> FeatureColumn {
+        match feature.value_type() {
+            ValueType::Int => FeatureColumn::Int(Int64Builder::new()),
+            ValueType::Float => FeatureColumn::Float(Float64Builder::new(), false),
+            ValueType::Ratio => FeatureColumn::Float(Float64Builder::new(), true),
+            ValueType::Map => FeatureColumn::Map(MapBuilder::new(
+                None,
+                StringBuilder::new(),
+                Float64Builder::new(),
+            )),
+            ValueType::List => FeatureColumn::List(ListBuilder::new(StringBuilder::new())),
+        }
+    }
+
+    /// Appends a value (JSON from history) or the default.
+    fn push(&mut self, json: Option<&[u8]>) -> Result<(), String> {
+        let value: Option<serde_json::Value> = json
+            .map(serde_json::from_slice)
+            .transpose()
+            .map_err(|e| format!("stored value: {e}"))?;
+        match (self, value) {
+            (FeatureColumn::Int(b), v) => b.append_value(v.and_then(|v| v.as_i64()).unwrap_or(0)),
+            (FeatureColumn::Float(b, nullable), v) => match v.and_then(|v| v.as_f64()) {
+                Some(f) => b.append_value(f),
+                None if *nullable => b.append_null(),
+                None => b.append_value(0.0),
+            },
+            (FeatureColumn::Map(b), v) => {
+                for (key, share) in v.as_ref().and_then(|v| v.as_object()).into_iter().flatten() {
+                    b.keys().append_value(key);
+                    b.values().append_value(share.as_f64().unwrap_or(f64::NAN));
+                }
+                b.append(true).map_err(|e| e.to_string())?;
+            }
+            (FeatureColumn::List(b), v) => {
+                for item in v.as_ref().and_then(|v| v.as_array()).into_iter().flatten() {
+                    b.values().append_value(item.as_str().unwrap_or_default());
+                }
+                b.append(true);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            FeatureColumn::Int(mut b) => Arc::new(b.finish()),
+            FeatureColumn::Float(mut b, _) => Arc::new(b.finish()),
+            FeatureColumn::Map(mut b) => Arc::new(b.finish()),
+            FeatureColumn::List(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Writes the training set by extension, all or nothing: into a temporary file beside `path`,
+/// renamed into place once complete.
+pub fn write(batch: &RecordBatch, path: &Path) -> Result<(), SnapshotError> {
+    let format = extension(path);
+    if format != "parquet" && format != "csv" {
+        return Err(SnapshotError::OutFormat {
+            path: path.to_path_buf(),
+        });
+    }
+    let err = |detail: String| SnapshotError::Write {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let result = match format.as_str() {
+        "parquet" => write_parquet(batch, &tmp),
+        _ => write_csv(batch, &tmp),
+    };
+    match result.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
+        Ok(()) => Ok(()),
+        Err(detail) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(err(detail))
+        }
+    }
+}
+
+fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), String> {
+    let file = File::create(path).map_err(|e| e.to_string())?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props))
+        .map_err(|e| e.to_string())?;
+    writer.write(batch).map_err(|e| e.to_string())?;
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn write_csv(batch: &RecordBatch, path: &Path) -> Result<(), String> {
+    let mut writer = csv::Writer::from_path(path).map_err(|e| e.to_string())?;
+    let schema = batch.schema();
+    writer
+        .write_record(schema.fields().iter().map(|f| f.name()))
+        .map_err(|e| e.to_string())?;
+    let options = arrow_cast::display::FormatOptions::default();
+    let formatters: Vec<Cell<'_>> = batch
+        .columns()
+        .iter()
+        .map(|c| Cell::new(c, &options))
+        .collect::<Result<_, _>>()?;
+    for row in 0..batch.num_rows() {
+        let record: Vec<String> = formatters.iter().map(|f| f.text(row)).collect();
+        writer.write_record(&record).map_err(|e| e.to_string())?;
+    }
+    writer.flush().map_err(|e| e.to_string())
+}
+
+/// One column's cells as CSV text: maps and lists as JSON, everything else as Arrow shows it.
+enum Cell<'a> {
+    Json(&'a ArrayRef),
+    Plain(arrow_cast::display::ArrayFormatter<'a>),
+}
+
+impl<'a> Cell<'a> {
+    fn new(
+        column: &'a ArrayRef,
+        options: &'a arrow_cast::display::FormatOptions<'a>,
+    ) -> Result<Cell<'a>, String> {
+        match column.data_type() {
+            DataType::Map(_, _) | DataType::List(_) => Ok(Cell::Json(column)),
+            _ => arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), options)
+                .map(Cell::Plain)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn text(&self, row: usize) -> String {
+        match self {
+            Cell::Plain(f) => f.value(row).to_string(),
+            Cell::Json(column) => json_cell(column, row),
+        }
+    }
+}
+
+fn json_cell(column: &ArrayRef, row: usize) -> String {
+    use serde_json::{Map, Value, json};
+    match column.data_type() {
+        DataType::Map(_, _) => {
+            let entries = column.as_map().value(row);
+            let keys = entries.column(0).as_string::<i32>();
+            let values = entries
+                .column(1)
+                .as_primitive::<arrow_array::types::Float64Type>();
+            let map: Map<String, Value> = (0..keys.len())
+                .map(|i| (keys.value(i).to_string(), json!(values.value(i))))
+                .collect();
+            Value::Object(map).to_string()
+        }
+        _ => {
+            let items = column.as_list::<i32>().value(row);
+            let items = items.as_string::<i32>();
+            let list: Vec<&str> = (0..items.len()).map(|i| items.value(i)).collect();
+            json!(list).to_string()
+        }
+    }
+}

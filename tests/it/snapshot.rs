@@ -1,0 +1,475 @@
+//! Training snapshots: point-in-time values checked against the oracle, pass-through columns,
+//! both output formats, no leakage, and clear errors without partial output.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use arrow_array::RecordBatch;
+use rewind::workload::{GenConfig, Record};
+use rewind_dataflows::library;
+use serde_json::Value;
+
+use crate::common;
+use crate::oracle::{self, World};
+
+fn rewind(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .env(
+            "REWIND_PSEUDONYM_KEY",
+            std::str::from_utf8(common::KEY).unwrap(),
+        )
+        .output()
+        .unwrap()
+}
+
+/// Numbers as f64 all the way down, so `1`, `1.0` and `1e0` compare equal.
+fn norm(v: Value) -> Value {
+    match v {
+        Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+        Value::Array(items) => Value::Array(items.into_iter().map(norm).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, norm(v))).collect()),
+        other => other,
+    }
+}
+
+fn read_parquet(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// One cell of a Parquet column as normalized JSON.
+fn parquet_cell(batch: &RecordBatch, column: &str, row: usize) -> Value {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_schema::DataType;
+    let array = batch.column_by_name(column).unwrap();
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    norm(match array.data_type() {
+        DataType::Int64 => serde_json::json!(array.as_primitive::<Int64Type>().value(row)),
+        DataType::Float64 => serde_json::json!(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => serde_json::json!(array.as_string::<i32>().value(row)),
+        DataType::Map(_, _) => {
+            let entries = array.as_map().value(row);
+            let (k, v) = (
+                entries.column(0).as_string::<i32>(),
+                entries.column(1).as_primitive::<Float64Type>(),
+            );
+            Value::Object(
+                (0..k.len())
+                    .map(|i| (k.value(i).to_string(), serde_json::json!(v.value(i))))
+                    .collect(),
+            )
+        }
+        DataType::List(_) => {
+            let items = array.as_list::<i32>().value(row);
+            let items = items.as_string::<i32>();
+            serde_json::json!((0..items.len()).map(|i| items.value(i)).collect::<Vec<_>>())
+        }
+        other => panic!("unexpected column type {other}"),
+    })
+}
+
+/// A CSV cell as normalized JSON: numbers, JSON maps and lists, empty as null.
+fn csv_cell(text: &str) -> Value {
+    if text.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(text)
+        .map(norm)
+        .unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+struct Label {
+    id: String,
+    ts_ms: u64,
+}
+
+/// Labels for `entity` at tick boundaries, just before and after them, before each entity's
+/// first event, and between changes.
+fn labels(world: &World, ids: &[String], frontier: u64) -> Vec<Label> {
+    let mut rows = Vec::new();
+    let first = world.events.iter().map(|p| p.time).min().unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let base = first + (i as u64 % 50) * 61_000;
+        for ts in [
+            first - 5_000,
+            base,
+            base - 1,
+            base + 1,
+            base + 999,
+            base + 30_500,
+            frontier - 1,
+        ] {
+            rows.push(Label {
+                id: id.clone(),
+                ts_ms: ts,
+            });
+        }
+    }
+    rows
+}
+
+fn write_labels(path: &Path, id_column: &str, rows: &[Label]) {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record([id_column, "ts", "label", "note"]).unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        let ts = if i % 3 == 0 {
+            rewind::utc::format_ms(r.ts_ms)
+        } else {
+            r.ts_ms.to_string()
+        };
+        w.write_record([r.id.as_str(), &ts, &(i % 2).to_string(), &format!("n{i}")])
+            .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn snapshots_equal_the_oracle_as_of_each_label_in_parquet_and_csv() {
+    let config = GenConfig {
+        viewers: 120,
+        titles: 30,
+        seed: 31,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 40_000);
+    let log = common::log(4);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let world = World::read(&log.brokers);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+    let frontier = summary.frontier_ms;
+    let dir = tempfile::tempdir().unwrap();
+
+    let viewers: Vec<String> = (0..40)
+        .map(|v| common::door().viewer_id(&format!("u{v:07}")).to_string())
+        .collect();
+    let title_ids: Vec<String> = (0..12).map(rewind::workload::title_id).collect();
+    for (entity, id_column, ids) in [
+        ("viewer", "viewer_id", &viewers),
+        ("title", "title_id", &title_ids),
+    ] {
+        let rows = labels(&world, ids, frontier);
+        let labels_path = dir.path().join(format!("{entity}.csv"));
+        write_labels(&labels_path, id_column, &rows);
+        let features: Vec<_> = library()
+            .into_iter()
+            .filter(|f| f.name.starts_with(entity))
+            .collect();
+        let mut expected_cache = std::collections::HashMap::new();
+        let mut expect = |row: &Label, feature: &rewind_dataflows::Feature| {
+            let t = row.ts_ms / 1000 * 1000;
+            let values = expected_cache
+                .entry(t)
+                .or_insert_with(|| oracle::expected(&world, t));
+            let json = values
+                .get(&(feature.name.to_string(), row.id.clone()))
+                .cloned();
+            let json = json.unwrap_or_else(|| feature.default_json().to_string());
+            norm(serde_json::from_str(&json).unwrap())
+        };
+
+        let parquet_out = dir.path().join(format!("{entity}.parquet"));
+        let out = rewind(&[
+            "snapshot",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--labels",
+            labels_path.to_str().unwrap(),
+            "--out",
+            parquet_out.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let batch = read_parquet(&parquet_out);
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let mut want_names = vec![
+            id_column.to_string(),
+            "ts".into(),
+            "label".into(),
+            "note".into(),
+        ];
+        want_names.extend(features.iter().map(|f| f.name.to_string()));
+        assert_eq!(
+            names, want_names,
+            "label columns pass through in order, features follow"
+        );
+        assert_eq!(batch.num_rows(), rows.len());
+        let mut seen = std::collections::BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(
+                parquet_cell(&batch, "note", i),
+                Value::String(format!("n{i}"))
+            );
+            for feature in &features {
+                let want = expect(row, feature);
+                let default = norm(serde_json::from_str(feature.default_json()).unwrap());
+                *seen.entry(feature.name).or_insert(0) += usize::from(want != default);
+                assert_eq!(
+                    parquet_cell(&batch, feature.name, i),
+                    want,
+                    "{} row {i} (ts {})",
+                    feature.name,
+                    row.ts_ms
+                );
+            }
+        }
+        for (name, values) in seen {
+            assert!(
+                values > 5,
+                "{name}: only {values} labels saw a value; the check is too weak"
+            );
+        }
+
+        let csv_out = dir.path().join(format!("{entity}.out.csv"));
+        let out = rewind(&[
+            "snapshot",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--labels",
+            labels_path.to_str().unwrap(),
+            "--out",
+            csv_out.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut reader = csv::Reader::from_path(&csv_out).unwrap();
+        assert_eq!(
+            reader.headers().unwrap().iter().collect::<Vec<_>>(),
+            want_names
+        );
+        for (i, (record, row)) in reader.records().zip(&rows).enumerate() {
+            let record = record.unwrap();
+            for (j, feature) in features.iter().enumerate() {
+                assert_eq!(
+                    csv_cell(&record[4 + j]),
+                    expect(row, feature),
+                    "csv {} row {i}",
+                    feature.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_label_at_the_time_of_its_event_never_sees_it_and_raw_ids_stay_out() {
+    let s = 1_767_225_600_000u64;
+    let play = |ts: u64| {
+        let json = format!(
+            r#"{{"event_id":"e","user_id":"alice@account","ts":{ts},"type":"play_start","title_id":"t1"}}"#
+        );
+        Record {
+            key: "alice@account".into(),
+            json,
+            ts_ms: ts,
+        }
+    };
+    let log = common::log(1);
+    common::produce(
+        &log.brokers,
+        common::EVENTS,
+        &[play(s + 1500), play(s + 9000)],
+    );
+    let store = tempfile::tempdir().unwrap();
+    common::run_caught_up(&log.brokers, store.path(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    let at = |ts: u64| format!("alice@account,{ts},x\n");
+    let body = format!(
+        "viewer_id,ts,y\n{}{}{}",
+        at(s + 1500),
+        at(s + 1999),
+        at(s + 2000)
+    );
+    std::fs::write(&labels, body).unwrap();
+    let out_path = dir.path().join("out.csv");
+    let out = rewind(&[
+        "snapshot",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+        "--features",
+        "viewer.plays_24h,viewer.last_titles_10",
+        "--raw-ids",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        !text.contains("alice"),
+        "a raw id reached the training set:\n{text}"
+    );
+    let pseudonym = common::door().viewer_id("alice@account").to_string();
+    let rows: Vec<Vec<String>> = csv::Reader::from_path(&out_path)
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap().iter().map(String::from).collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        vec![
+            pseudonym.clone(),
+            (s + 1500).to_string(),
+            "x".into(),
+            "0".into(),
+            "[]".into()
+        ]
+    );
+    assert_eq!(
+        rows[1][3], "0",
+        "the event's own tick has not closed at ts + 499 ms"
+    );
+    assert_eq!(
+        rows[2][3], "1",
+        "visible from the first tick boundary after it"
+    );
+    assert_eq!(rows[2][4], r#"["t1"]"#);
+
+    // The same labels as Parquet, with typed columns that pass through as they are.
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, StringArray};
+    let ids: ArrayRef = std::sync::Arc::new(StringArray::from(vec![pseudonym.as_str(); 2]));
+    let ts: ArrayRef =
+        std::sync::Arc::new(Int64Array::from(vec![(s + 1999) as i64, (s + 2000) as i64]));
+    let weight: ArrayRef = std::sync::Arc::new(Float64Array::from(vec![0.5, 2.0]));
+    let batch =
+        RecordBatch::try_from_iter([("viewer_id", ids), ("ts", ts), ("weight", weight)]).unwrap();
+    let labels = dir.path().join("labels.parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&labels).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let out_path = dir.path().join("out.parquet");
+    let out = rewind(&[
+        "snapshot",
+        "--store",
+        store.path().to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = read_parquet(&out_path);
+    assert_eq!(
+        got.column_by_name("weight").unwrap().data_type(),
+        &arrow_schema::DataType::Float64
+    );
+    assert_eq!(parquet_cell(&got, "weight", 1), serde_json::json!(2.0));
+    assert_eq!(
+        parquet_cell(&got, "viewer.plays_24h", 0),
+        serde_json::json!(0.0)
+    );
+    assert_eq!(
+        parquet_cell(&got, "viewer.plays_24h", 1),
+        serde_json::json!(1.0)
+    );
+}
+
+#[test]
+fn bad_labels_get_clear_errors_and_no_output_file() {
+    let config = GenConfig {
+        viewers: 20,
+        titles: 5,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 2_000);
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+    let ok_ts = config.start_ms + 60_000;
+    let cases: Vec<(String, Vec<&str>, String)> = vec![
+        (
+            "viewer_id,label\nv_1,1\n".into(),
+            vec![],
+            "no `ts` column".into(),
+        ),
+        (
+            "user,ts\nv_1,5\n".into(),
+            vec![],
+            "need `viewer_id` or `title_id`".into(),
+        ),
+        (
+            format!("viewer_id,ts\nv_1,{ok_ts}\nv_2,yesterday\n"),
+            vec![],
+            "label row 2: ts \"yesterday\" is neither ms since the epoch nor RFC 3339".into(),
+        ),
+        (
+            format!("viewer_id,ts\nv_1,{ok_ts}\n"),
+            vec!["--features", "viewer.nope"],
+            "no viewer feature \"viewer.nope\"; known: viewer.".into(),
+        ),
+        (
+            format!("viewer_id,ts\nv_1,{ok_ts}\nv_1,{}\n", summary.frontier_ms),
+            vec![],
+            format!(
+                "label row 2: ts {} is at or past the store's frontier {}",
+                summary.frontier_ms, summary.frontier_ms
+            ),
+        ),
+    ];
+    for (i, (body, extra, needle)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("labels.csv");
+        std::fs::write(&labels, body).unwrap();
+        let out_path = dir.path().join("out.parquet");
+        let mut args = vec![
+            "snapshot",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let out = rewind(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} succeeded");
+        assert!(stderr.contains(&needle), "case {i}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("labels.csv")],
+            "case {i} left output behind"
+        );
+    }
+}
