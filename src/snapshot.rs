@@ -10,6 +10,7 @@
 //! map and list columns). Every label column passes through unchanged and in order, the
 //! feature columns follow.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,23 +174,41 @@ pub fn cut(
             });
         }
     }
+    let history = snap.history_lookup()?;
+    let as_of: Vec<u64> = times
+        .iter()
+        .map(|ts| floor_tick(*ts as u64, tick_ms))
+        .collect();
+    // Rows by entity, so each (feature, entity) history is scanned once, not once per label.
+    let mut by_entity: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (row, id) in ids.iter().enumerate() {
+        by_entity.entry(id.as_str()).or_default().push(row);
+    }
     let mut columns: Vec<FeatureColumn> = features.iter().map(FeatureColumn::new).collect();
-    for (row, (id, ts_ms)) in ids.iter().zip(&times).enumerate() {
-        let as_of = floor_tick(*ts_ms as u64, tick_ms);
-        for (feature, column) in features.iter().zip(columns.iter_mut()) {
-            let value = snap.as_of(feature.name, id, as_of)?;
+    let mut cells: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
+    for (f, (feature, column)) in features.iter().zip(columns.iter_mut()).enumerate() {
+        for (done, (id, rows)) in by_entity.iter().enumerate() {
+            let until = rows.iter().map(|r| as_of[*r]).max().unwrap_or(0);
+            let history = history.rows(feature.name, id, until)?;
+            for row in rows {
+                let at = history.partition_point(|(from, _)| *from <= as_of[*row]);
+                cells[*row] = at.checked_sub(1).and_then(|i| history[i].1.clone());
+            }
+            if done % 10_000 == 0 {
+                progress(f * by_entity.len() + done, features.len() * by_entity.len());
+            }
+        }
+        for (row, cell) in cells.iter_mut().enumerate() {
             column
-                .push(value.as_deref())
+                .push(cell.take().as_deref())
                 .map_err(|detail| SnapshotError::BadRow {
                     row: row + 1,
                     detail,
                 })?;
         }
-        if row % 10_000 == 0 {
-            progress(row, ids.len());
-        }
     }
-    progress(ids.len(), ids.len());
+    let total = features.len() * by_entity.len();
+    progress(total, total);
     assemble(
         labels,
         id_index,

@@ -50,7 +50,10 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let batch = snapshot::cut(&store.snapshot()?, &labels, &request, |done, total| {
         if bar {
-            eprint!("\r{done}/{total} label rows");
+            eprint!(
+                "\r{:>5.1}% of (feature, entity) histories read",
+                100.0 * done as f64 / total.max(1) as f64
+            );
         }
     })?;
     if bar {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase, TableDefinition};
 
-pub use read::{DeadLetterRow, HistoryRow, OnlineRow, ReadOnlyStore, Snapshot};
+pub use read::{DeadLetterRow, HistoryLookup, HistoryRow, OnlineRow, ReadOnlyStore, Snapshot};
 
 /// The store's file name inside its directory.
 pub const FILE_NAME: &str = "rewind.redb";

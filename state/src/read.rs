@@ -60,6 +60,47 @@ pub struct DeadLetterRow {
     pub reason: String,
 }
 
+/// Point-in-time lookups in one snapshot's history table.
+pub struct HistoryLookup {
+    table: redb::ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,
+}
+
+impl HistoryLookup {
+    /// Every row of (`feature`, `entity_id`) with `valid_from <= until_ms`, oldest first:
+    /// `(valid_from, value)`, `None` for a tombstone. One scan answers many lookups.
+    pub fn rows(
+        &self,
+        feature: &str,
+        entity_id: &str,
+        until_ms: u64,
+    ) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
+        let mut rows = Vec::new();
+        for entry in self
+            .table
+            .range((feature, entity_id, 0)..=(feature, entity_id, until_ms))?
+        {
+            let (key, value) = entry?;
+            let bytes = value.value();
+            rows.push((key.value().2, (!bytes.is_empty()).then(|| bytes.to_vec())));
+        }
+        Ok(rows)
+    }
+
+    /// The latest history row of (`feature`, `entity_id`) with `valid_from <= as_of_ms`;
+    /// `None` means the default (no row, or a tombstone).
+    pub fn as_of(&self, feature: &str, entity_id: &str, as_of_ms: u64) -> Result<Option<Vec<u8>>> {
+        let range = (feature, entity_id, 0)..=(feature, entity_id, as_of_ms);
+        match self.table.range(range)?.next_back() {
+            Some(entry) => {
+                let (_, value) = entry?;
+                let bytes = value.value();
+                Ok((!bytes.is_empty()).then(|| bytes.to_vec()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 /// A consistent view of one commit of the store.
 pub struct Snapshot {
     txn: ReadTransaction,
@@ -126,16 +167,14 @@ impl Snapshot {
     /// The value of `feature` for `entity_id` as of tick `as_of_ms`: the latest history row with
     /// `valid_from <= as_of_ms`. `None` means the default (no row, or a tombstone).
     pub fn as_of(&self, feature: &str, entity_id: &str, as_of_ms: u64) -> Result<Option<Vec<u8>>> {
-        let table = self.txn.open_table(HISTORY)?;
-        let mut range = table.range((feature, entity_id, 0)..=(feature, entity_id, as_of_ms))?;
-        match range.next_back() {
-            Some(entry) => {
-                let (_, value) = entry?;
-                let bytes = value.value();
-                Ok((!bytes.is_empty()).then(|| bytes.to_vec()))
-            }
-            None => Ok(None),
-        }
+        self.history_lookup()?.as_of(feature, entity_id, as_of_ms)
+    }
+
+    /// The history table opened once, for many point-in-time lookups (training snapshots).
+    pub fn history_lookup(&self) -> Result<HistoryLookup> {
+        Ok(HistoryLookup {
+            table: self.txn.open_table(HISTORY)?,
+        })
     }
 
     /// Every history row, in (feature, entity, valid_from) order.
