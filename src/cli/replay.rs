@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rewind::TimePolicy;
 use rewind::engine::{RunConfig, Shared};
 use rewind::privacy::{KeySource, Pseudonymizer};
 use rewind_connectors::{EmbeddedCluster, Producer};
 
 use super::produce::load_lines;
-use super::run::{Status, drive, print_summary};
+use super::run::{EngineArgs, Status, drive, print_summary};
 
 /// Recompute everything from the start of a log into a fresh store (after a feature changed
 /// or was added). Reads a Kafka cluster, or a JSON-lines file through an in-process cluster.
@@ -35,15 +34,8 @@ pub struct ReplayArgs {
     /// The new store's directory; it must not hold a store yet.
     #[arg(long)]
     store: PathBuf,
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    workers: u16,
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
-    tick_ms: u64,
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
-    lateness_ms: u64,
-    /// File holding the pseudonymization key (else REWIND_PSEUDONYM_KEY).
-    #[arg(long)]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
@@ -55,7 +47,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         );
     }
     let door = Pseudonymizer::load(&KeySource {
-        key_file: args.key_file.clone(),
+        key_file: args.engine.key_file.clone(),
         create_in: None,
     })?;
     let shared = Arc::new(Shared::default());
@@ -78,11 +70,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         events_topic: args.topic.clone(),
         titles_topic: Some(args.titles_topic.clone()),
         store_dir: args.store.clone(),
-        policy: TimePolicy {
-            tick_ms: args.tick_ms,
-            lateness_ms: args.lateness_ms,
-        },
-        workers: args.workers.into(),
+        policy: args.engine.policy(),
+        workers: args.engine.workers.into(),
         until_caught_up: true,
         idle: Duration::from_secs(2),
         // No freshness constraint: land big batches.

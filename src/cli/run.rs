@@ -35,24 +35,40 @@ pub struct RunArgs {
     /// time one tick past the last event and committing.
     #[arg(long)]
     until_caught_up: bool,
-    /// Timely worker threads.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    workers: u16,
-    /// Logical time step in ms. Fixed for the life of a store.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
-    tick_ms: u64,
-    /// How late an event may arrive and still be on time, in ms. Fixed for the life of a store.
-    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
-    lateness_ms: u64,
-    /// File holding the pseudonymization key (else REWIND_PSEUDONYM_KEY; the embedded default
-    /// creates one in the store).
-    #[arg(long)]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
     /// Stop after this many seconds (default: until Ctrl-C or caught up).
     #[arg(long)]
     duration_s: Option<u64>,
     #[command(flatten)]
     embedded: EmbeddedArgs,
+}
+
+/// How the engine computes: shared by `run` and `replay`.
+#[derive(Debug, Args)]
+pub(super) struct EngineArgs {
+    /// Timely worker threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// Logical time step in ms. Fixed for the life of a store.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub tick_ms: u64,
+    /// How late an event may arrive and still be on time, in ms. Fixed for the life of a store.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub lateness_ms: u64,
+    /// File holding the pseudonymization key (else REWIND_PSEUDONYM_KEY; the embedded default
+    /// creates one in the store).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    pub(super) fn policy(&self) -> TimePolicy {
+        TimePolicy {
+            tick_ms: self.tick_ms,
+            lateness_ms: self.lateness_ms,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -92,10 +108,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::default());
     let stopper = shared.clone();
     ctrlc::set_handler(move || stopper.stop()).context("installing the Ctrl-C handler")?;
-    let policy = TimePolicy {
-        tick_ms: args.tick_ms,
-        lateness_ms: args.lateness_ms,
-    };
+    let policy = args.engine.policy();
     let summary = match &args.brokers {
         Some(brokers) => run_brokers(&args, brokers, policy, shared)?,
         None => run_embedded(&args, policy, shared)?,
@@ -111,7 +124,7 @@ fn run_brokers(
     shared: Arc<Shared>,
 ) -> anyhow::Result<RunSummary> {
     let door = Pseudonymizer::load(&KeySource {
-        key_file: args.key_file.clone(),
+        key_file: args.engine.key_file.clone(),
         create_in: None,
     })?;
     let config = RunConfig {
@@ -120,7 +133,7 @@ fn run_brokers(
         titles_topic: Some(args.titles_topic.clone()),
         store_dir: args.store.clone(),
         policy,
-        workers: args.workers.into(),
+        workers: args.engine.workers.into(),
         until_caught_up: args.until_caught_up,
         idle: Duration::from_secs(2),
         commit_interval: Duration::from_millis(100),
@@ -161,14 +174,14 @@ fn run_embedded(
         bail!("--until-caught-up needs --brokers: the embedded log is live and never ends");
     }
     let key_source = KeySource {
-        key_file: args.key_file.clone(),
+        key_file: args.engine.key_file.clone(),
         create_in: Some(args.store.clone()),
     };
     let door = Pseudonymizer::load(&key_source)?;
     let e = &args.embedded;
     let config = EmbeddedConfig {
         store_dir: args.store.clone(),
-        workers: args.workers.into(),
+        workers: args.engine.workers.into(),
         partitions: e.partitions,
         generator: GenConfig {
             viewers: e.viewers,

@@ -1,26 +1,9 @@
 //! The binary, driven the way users drive it.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common;
-
-fn rewind(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(args)
-        .env(
-            "REWIND_PSEUDONYM_KEY",
-            std::str::from_utf8(common::KEY).unwrap(),
-        )
-        .output()
-        .unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "failed: {stderr}");
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
+use crate::common::{self, ok, rewind};
 
 #[test]
 fn gen_produce_run_and_get_through_the_binary() {

@@ -2,6 +2,7 @@
 //! until caught up, and reading a topic back.
 
 use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,4 +125,20 @@ pub fn read_back(brokers: &str, topic: &str) -> Vec<Raw> {
     }
     out.sort_by_key(|r| (r.partition, r.offset));
     out
+}
+
+/// Runs the `rewind` binary with the tests' pseudonym key.
+pub fn rewind(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(args)
+        .env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap())
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a run that must have succeeded.
+pub fn ok(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+    String::from_utf8(output.stdout.clone()).unwrap()
 }

@@ -2,29 +2,12 @@
 //! `rewind verify` holds on both and catches a planted difference.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use rewind::workload::GenConfig;
 use rewind_state::ReadOnlyStore;
 
-use crate::common;
-
-fn rewind(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(args)
-        .env(
-            "REWIND_PSEUDONYM_KEY",
-            std::str::from_utf8(common::KEY).unwrap(),
-        )
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "failed: {stderr}");
-    String::from_utf8(output.stdout).unwrap()
-}
+use crate::common::{self, ok, rewind};
 
 /// The history and online tables, row for row.
 fn tables(dir: &Path) -> impl PartialEq + std::fmt::Debug {
@@ -66,10 +49,10 @@ fn replay_from_a_cluster_equals_the_live_store_and_both_verify() {
         "--workers",
         "2",
     ]);
-    ok(out);
+    ok(&out);
     assert_eq!(tables(&replayed), tables(live.path()));
-    assert!(ok(verify(live.path())).starts_with("ok: "));
-    assert!(ok(verify(&replayed)).starts_with("ok: "));
+    assert!(ok(&verify(live.path())).starts_with("ok: "));
+    assert!(ok(&verify(&replayed)).starts_with("ok: "));
 
     let again = rewind(&[
         "replay",
@@ -88,7 +71,7 @@ fn replay_from_a_file_equals_the_live_store_of_the_same_log() {
     let events = dir.path().join("events.jsonl");
     let titles = dir.path().join("events.titles.jsonl");
     let (e, t) = (events.to_str().unwrap(), titles.to_str().unwrap());
-    ok(rewind(&[
+    ok(&rewind(&[
         "gen",
         "--viewers",
         "100",
@@ -104,7 +87,7 @@ fn replay_from_a_file_equals_the_live_store_of_the_same_log() {
 
     let log = common::log(2);
     let b = log.brokers.as_str();
-    ok(rewind(&[
+    ok(&rewind(&[
         "produce",
         "--brokers",
         b,
@@ -115,7 +98,7 @@ fn replay_from_a_file_equals_the_live_store_of_the_same_log() {
         "--timestamp-ms",
         "946684800000",
     ]));
-    ok(rewind(&[
+    ok(&rewind(&[
         "produce",
         "--brokers",
         b,
@@ -125,7 +108,7 @@ fn replay_from_a_file_equals_the_live_store_of_the_same_log() {
         e,
     ]));
     let live = dir.path().join("live");
-    ok(rewind(&[
+    ok(&rewind(&[
         "run",
         "--brokers",
         b,
@@ -135,7 +118,7 @@ fn replay_from_a_file_equals_the_live_store_of_the_same_log() {
     ]));
 
     let replayed = dir.path().join("replayed");
-    ok(rewind(&[
+    ok(&rewind(&[
         "replay",
         "--file",
         e,
@@ -168,7 +151,7 @@ fn verify_finds_a_planted_difference() {
     common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
     let store = tempfile::tempdir().unwrap();
     common::run_caught_up(&log.brokers, store.path(), 1);
-    assert!(ok(verify(store.path())).starts_with("ok: "));
+    assert!(ok(&verify(store.path())).starts_with("ok: "));
 
     let (feature, entity) = plant(store.path());
     let out = verify(store.path());

@@ -2,26 +2,14 @@
 //! both output formats, no leakage, and clear errors without partial output.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use arrow_array::RecordBatch;
 use rewind::workload::{GenConfig, Record};
 use rewind_dataflows::library;
 use serde_json::Value;
 
-use crate::common;
+use crate::common::{self, rewind};
 use crate::oracle::{self, World};
-
-fn rewind(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rewind"))
-        .args(args)
-        .env(
-            "REWIND_PSEUDONYM_KEY",
-            std::str::from_utf8(common::KEY).unwrap(),
-        )
-        .output()
-        .unwrap()
-}
 
 /// Numbers as f64 all the way down, so `1`, `1.0` and `1e0` compare equal.
 fn norm(v: Value) -> Value {
