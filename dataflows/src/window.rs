@@ -15,7 +15,7 @@ pub const SECOND_MS: u64 = 1000;
 pub const MINUTE_MS: u64 = 60 * SECOND_MS;
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
 pub const DAY_MS: u64 = 24 * HOUR_MS;
-/// The retention limit: no viewing data older than this survives (DESIGN.md: at most 365
+/// The retention limit: no viewing data older than this survives (at most 365
 /// days). "Within retention" windows are this long.
 pub const RETENTION_MS: u64 = 365 * DAY_MS;
 

@@ -9,7 +9,7 @@ use clap::Args;
 use rewind::workload::{GenConfig, Generator};
 use rewind_connectors::Producer;
 
-/// Generate a seeded viewing workload (events and titles) in the DESIGN.md schema.
+/// Generate a seeded viewing workload (events and titles) in the event schema (docs/events.md).
 #[derive(Debug, Args)]
 pub struct GenArgs {
     /// Concurrent viewers.

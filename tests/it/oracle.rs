@@ -19,7 +19,7 @@ use crate::common::{self, Raw};
 const HOUR: u64 = 3_600_000;
 const DAY: u64 = 24 * HOUR;
 
-/// An event and the logical time DESIGN.md's rule gives it: `t0`, the first tick boundary
+/// An event and the logical time the time rule gives it: `t0`, the first tick boundary
 /// after `ts`, unless that is below its partition's frontier (`max ts seen - lateness`,
 /// floored to a tick, plus a tick), where a late event lands instead.
 pub struct Placed<T> {
