@@ -1,5 +1,5 @@
-//! The event schema as the dataflows see it: only the fields `docs/events.md` lists, with the viewer
-//! already pseudonymized. Nothing here can hold a raw account id, email, ip or device id.
+//! The event schema as the dataflows see it: only the fields `docs/events.md` lists, with the
+//! viewer already pseudonymized. Nothing here can hold a raw account id, email, ip or device id.
 //!
 //! Durations and positions are integer milliseconds so that events are totally ordered data
 //! (differential needs `Ord`) and sums are exact.
