@@ -80,10 +80,10 @@ pub fn verify(snap: &Snapshot) -> Result<Report, StoreError> {
     let online_rows = online.len();
     for (key, (from, value)) in &latest {
         let found = online.remove(key);
-        let (online_from, online_value) = found.clone().unwrap_or((0, None));
         if value.is_none() && found.is_none() {
             continue;
         }
+        let (online_from, online_value) = found.unwrap_or((0, None));
         let what = if online_value != *value {
             "values differ"
         } else if online_from != *from {

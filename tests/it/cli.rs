@@ -32,26 +32,7 @@ fn gen_produce_run_and_get_through_the_binary() {
     let log = common::log(2);
     let b = log.brokers.as_str();
     let titles_s = titles.to_str().unwrap();
-    ok(&rewind(&[
-        "produce",
-        "--brokers",
-        b,
-        "--topic",
-        "titles",
-        "--file",
-        titles_s,
-        "--timestamp-ms",
-        "1767225500000",
-    ]));
-    ok(&rewind(&[
-        "produce",
-        "--brokers",
-        b,
-        "--topic",
-        "events",
-        "--file",
-        events_s,
-    ]));
+    common::produce_files(b, titles_s, "1767225500000", events_s);
     let store = dir.path().join("store");
     let store_s = store.to_str().unwrap();
     let run = rewind(&[

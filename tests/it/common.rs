@@ -142,3 +142,27 @@ pub fn ok(output: &Output) -> String {
     assert!(output.status.success(), "failed: {stderr}");
     String::from_utf8(output.stdout.clone()).unwrap()
 }
+
+/// Loads generated files through `rewind produce`: titles stamped `titles_ts_ms`, then events.
+pub fn produce_files(brokers: &str, titles: &str, titles_ts_ms: &str, events: &str) {
+    let titles_args = [
+        "--topic",
+        "titles",
+        "--file",
+        titles,
+        "--timestamp-ms",
+        titles_ts_ms,
+    ];
+    ok(&rewind(
+        &[&["produce", "--brokers", brokers][..], &titles_args].concat(),
+    ));
+    ok(&rewind(&[
+        "produce",
+        "--brokers",
+        brokers,
+        "--topic",
+        "events",
+        "--file",
+        events,
+    ]));
+}

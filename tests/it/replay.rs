@@ -87,26 +87,7 @@ fn replay_from_a_file_equals_the_live_store_of_the_same_log() {
 
     let log = common::log(2);
     let b = log.brokers.as_str();
-    ok(&rewind(&[
-        "produce",
-        "--brokers",
-        b,
-        "--topic",
-        "titles",
-        "--file",
-        t,
-        "--timestamp-ms",
-        "946684800000",
-    ]));
-    ok(&rewind(&[
-        "produce",
-        "--brokers",
-        b,
-        "--topic",
-        "events",
-        "--file",
-        e,
-    ]));
+    common::produce_files(b, t, "946684800000", e);
     let live = dir.path().join("live");
     ok(&rewind(&[
         "run",

@@ -2,13 +2,14 @@
 //! both output formats, no leakage, and clear errors without partial output.
 
 use std::path::Path;
+use std::process::Output;
 
 use arrow_array::RecordBatch;
 use rewind::workload::{GenConfig, Record};
 use rewind_dataflows::library;
 use serde_json::Value;
 
-use crate::common::{self, rewind};
+use crate::common::{self, ok, rewind};
 use crate::oracle::{self, World};
 
 /// Numbers as f64 all the way down, so `1`, `1.0` and `1e0` compare equal.
@@ -19,6 +20,20 @@ fn norm(v: Value) -> Value {
         Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, norm(v))).collect()),
         other => other,
     }
+}
+
+/// `rewind snapshot` on `store` with `labels`, writing `out`.
+fn snapshot(store: &Path, labels: &Path, out: &Path, extra: &[&str]) -> Output {
+    let (store, labels, out) = (
+        store.to_str().unwrap(),
+        labels.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let mut args = vec![
+        "snapshot", "--store", store, "--labels", labels, "--out", out,
+    ];
+    args.extend_from_slice(extra);
+    rewind(&args)
 }
 
 fn read_parquet(path: &Path) -> RecordBatch {
@@ -167,20 +182,7 @@ fn snapshots_equal_the_oracle_as_of_each_label_in_parquet_and_csv() {
         };
 
         let parquet_out = dir.path().join(format!("{entity}.parquet"));
-        let out = rewind(&[
-            "snapshot",
-            "--store",
-            store.path().to_str().unwrap(),
-            "--labels",
-            labels_path.to_str().unwrap(),
-            "--out",
-            parquet_out.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&snapshot(store.path(), &labels_path, &parquet_out, &[]));
         let batch = read_parquet(&parquet_out);
         let names: Vec<String> = batch
             .schema()
@@ -227,20 +229,7 @@ fn snapshots_equal_the_oracle_as_of_each_label_in_parquet_and_csv() {
         }
 
         let csv_out = dir.path().join(format!("{entity}.out.csv"));
-        let out = rewind(&[
-            "snapshot",
-            "--store",
-            store.path().to_str().unwrap(),
-            "--labels",
-            labels_path.to_str().unwrap(),
-            "--out",
-            csv_out.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&snapshot(store.path(), &labels_path, &csv_out, &[]));
         let mut reader = csv::Reader::from_path(&csv_out).unwrap();
         assert_eq!(
             reader.headers().unwrap().iter().collect::<Vec<_>>(),
@@ -292,23 +281,16 @@ fn a_label_at_the_time_of_its_event_never_sees_it_and_raw_ids_stay_out() {
     );
     std::fs::write(&labels, body).unwrap();
     let out_path = dir.path().join("out.csv");
-    let out = rewind(&[
-        "snapshot",
-        "--store",
-        store.path().to_str().unwrap(),
-        "--labels",
-        labels.to_str().unwrap(),
-        "--out",
-        out_path.to_str().unwrap(),
-        "--features",
-        "viewer.plays_24h,viewer.last_titles_10",
-        "--raw-ids",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&snapshot(
+        store.path(),
+        &labels,
+        &out_path,
+        &[
+            "--features",
+            "viewer.plays_24h,viewer.last_titles_10",
+            "--raw-ids",
+        ],
+    ));
     let text = std::fs::read_to_string(&out_path).unwrap();
     assert!(
         !text.contains("alice"),
@@ -358,20 +340,7 @@ fn a_label_at_the_time_of_its_event_never_sees_it_and_raw_ids_stay_out() {
     writer.write(&batch).unwrap();
     writer.close().unwrap();
     let out_path = dir.path().join("out.parquet");
-    let out = rewind(&[
-        "snapshot",
-        "--store",
-        store.path().to_str().unwrap(),
-        "--labels",
-        labels.to_str().unwrap(),
-        "--out",
-        out_path.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&snapshot(store.path(), &labels, &out_path, &[]));
     let got = read_parquet(&out_path);
     assert_eq!(
         got.column_by_name("weight").unwrap().data_type(),
@@ -436,17 +405,7 @@ fn bad_labels_get_clear_errors_and_no_output_file() {
         let labels = dir.path().join("labels.csv");
         std::fs::write(&labels, body).unwrap();
         let out_path = dir.path().join("out.parquet");
-        let mut args = vec![
-            "snapshot",
-            "--store",
-            store.path().to_str().unwrap(),
-            "--labels",
-            labels.to_str().unwrap(),
-            "--out",
-            out_path.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        let out = rewind(&args);
+        let out = snapshot(store.path(), &labels, &out_path, &extra);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "case {i} succeeded");
         assert!(stderr.contains(&needle), "case {i}: {stderr}");
