@@ -6,8 +6,10 @@
 //! data; the log still holds it for whoever may read it).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 
+use rewind_dataflows::event::TitleId;
 use rewind_dataflows::{Event, EventKind, Title, TitleKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -119,7 +121,7 @@ pub fn decode_event(payload: Option<&[u8]>, door: &Pseudonymizer) -> Result<Even
 
 fn event_kind(wire: &WireEvent<'_>) -> Result<EventKind, DeadReason> {
     let name = wire.kind.as_deref().ok_or(DeadReason::Missing("type"))?;
-    let title = || required(&wire.title_id, "title_id");
+    let title = || required_id(&wire.title_id, "title_id");
     let position = || millis(wire.position_s, "position_s", MAX_POSITION_S).transpose();
     let kind = match name {
         "play_start" => EventKind::PlayStart {
@@ -161,11 +163,41 @@ fn event_kind(wire: &WireEvent<'_>) -> Result<EventKind, DeadReason> {
         },
         "search" => EventKind::Search {
             query: required(&wire.query, "query")?,
-            title: wire.title_id.as_deref().map(Into::into),
+            title: wire.title_id.as_deref().map(intern),
         },
         _ => return Err(DeadReason::UnknownType),
     };
     Ok(kind)
+}
+
+fn required_id(field: &Option<Cow<'_, str>>, name: &'static str) -> Result<TitleId, DeadReason> {
+    field
+        .as_deref()
+        .map(intern)
+        .ok_or(DeadReason::Missing(name))
+}
+
+/// Ids at most this many distinct are shared; past it the table starts over, so a producer
+/// sending endless distinct ids costs allocations, never unbounded memory.
+const MAX_INTERNED: usize = 1 << 20;
+
+/// One shared copy per distinct title id per decoding thread: decoding an event allocates no
+/// id, and the dataflow's copies of it are reference counts.
+fn intern(id: &str) -> TitleId {
+    thread_local! {
+        static IDS: RefCell<HashSet<TitleId>> = RefCell::default();
+    }
+    IDS.with_borrow_mut(|ids| {
+        if let Some(shared) = ids.get(id) {
+            return shared.clone();
+        }
+        if ids.len() >= MAX_INTERNED {
+            ids.clear();
+        }
+        let shared = TitleId::from(id);
+        ids.insert(shared.clone());
+        shared
+    })
 }
 
 fn required(field: &Option<Cow<'_, str>>, name: &'static str) -> Result<String, DeadReason> {
@@ -290,7 +322,7 @@ pub fn decode_title(payload: Option<&[u8]>) -> Result<Title, DeadReason> {
     genres.sort();
     genres.dedup();
     Ok(Title {
-        title_id: wire.title_id.ok_or(DeadReason::Missing("title_id"))?,
+        title_id: intern(&wire.title_id.ok_or(DeadReason::Missing("title_id"))?),
         genres,
         rating,
         duration_s: wire.duration_s,

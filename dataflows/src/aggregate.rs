@@ -12,12 +12,13 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
+use differential_dataflow::VecCollection;
 use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 
-use crate::event::{TitleId, ViewerId};
+use crate::event::{TimeMs, TitleId, ViewerId};
 use crate::source::{HasTitle, HasViewer, Record, Select};
 use crate::value::{F64, Value, ValueType};
-use crate::window::RETENTION_MS;
+use crate::window::{RETENTION_MS, sliding};
 use crate::{Entity, Output, Sources, Window};
 
 /// Builds a feature's output collection in a worker's dataflow: the escape hatch. Any
@@ -177,10 +178,10 @@ impl<T: Record, K: EntityKey> Keyed<T, K> {
 
     /// Up to `k` distinct values of `field`, by the latest `time` each was seen, newest first
     /// (ties: values ascending). Keeps the latest time per (key, value).
-    pub fn last_distinct(
+    pub fn last_distinct<V: Record + Display>(
         self,
         k: usize,
-        field: impl Fn(&T) -> String + Send + Sync + 'static,
+        field: impl Fn(&T) -> V + Send + Sync + 'static,
         time: impl Fn(&T) -> u64 + Send + Sync + 'static,
     ) -> Unwindowed {
         self.unwindowed(ValueType::List, false, move |select, key, window_ms| {
@@ -231,6 +232,36 @@ pub fn ratio(numerator: Aggregation, denominator: Aggregation) -> Aggregation {
     }
 }
 
+/// The select's records turned into weighted data by `f` and restricted to the window.
+///
+/// A window commutes with record-by-record steps, so where the select has no join the window
+/// goes last: the retraction delayed by a window length then holds the small keyed datum, not
+/// the whole record. Behind a join the window must come first (a value as of `T` pairs the
+/// windowed records with the metadata in force at `T`).
+fn keyed_window<'s, T, D, I>(
+    select: &Select<T>,
+    sources: &Sources<'s>,
+    window_ms: u64,
+    f: impl FnMut(T) -> I + 'static,
+) -> VecCollection<'s, TimeMs, D>
+where
+    T: Record,
+    D: Record,
+    I: IntoIterator<Item = (D, isize)>,
+{
+    if select.stream.record_by_record() {
+        sliding(
+            select.stream.collection(sources, None).explode(f),
+            window_ms,
+        )
+    } else {
+        select
+            .stream
+            .collection(sources, Some(window_ms))
+            .explode(f)
+    }
+}
+
 struct Total<T, K> {
     select: Select<T>,
     key: KeyFn<T, K>,
@@ -242,12 +273,11 @@ struct Total<T, K> {
 impl<T: Record, K: EntityKey> Compute for Total<T, K> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, weight, render) = (self.key.clone(), self.weight.clone(), self.render);
-        self.select
-            .stream
-            .collection(sources, Some(self.window_ms))
-            .explode(move |t| key(&t).map(|k| (k, weight(&t) as isize)))
-            .count_total()
-            .map(move |(k, total)| (k.to_string(), render(total as i64)))
+        keyed_window(&self.select, sources, self.window_ms, move |t| {
+            key(&t).map(|k| (k, weight(&t) as isize))
+        })
+        .count_total()
+        .map(move |(k, total)| (k.to_string(), render(total as i64)))
     }
 }
 
@@ -261,27 +291,26 @@ struct Distinct<T, K, V> {
 impl<T: Record, K: EntityKey, V: Record> Compute for Distinct<T, K, V> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, field) = (self.key.clone(), self.field.clone());
-        self.select
-            .stream
-            .collection(sources, Some(self.window_ms))
-            .flat_map(move |t| key(&t).map(|k| (k, field(&t))))
-            .distinct_total()
-            .map(|(k, _)| k)
-            .count_total()
-            .map(|(k, n)| (k.to_string(), Value::Int(n as i64)))
+        keyed_window(&self.select, sources, self.window_ms, move |t| {
+            key(&t).map(|k| ((k, field(&t)), 1))
+        })
+        .distinct_total()
+        .map(|(k, _)| k)
+        .count_total()
+        .map(|(k, n)| (k.to_string(), Value::Int(n as i64)))
     }
 }
 
-struct LastDistinct<T, K> {
+struct LastDistinct<T, K, V> {
     select: Select<T>,
     key: KeyFn<T, K>,
-    field: Arc<dyn Fn(&T) -> String + Send + Sync>,
+    field: Arc<dyn Fn(&T) -> V + Send + Sync>,
     time: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
     k: usize,
     window_ms: u64,
 }
 
-impl<T: Record, K: EntityKey> Compute for LastDistinct<T, K> {
+impl<T: Record, K: EntityKey, V: Record + Display> Compute for LastDistinct<T, K, V> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, field, time, k) = (
             self.key.clone(),
@@ -289,23 +318,25 @@ impl<T: Record, K: EntityKey> Compute for LastDistinct<T, K> {
             self.time.clone(),
             self.k,
         );
-        self.select
-            .stream
-            .collection(sources, Some(self.window_ms))
-            .flat_map(move |t| key(&t).map(|key| ((key, field(&t)), time(&t))))
-            // The latest time per (entity, value): values arrive sorted, the last is largest.
-            .reduce(|_, times, out| out.push((*times[times.len() - 1].0, 1)))
-            .map(|((key, value), latest)| (key, (latest, value)))
-            .reduce(move |_, seen, out| out.push((Value::List(newest_first(seen, k)), 1)))
-            .map(|(key, value)| (key.to_string(), value))
+        keyed_window(&self.select, sources, self.window_ms, move |t| {
+            key(&t).map(|key| (((key, field(&t)), time(&t)), 1))
+        })
+        // The latest time per (entity, value): values arrive sorted, the last is largest.
+        .reduce(|_, times, out| out.push((*times[times.len() - 1].0, 1)))
+        .map(|((key, value), latest)| (key, (latest, value)))
+        .reduce(move |_, seen, out| out.push((Value::List(newest_first(seen, k)), 1)))
+        .map(|(key, value)| (key.to_string(), value))
     }
 }
 
 /// The `k` newest values, ties by value ascending.
-fn newest_first(seen: &[(&(u64, String), isize)], k: usize) -> Vec<String> {
-    let mut seen: Vec<&(u64, String)> = seen.iter().map(|(v, _)| *v).collect();
+fn newest_first<V: Ord + Display>(seen: &[(&(u64, V), isize)], k: usize) -> Vec<String> {
+    let mut seen: Vec<&(u64, V)> = seen.iter().map(|(v, _)| *v).collect();
     seen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    seen.into_iter().take(k).map(|(_, v)| v.clone()).collect()
+    seen.into_iter()
+        .take(k)
+        .map(|(_, v)| v.to_string())
+        .collect()
 }
 
 type KeysFn<T> = Arc<dyn Fn(&T) -> Vec<String> + Send + Sync>;
@@ -321,23 +352,20 @@ struct ShareBy<T, K> {
 impl<T: Record, K: EntityKey> Compute for ShareBy<T, K> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, keys, weight) = (self.key.clone(), self.keys.clone(), self.weight.clone());
-        self.select
-            .stream
-            .collection(sources, Some(self.window_ms))
-            .explode(move |t| {
-                let w = weight(&t) as isize;
-                let entity = key(&t);
-                let shares = entity.map(|e| keys(&t).into_iter().map(move |s| ((e.clone(), s), w)));
-                shares.into_iter().flatten()
-            })
-            .count_total()
-            .map(|((entity, share), total)| (entity, (share, total as u64)))
-            .reduce(|_, totals, out| {
-                if let Some(shares) = shares(totals) {
-                    out.push((shares, 1));
-                }
-            })
-            .map(|(entity, value)| (entity.to_string(), value))
+        keyed_window(&self.select, sources, self.window_ms, move |t| {
+            let w = weight(&t) as isize;
+            let entity = key(&t);
+            let shares = entity.map(|e| keys(&t).into_iter().map(move |s| ((e.clone(), s), w)));
+            shares.into_iter().flatten()
+        })
+        .count_total()
+        .map(|((entity, share), total)| (entity, (share, total as u64)))
+        .reduce(|_, totals, out| {
+            if let Some(shares) = shares(totals) {
+                out.push((shares, 1));
+            }
+        })
+        .map(|(entity, value)| (entity.to_string(), value))
     }
 }
 

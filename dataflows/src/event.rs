@@ -4,6 +4,8 @@
 //! Durations and positions are integer milliseconds so that events are totally ordered data
 //! (differential needs `Ord`) and sums are exact.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Event time and logical time, in milliseconds since the Unix epoch.
@@ -21,7 +23,9 @@ impl std::fmt::Display for ViewerId {
         write!(f, "v_{:032x}", self.0)
     }
 }
-pub type TitleId = String;
+/// A title id. Shared: every feature's operators copy the records they read, and a shared id
+/// makes that copy a reference count rather than an allocation.
+pub type TitleId = Arc<str>;
 
 /// One decoded viewing event.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -75,19 +79,37 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every event type's wire name; an event's place here is its [`EventKind::index`].
+    pub const TYPE_NAMES: [&'static str; 9] = [
+        "play_start",
+        "pause",
+        "resume",
+        "complete",
+        "heartbeat",
+        "seek",
+        "impression",
+        "click",
+        "search",
+    ];
+
+    /// The event type's place in [`EventKind::TYPE_NAMES`].
+    pub fn index(&self) -> usize {
+        match self {
+            EventKind::PlayStart { .. } => 0,
+            EventKind::Pause { .. } => 1,
+            EventKind::Resume { .. } => 2,
+            EventKind::Complete { .. } => 3,
+            EventKind::Heartbeat { .. } => 4,
+            EventKind::Seek { .. } => 5,
+            EventKind::Impression { .. } => 6,
+            EventKind::Click { .. } => 7,
+            EventKind::Search { .. } => 8,
+        }
+    }
+
     /// The wire name of this event type.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            EventKind::PlayStart { .. } => "play_start",
-            EventKind::Pause { .. } => "pause",
-            EventKind::Resume { .. } => "resume",
-            EventKind::Complete { .. } => "complete",
-            EventKind::Heartbeat { .. } => "heartbeat",
-            EventKind::Seek { .. } => "seek",
-            EventKind::Impression { .. } => "impression",
-            EventKind::Click { .. } => "click",
-            EventKind::Search { .. } => "search",
-        }
+        Self::TYPE_NAMES[self.index()]
     }
 
     /// The title the event is about, if any.

@@ -60,6 +60,37 @@ pub struct Sources<'scope> {
     pub events: VecCollection<'scope, TimeMs, Event>,
     /// The current record of each title (the latest wins).
     pub titles: VecCollection<'scope, TimeMs, Title>,
+    /// `events` split by type, once: each feature's source reads only its own type, instead
+    /// of every feature copying and filtering every event.
+    by_type: Vec<VecCollection<'scope, TimeMs, Event>>,
+}
+
+impl<'scope> Sources<'scope> {
+    pub fn new(
+        events: VecCollection<'scope, TimeMs, Event>,
+        titles: VecCollection<'scope, TimeMs, Title>,
+    ) -> Sources<'scope> {
+        use differential_dataflow::AsCollection;
+        use timely::dataflow::operators::vec::Partition;
+        let types = EventKind::TYPE_NAMES.len() as u64;
+        let by_type = events
+            .inner
+            .clone()
+            .partition(types, |update| (update.0.kind.index() as u64, update))
+            .into_iter()
+            .map(|stream| stream.as_collection())
+            .collect();
+        Sources {
+            events,
+            titles,
+            by_type,
+        }
+    }
+
+    /// The events of one type ([`EventKind::index`]).
+    pub fn events_of(&self, index: usize) -> VecCollection<'scope, TimeMs, Event> {
+        self.by_type[index].clone()
+    }
 }
 
 /// One feature's output: `(entity id, value)`.

@@ -109,6 +109,10 @@ pub(crate) trait Stream<T>: Send + Sync {
         sources: &Sources<'s>,
         window_ms: Option<u64>,
     ) -> VecCollection<'s, TimeMs, T>;
+
+    /// Whether each record stands alone (no joins): then a window may be applied after the
+    /// records are keyed and projected, which keeps the delayed retractions small.
+    fn record_by_record(&self) -> bool;
 }
 
 /// A stream of typed records, before keying and aggregation.
@@ -125,6 +129,8 @@ impl<T> Clone for Select<T> {
 }
 
 struct Pick<T> {
+    /// The event type, by [`EventKind::index`].
+    type_index: usize,
     pick: fn(&Event) -> Option<T>,
 }
 
@@ -135,11 +141,17 @@ impl<T: Record> Stream<T> for Pick<T> {
         window_ms: Option<u64>,
     ) -> VecCollection<'s, TimeMs, T> {
         let pick = self.pick;
-        let picked = sources.events.clone().flat_map(move |e| pick(&e));
+        let picked = sources
+            .events_of(self.type_index)
+            .flat_map(move |e| pick(&e));
         match window_ms {
             Some(w) => sliding(picked, w),
             None => picked,
         }
+    }
+
+    fn record_by_record(&self) -> bool {
+        true
     }
 }
 
@@ -160,6 +172,10 @@ impl<T: Record> Stream<T> for Filter<T> {
         self.inner
             .collection(sources, window_ms)
             .filter(move |t| keep(t))
+    }
+
+    fn record_by_record(&self) -> bool {
+        self.inner.record_by_record()
     }
 }
 
@@ -187,12 +203,20 @@ impl<T: Record> Stream<(T, Title)> for Enrich<T> {
         let titles = sources.titles.clone().map(|t| (t.title_id.clone(), t));
         keyed.join(titles).map(|(_, pair)| pair)
     }
+
+    fn record_by_record(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Record> Select<T> {
-    fn pick(pick: fn(&Event) -> Option<T>) -> Select<T> {
+    fn pick(type_name: &str, pick: fn(&Event) -> Option<T>) -> Select<T> {
+        let type_index = EventKind::TYPE_NAMES
+            .iter()
+            .position(|t| *t == type_name)
+            .expect("a type of the schema");
         Select {
-            stream: Arc::new(Pick { pick }),
+            stream: Arc::new(Pick { type_index, pick }),
         }
     }
 
@@ -224,7 +248,7 @@ impl<T: Record> Select<T> {
 
 /// Every `heartbeat`.
 pub fn heartbeats() -> Select<Heartbeat> {
-    Select::pick(|e| match &e.kind {
+    Select::pick("heartbeat", |e| match &e.kind {
         EventKind::Heartbeat {
             title,
             position_ms,
@@ -241,10 +265,10 @@ pub fn heartbeats() -> Select<Heartbeat> {
 }
 
 macro_rules! playback {
-    ($(#[$doc:meta])* $fn:ident, $variant:ident) => {
+    ($(#[$doc:meta])* $fn:ident, $variant:ident, $type_name:literal) => {
         $(#[$doc])*
         pub fn $fn() -> Select<Playback> {
-            Select::pick(|e| match &e.kind {
+            Select::pick($type_name, |e| match &e.kind {
                 EventKind::$variant { title, position_ms } => Some(Playback {
                     viewer: e.viewer,
                     ts_ms: e.ts_ms,
@@ -258,24 +282,24 @@ macro_rules! playback {
 }
 playback!(
     /// Every `play_start`.
-    play_starts, PlayStart
+    play_starts, PlayStart, "play_start"
 );
 playback!(
     /// Every `pause`.
-    pauses, Pause
+    pauses, Pause, "pause"
 );
 playback!(
     /// Every `resume`.
-    resumes, Resume
+    resumes, Resume, "resume"
 );
 playback!(
     /// Every `complete`.
-    completes, Complete
+    completes, Complete, "complete"
 );
 
 /// Every `seek`.
 pub fn seeks() -> Select<Seek> {
-    Select::pick(|e| match &e.kind {
+    Select::pick("seek", |e| match &e.kind {
         EventKind::Seek {
             title,
             position_ms,
@@ -293,7 +317,7 @@ pub fn seeks() -> Select<Seek> {
 
 /// Every `impression`.
 pub fn impressions() -> Select<Impression> {
-    Select::pick(|e| match &e.kind {
+    Select::pick("impression", |e| match &e.kind {
         EventKind::Impression { title, row, rank } => Some(Impression {
             viewer: e.viewer,
             ts_ms: e.ts_ms,
@@ -307,7 +331,7 @@ pub fn impressions() -> Select<Impression> {
 
 /// Every `click`.
 pub fn clicks() -> Select<Click> {
-    Select::pick(|e| match &e.kind {
+    Select::pick("click", |e| match &e.kind {
         EventKind::Click { title, row } => Some(Click {
             viewer: e.viewer,
             ts_ms: e.ts_ms,
@@ -320,7 +344,7 @@ pub fn clicks() -> Select<Click> {
 
 /// Every `search`.
 pub fn searches() -> Select<Search> {
-    Select::pick(|e| match &e.kind {
+    Select::pick("search", |e| match &e.kind {
         EventKind::Search { query, title } => Some(Search {
             viewer: e.viewer,
             ts_ms: e.ts_ms,

@@ -57,7 +57,7 @@ struct Ingest<'a> {
     events: InputSession<TimeMs, Event, isize>,
     titles: InputSession<TimeMs, Title, isize>,
     /// The latest record of each title this worker owns, and the time it took effect.
-    current_titles: HashMap<String, (Title, TimeMs)>,
+    current_titles: HashMap<rewind_dataflows::event::TitleId, (Title, TimeMs)>,
     dead_letters: Vec<DeadLetter>,
     counters: Counters,
     unshared: Counters,
@@ -75,7 +75,7 @@ pub(crate) fn run(
     let (events, titles, probe) = worker.dataflow::<TimeMs, _, _>(|scope| {
         let (events_in, events) = scope.new_collection::<Event, isize>();
         let (titles_in, titles) = scope.new_collection::<Title, isize>();
-        let (probe, _) = build_all(&Sources { events, titles }, &library())
+        let (probe, _) = build_all(&Sources::new(events, titles), &library())
             .inspect_batch(move |_, updates| sink.borrow_mut().extend_from_slice(updates))
             .probe();
         (events_in, titles_in, probe)

@@ -12,6 +12,7 @@ fn bad(json: String) -> Record {
         key: "u9".into(),
         json,
         ts_ms: 0,
+        due_ms: 0,
     }
 }
 
@@ -71,6 +72,7 @@ fn each_kind_of_bad_record_becomes_a_dead_letter_and_good_ones_count() {
         key: "tt-bad".into(),
         json: r#"{"title_id":"tt-bad"}"#.into(),
         ts_ms: 0,
+        due_ms: 0,
     });
 
     let log = common::log(1);

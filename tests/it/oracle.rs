@@ -68,7 +68,7 @@ pub fn place(raw: &[Raw]) -> Vec<Placed<Event>> {
 /// record of a title never takes effect before an earlier one.
 pub fn place_titles(raw: &[Raw]) -> Vec<Placed<Title>> {
     let mut clocks = Clocks(HashMap::new());
-    let mut latest: HashMap<String, u64> = HashMap::new();
+    let mut latest: HashMap<rewind_dataflows::event::TitleId, u64> = HashMap::new();
     let mut placed = Vec::new();
     for record in raw {
         let Ok(title) = decode_title(record.payload.as_deref()) else {
@@ -103,7 +103,7 @@ impl World {
     fn titles_at(&self, t: u64) -> HashMap<&str, &Title> {
         let mut current = HashMap::new();
         for p in self.titles.iter().filter(|p| p.time <= t) {
-            current.insert(p.record.title_id.as_str(), &p.record);
+            current.insert(&*p.record.title_id, &p.record);
         }
         current
     }
@@ -149,7 +149,7 @@ pub fn expected(world: &World, t: u64) -> Values {
                 if within(*time, RETENTION_MS) {
                     *tally.lifetime.entry(viewer.clone()).or_default() += interval_ms;
                 }
-                if let (true, Some(meta)) = (within(*time, 90 * DAY), titles.get(title.as_str())) {
+                if let (true, Some(meta)) = (within(*time, 90 * DAY), titles.get(&**title)) {
                     for genre in &meta.genres {
                         let genres = tally.genre_ms.entry(viewer.clone()).or_default();
                         *genres.entry(genre.clone()).or_default() += interval_ms;
@@ -169,7 +169,7 @@ pub fn expected(world: &World, t: u64) -> Values {
                 if within(*time, HOUR) {
                     tally
                         .title_viewers
-                        .entry(title.clone())
+                        .entry(title.to_string())
                         .or_default()
                         .insert(viewer.clone());
                 }
@@ -178,7 +178,7 @@ pub fn expected(world: &World, t: u64) -> Values {
                         .last_play
                         .entry(viewer)
                         .or_default()
-                        .entry(title.clone())
+                        .entry(title.to_string())
                         .or_default();
                     *last = (*last).max(event.ts_ms);
                 }
@@ -407,6 +407,7 @@ fn record(viewer: &str, ts_ms: u64, body: &str) -> Record {
         key: viewer.to_string(),
         json,
         ts_ms,
+        due_ms: ts_ms,
     }
 }
 
@@ -416,6 +417,7 @@ fn title(id: &str, genres: &str, ts_ms: u64) -> Record {
         key: id.to_string(),
         json,
         ts_ms,
+        due_ms: ts_ms,
     }
 }
 

@@ -50,6 +50,7 @@ fn a_stopped_and_restarted_run_equals_an_uninterrupted_one() {
             key: "u".into(),
             json: "{broken".into(),
             ts_ms: 0,
+            due_ms: 0,
         },
     );
     let log = common::log(4);

@@ -260,6 +260,7 @@ fn a_label_at_the_time_of_its_event_never_sees_it_and_raw_ids_stay_out() {
             key: "alice@account".into(),
             json,
             ts_ms: ts,
+            due_ms: ts,
         }
     };
     let log = common::log(1);

@@ -27,7 +27,7 @@ fn run(feature: Feature, events: Vec<(Event, u64)>, titles: Vec<(Title, u64, isi
             let (events_in, events) = scope.new_collection::<Event, isize>();
             let (titles_in, titles) = scope.new_collection::<Title, isize>();
             feature
-                .compute(&Sources { events, titles })
+                .compute(&Sources::new(events, titles))
                 .inner
                 .capture_into(send);
             (events_in, titles_in)
@@ -92,7 +92,7 @@ fn event_strategy() -> impl Strategy<Value = (Event, u64)> {
         0u64..4,
     )
         .prop_map(|(viewer, title, kind, ts, tick, interval)| {
-            let title = TITLES[title].to_string();
+            let title: crate::event::TitleId = TITLES[title].into();
             let kind = match kind {
                 0 => EventKind::Heartbeat {
                     title,
@@ -227,7 +227,7 @@ proptest! {
             let mut viewers: BTreeMap<String, BTreeSet<ViewerId>> = BTreeMap::new();
             for e in in_window(&events, window, t) {
                 if let EventKind::PlayStart { title, .. } = &e.kind {
-                    viewers.entry(title.clone()).or_default().insert(e.viewer);
+                    viewers.entry(title.to_string()).or_default().insert(e.viewer);
                 }
             }
             render(viewers.into_iter().map(|(k, vs)| (k, Value::Int(vs.len() as i64))).collect())
@@ -244,7 +244,7 @@ proptest! {
             let mut latest: BTreeMap<ViewerId, BTreeMap<String, u64>> = BTreeMap::new();
             for e in in_window(&events, window, t) {
                 if let EventKind::PlayStart { title, .. } = &e.kind {
-                    let seen = latest.entry(e.viewer).or_default().entry(title.clone()).or_default();
+                    let seen = latest.entry(e.viewer).or_default().entry(title.to_string()).or_default();
                     *seen = (*seen).max(e.ts_ms);
                 }
             }
@@ -296,7 +296,7 @@ proptest! {
             let count = |window, is: fn(&EventKind) -> bool| {
                 let mut n: BTreeMap<String, i64> = BTreeMap::new();
                 for e in in_window(&events, window, t).filter(|e| is(&e.kind)) {
-                    *n.entry(e.kind.title().unwrap().clone()).or_default() += 1;
+                    *n.entry(e.kind.title().unwrap().to_string()).or_default() += 1;
                 }
                 n
             };
