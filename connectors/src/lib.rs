@@ -4,10 +4,12 @@
 //! Nothing here knows about features or the event schema: a source hands out raw records with
 //! their position, and the engine decides what they mean.
 
+pub mod admin;
 pub mod embedded;
 pub mod file;
 pub mod kafka;
 
+pub use admin::ensure_topic;
 pub use embedded::EmbeddedCluster;
 pub use kafka::{KafkaSource, Polled, Producer, RecordRef, TopicInfo};
 
@@ -37,6 +39,8 @@ pub enum ConnectorError {
     Metadata(rdkafka::error::KafkaError),
     #[error("kafka produce failed: {0}")]
     Produce(String),
+    #[error("kafka admin request failed: {0}")]
+    Admin(String),
     #[error("reading {path}: {source}")]
     File {
         path: String,

@@ -1,5 +1,6 @@
-//! Subcommands: `run`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`. Each file holds one, with its arguments.
+//! Subcommands: `run`, `bench`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`. Each file holds one, with its arguments.
 
+mod bench;
 mod features;
 mod get;
 mod produce;
@@ -22,6 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Bench(bench::BenchArgs),
     Gen(workload::GenArgs),
     Produce(produce::ProduceArgs),
     Get(get::GetArgs),
@@ -34,6 +36,7 @@ enum Command {
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Gen(args) => workload::run(args),
         Command::Produce(args) => produce::run(args),
         Command::Get(args) => get::run(args),
