@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rewind::TimePolicy;
 use rewind::engine::{self, RunConfig, RunSummary, Shared};
@@ -89,6 +89,22 @@ pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
 /// Runs the engine on the whole log as of now, to completion.
 pub fn run_caught_up(brokers: &str, store: &Path, workers: usize) -> RunSummary {
     engine::run(config(brokers, store, workers), Arc::new(Shared::default())).unwrap()
+}
+
+/// Stops a live run once it has read `records` and its frontier has stood still a while.
+pub fn stop_when_settled(shared: &Shared, records: u64) {
+    let mut last = (0, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let frontier = shared.frontier_ms();
+        if frontier != last.0 {
+            last = (frontier, Instant::now());
+        }
+        let settled = last.1.elapsed() > Duration::from_millis(500);
+        if shared.counters().records >= records && frontier > 0 && settled {
+            return shared.stop();
+        }
+    }
 }
 
 /// One record as the log holds it.

@@ -1,6 +1,7 @@
 //! Integration tests: the pipeline against librdkafka's in-process mock cluster (the real
 //! Kafka protocol) and real redb files, through the library and through the binary.
 
+mod broker;
 mod cli;
 mod common;
 mod dead_letters;

@@ -2,7 +2,7 @@
 //! same store as one uninterrupted run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rewind::engine::{self, Shared};
 use rewind::workload::GenConfig;
@@ -65,7 +65,7 @@ fn a_stopped_and_restarted_run_equals_an_uninterrupted_one() {
     let watcher = {
         let shared = shared.clone();
         let all = (titles.len() + 30_000) as u64;
-        std::thread::spawn(move || stop_when_settled(&shared, all))
+        std::thread::spawn(move || common::stop_when_settled(&shared, all))
     };
     let first = engine::run(live, shared).unwrap();
     watcher.join().unwrap();
@@ -85,22 +85,6 @@ fn a_stopped_and_restarted_run_equals_an_uninterrupted_one() {
     assert_eq!(second.resumed_from_ms, first.frontier_ms);
     assert_eq!(second.counters.events, 60_000);
     assert_eq!(tables(split.path()), tables(whole.path()));
-}
-
-/// Stops a live run once it has read `records` and its frontier has stood still a while.
-fn stop_when_settled(shared: &Shared, records: u64) {
-    let mut last = (0, Instant::now());
-    loop {
-        std::thread::sleep(Duration::from_millis(20));
-        let frontier = shared.frontier_ms();
-        if frontier != last.0 {
-            last = (frontier, Instant::now());
-        }
-        let settled = last.1.elapsed() > Duration::from_millis(500);
-        if shared.counters().records >= records && frontier > 0 && settled {
-            return shared.stop();
-        }
-    }
 }
 
 #[test]
