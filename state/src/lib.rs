@@ -167,14 +167,27 @@ impl Store {
         {
             let mut online = txn.open_table(ONLINE)?;
             let mut history = txn.open_table(HISTORY)?;
-            for c in &commit.changes {
-                let value = c.value.as_deref();
-                history.insert(
-                    (c.feature, c.entity_id.as_str(), c.tick_ms),
-                    value.unwrap_or(&[]),
-                )?;
+            // In each table's key order: a B-tree takes sorted inserts leaf by leaf, where
+            // random ones walk and copy pages all over the tree.
+            let mut order: Vec<&Change> = commit.changes.iter().collect();
+            order.sort_by(|a, b| {
+                (a.feature, &a.entity_id, a.tick_ms).cmp(&(b.feature, &b.entity_id, b.tick_ms))
+            });
+            for c in &order {
+                let key = (c.feature, c.entity_id.as_str(), c.tick_ms);
+                history.insert(key, c.value.as_deref().unwrap_or(&[]))?;
+            }
+            // Changes are in tick order, and the sort is stable: a key's last change wins.
+            order.sort_by(|a, b| {
+                (a.entity_kind, &a.entity_id, a.feature).cmp(&(
+                    b.entity_kind,
+                    &b.entity_id,
+                    b.feature,
+                ))
+            });
+            for c in &order {
                 let key = (c.entity_kind, c.entity_id.as_str(), c.feature);
-                match value {
+                match c.value.as_deref() {
                     Some(v) => online.insert(key, (c.tick_ms, v))?,
                     None => online.remove(key)?,
                 };

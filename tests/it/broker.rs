@@ -44,7 +44,9 @@ fn tansu_binary() -> Option<PathBuf> {
         .unwrap_or_default()
         .into_iter()
         .chain(home.map(|h| h.join("bin")));
-    candidates.map(|dir| dir.join("tansu")).find(|p| p.is_file())
+    candidates
+        .map(|dir| dir.join("tansu"))
+        .find(|p| p.is_file())
 }
 
 fn start_tansu() -> Option<Tansu> {
@@ -66,7 +68,13 @@ fn start_tansu() -> Option<Tansu> {
     // tansu reads the path of a sqlite:// URL relative to its working directory.
     let child = Command::new(&binary)
         .current_dir(data.path())
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
         .args(["--storage-engine", "sqlite://tansu.db"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -116,7 +124,10 @@ fn a_stopped_and_resumed_run_on_tansu_equals_the_oracle() {
     common::produce(&brokers, common::EVENTS, &events[4_000..]);
     let second = common::run_caught_up(&brokers, store.path(), 2);
 
-    assert!(first.frontier_ms > config.start_ms, "the first run committed");
+    assert!(
+        first.frontier_ms > config.start_ms,
+        "the first run committed"
+    );
     assert_eq!(second.resumed_from_ms, first.frontier_ms);
     assert_eq!(second.counters.events, 8_000);
     let snap = rewind_state::ReadOnlyStore::open(store.path())
@@ -124,7 +135,11 @@ fn a_stopped_and_resumed_run_on_tansu_equals_the_oracle() {
         .snapshot()
         .unwrap();
     let offsets: u64 = snap.next_offsets().unwrap().iter().map(|o| o.2).sum();
-    assert_eq!(offsets, 8_000 + titles.len() as u64, "offsets cover the log");
+    assert_eq!(
+        offsets,
+        8_000 + titles.len() as u64,
+        "offsets cover the log"
+    );
 
     let world = World::read(&brokers);
     assert_eq!(world.events.len(), 8_000);

@@ -1,0 +1,68 @@
+//! Store commits: one write transaction landing N history rows and online values, with
+//! offsets and counters, as the writer does once per commit interval. Entity ids, features
+//! and values have the built-in library's shapes; each iteration writes a new tick, so the
+//! history grows as it does in a run. A real redb file in a temporary directory.
+//!
+//! Run: `cargo bench --bench store`
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rewind_state::{Change, Commit, Store};
+
+const FEATURES: [&str; 3] = [
+    "viewer.watch_seconds_1h",
+    "viewer.lifetime_watch_s",
+    "viewer.genre_share_90d",
+];
+
+fn commit_of(n: usize, tick: u64, viewers: u64) -> Commit {
+    let changes = (0..n as u64)
+        .map(|i| {
+            let viewer = (i * 7919 + tick * 104_729) % viewers;
+            let feature = FEATURES[(i % 3) as usize];
+            let value = if feature.ends_with("90d") {
+                r#"{"comedy":0.25,"drama":0.75}"#.to_string()
+            } else {
+                format!("{}.0", i % 3600)
+            };
+            Change {
+                entity_kind: "viewer",
+                feature,
+                entity_id: format!("v_{:032x}", viewer.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                tick_ms: tick,
+                value: Some(value.into_bytes()),
+            }
+        })
+        .collect();
+    Commit {
+        frontier_ms: tick + 1000,
+        changes,
+        next_offsets: (0..8).map(|p| ("events".to_string(), p, tick)).collect(),
+        dead_letters: Vec::new(),
+        counters: vec![("events_total", tick)],
+    }
+}
+
+fn store(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store_commit");
+    group.sample_size(20);
+    for n in [1_000usize, 10_000, 50_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tick = 1_767_225_600_000u64;
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter_batched(
+                || {
+                    tick += 1000;
+                    commit_of(n, tick, 100_000)
+                },
+                |commit| store.commit(&commit).unwrap(),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, store);
+criterion_main!(benches);
