@@ -103,6 +103,12 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // Everything queued goes into the next commit. A commit costs about one page copy
+            // per B-tree leaf it touches, so when commits fall behind they must grow, not
+            // stay one report each while the workers wait on a full channel.
+            while let Ok(report) = reports.try_recv() {
+                self.absorb(report);
+            }
             if self.last_commit.elapsed() >= self.interval {
                 self.commit()?;
             }

@@ -83,6 +83,31 @@ fn hostile_and_incomplete_arguments_get_clear_errors() {
         (&["run", "--tick-ms", "0"], "--tick-ms"),
         (&["run", "--rate", "fast"], "not \"realtime\""),
         (&["run", "--until-caught-up"], "needs --brokers"),
+        (&["bench", "ingest"], "--rate EVENTS_PER_S"),
+        (
+            &["bench", "ingest", "--rate", "10", "--max"],
+            "cannot be used",
+        ),
+        (
+            &["bench", "ingest", "--max", "--spike", "3@30s"],
+            "is not a spike",
+        ),
+        (
+            &["bench", "ingest", "--max", "--duration", "forever"],
+            "is not a duration",
+        ),
+        (
+            &[
+                "bench",
+                "ingest",
+                "--max",
+                "--duration",
+                "5s",
+                "--warmup",
+                "9s",
+            ],
+            "shorter than --duration",
+        ),
         (&["gen", "--events", "10"], "--out"),
         (
             &["gen", "--events", "10", "--out", "/dev/null", "--late", "2"],
@@ -213,4 +238,60 @@ fn the_catalog_lists_every_feature_as_a_table_and_as_json() {
     assert_eq!(ctr["default"], serde_json::Value::Null);
     assert_eq!(ctr["window"], "24h");
     assert_eq!(ctr["entity"], "title");
+}
+
+/// A short open-loop run on the embedded cluster: the table is printed, the JSON counts every
+/// event produced and consumed, nearly all made readable, with freshness figures and
+/// per-second samples.
+#[test]
+fn bench_ingest_measures_a_short_run_as_a_table_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = rewind(&[
+        "bench",
+        "ingest",
+        "--rate",
+        "2000",
+        "--duration",
+        "4s",
+        "--warmup",
+        "1s",
+        "--viewers",
+        "500",
+        "--titles",
+        "50",
+        "--partitions",
+        "2",
+        "--spike",
+        "2x@2s+1s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let table = ok(&out);
+    for row in ["committed", "freshness", "consumer lag", "rss"] {
+        assert!(table.contains(row), "no {row} in {table}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let totals = &report["totals"];
+    let produced = totals["produced"].as_u64().unwrap();
+    // 2000/s for 4 s, doubled for one second.
+    assert!((9_000..=10_100).contains(&produced), "{produced} produced");
+    assert_eq!(totals["consumed"].as_u64(), Some(produced));
+    // The last events' ticks close only when later events move the watermark past them:
+    // at most a tick plus the lateness (200 ms by default here) of the stream stays unread.
+    let committed = totals["committed"].as_u64().unwrap();
+    assert!(
+        produced - committed <= 2 * 2 * 200,
+        "{committed} of {produced} readable"
+    );
+    assert_eq!(totals["dead_letters"].as_u64(), Some(0));
+    let freshness = &report["freshness_ms"];
+    assert!(freshness["count"].as_u64().unwrap() > 0);
+    let (p50, max) = (
+        freshness["p50"].as_f64().unwrap(),
+        freshness["max"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= max, "{freshness}");
+    assert!(report["samples"].as_array().unwrap().len() >= 4);
+    assert!(report["rss_mib"]["peak"].as_f64().unwrap() > 0.0);
 }
