@@ -280,7 +280,10 @@ fn bench_ingest_measures_a_short_run_as_a_table_and_json() {
     // The last events' ticks close only when later events move the watermark past them, so
     // the stream's tail may stay unread when production stops.
     let committed = totals["committed"].as_u64().unwrap();
-    assert!(0 < committed && committed <= produced, "{committed} of {produced} readable");
+    assert!(
+        0 < committed && committed <= produced,
+        "{committed} of {produced} readable"
+    );
     assert_eq!(totals["dead_letters"].as_u64(), Some(0));
     let freshness = &report["freshness_ms"];
     assert!(freshness["count"].as_u64().unwrap() > 0);
