@@ -30,9 +30,6 @@ use crate::privacy::Pseudonymizer;
 use crate::time::TimePolicy;
 use crate::workload::{GenConfig, Generator};
 
-/// Records the pipeline may trail the producer by, per partition, on the embedded cluster,
-/// which keeps only ~5 MiB per partition (see [`crate::embedded`]).
-const EMBEDDED_MAX_BEHIND_PER_PARTITION: u64 = 8_000;
 /// Events handed from the producer to the monitor at a time.
 const ORIGIN_BATCH: usize = 2_048;
 
@@ -290,7 +287,7 @@ pub fn ingest(config: &IngestConfig, door: Pseudonymizer) -> Result<IngestReport
     let (tx, rx) = sync_channel::<Origins>(1024);
     let limit = embedded
         .as_ref()
-        .map(|_| EMBEDDED_MAX_BEHIND_PER_PARTITION * u64::from(partitions.max(1)));
+        .map(|_| crate::embedded::MAX_BEHIND_PER_PARTITION * u64::from(partitions.max(1)));
     let plan = ProducePlan {
         load: config.load,
         spike: config.spike,
@@ -552,7 +549,7 @@ impl Monitor {
             produced: self.produced,
             consumed: shared.counters().events,
             committed: self.committed,
-            lag: lag(shared, lag_source, topic),
+            lag: shared.lag(lag_source, &[topic]),
             rss_mib: rss,
         });
     }
@@ -649,20 +646,6 @@ impl Mark {
             at,
         }
     }
-}
-
-/// Records in `topic` not yet read by the engine.
-fn lag(shared: &Shared, source: &KafkaSource, topic: &str) -> Option<u64> {
-    let info = source.topic_info(topic).ok()?;
-    let positions = shared.positions();
-    let lag = info.watermarks.iter().enumerate().map(|(p, (low, high))| {
-        let read = positions
-            .iter()
-            .find(|(t, q, _)| t == topic && *q as usize == p)
-            .map_or(*low, |r| r.2);
-        high.saturating_sub(read)
-    });
-    Some(lag.sum())
 }
 
 impl IngestReport {

@@ -25,7 +25,7 @@ pub const TITLES_TOPIC: &str = "titles";
 /// Records the pipeline may trail the generator by, per partition. The mock cluster keeps the
 /// newest ~100k messages or 5 MiB per partition, whichever is less: about 20k generated
 /// records of ~250 bytes. 8k leaves room for uneven partitions and a slow moment.
-const MAX_BEHIND_PER_PARTITION: u64 = 8_000;
+pub const MAX_BEHIND_PER_PARTITION: u64 = 8_000;
 
 /// How fast the generator produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

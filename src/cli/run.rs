@@ -309,30 +309,18 @@ impl Status {
         } else {
             utc::format_ms(frontier)
         };
-        let lag = self.lag(shared).map_or("?".to_string(), |l| l.to_string());
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        let lag = self
+            .source
+            .as_ref()
+            .and_then(|source| shared.lag(source, &topics))
+            .map_or("?".to_string(), |l| l.to_string());
         eprintln!(
             "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | features written {}",
             counters.late_events,
             counters.dead_letters,
             shared.changes_written()
         );
-    }
-
-    /// Records between what was read and the end of each partition.
-    fn lag(&self, shared: &Shared) -> Option<u64> {
-        let source = self.source.as_ref()?;
-        let positions = shared.positions();
-        let mut lag = 0;
-        for topic in &self.topics {
-            let info = source.topic_info(topic).ok()?;
-            for (p, (low, high)) in info.watermarks.iter().enumerate() {
-                let read = positions
-                    .iter()
-                    .find(|(t, q, _)| t == topic && *q as usize == p);
-                lag += high.saturating_sub(read.map_or(*low, |r| r.2));
-            }
-        }
-        Some(lag)
     }
 }
 

@@ -104,4 +104,21 @@ impl Shared {
             }
         }
     }
+
+    /// Records between what the workers have read and the end of each partition of `topics`,
+    /// as `source` reports the logs now; `None` when the cluster does not answer.
+    pub fn lag(&self, source: &rewind_connectors::KafkaSource, topics: &[&str]) -> Option<u64> {
+        let positions = self.positions();
+        let mut lag = 0;
+        for topic in topics {
+            let info = source.topic_info(topic).ok()?;
+            for (p, (low, high)) in info.watermarks.iter().enumerate() {
+                let read = positions
+                    .iter()
+                    .find(|(t, q, _)| t == topic && *q as usize == p);
+                lag += high.saturating_sub(read.map_or(*low, |r| r.2));
+            }
+        }
+        Some(lag)
+    }
 }
