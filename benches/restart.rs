@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rewind::TimePolicy;
-use rewind::engine::{self, RunConfig, Shared};
+use rewind::engine::{self, LogSource, RunConfig, Shared};
 use rewind::privacy::Pseudonymizer;
 use rewind::workload::{GenConfig, Generator};
 use rewind_connectors::{EmbeddedCluster, Producer};
@@ -71,14 +71,19 @@ fn main() {
     let store = tempfile::tempdir().unwrap();
     let run = || {
         let config = RunConfig {
-            brokers: brokers.clone(),
+            source: LogSource::Kafka {
+                brokers: brokers.clone(),
+            },
             events_topic: "events".into(),
             titles_topic: Some("titles".into()),
             store_dir: store.path().to_path_buf(),
             policy: TimePolicy::default(),
             workers,
             until_caught_up: true,
+            // The whole log, every tick committed: what the replay before this change did.
+            seal: true,
             idle: Duration::from_secs(2),
+            max_outage: Duration::from_secs(300),
             commit_interval: Duration::from_millis(100),
             door: Pseudonymizer::new(b"the benchmark's pseudonym key"),
             log_id: "kafka:events".into(),

@@ -25,7 +25,7 @@ use rewind_connectors::{ConnectorError, EmbeddedCluster, KafkaSource, Producer};
 use serde::Serialize;
 
 use crate::embedded::{EVENTS_TOPIC, TITLES_TOPIC};
-use crate::engine::{self, EngineError, RunConfig, RunSummary, Shared};
+use crate::engine::{self, EngineError, LogSource, RunConfig, RunSummary, Shared};
 use crate::privacy::Pseudonymizer;
 use crate::time::TimePolicy;
 use crate::workload::{GenConfig, Generator};
@@ -266,14 +266,18 @@ pub fn ingest(config: &IngestConfig, door: Pseudonymizer) -> Result<IngestReport
 
     let shared = Arc::new(Shared::default());
     let run = RunConfig {
-        brokers: brokers.clone(),
+        source: LogSource::Kafka {
+            brokers: brokers.clone(),
+        },
         events_topic: events_topic.clone(),
         titles_topic: Some(titles_topic),
         store_dir: config.store_dir.clone(),
         policy: config.policy,
         workers: config.workers,
         until_caught_up: false,
+        seal: false,
         idle: Duration::from_secs(2),
+        max_outage: Duration::from_secs(300),
         commit_interval: config.commit_interval,
         door,
         log_id: format!("bench:{brokers}/{events_topic}:{start_wall_ms}"),

@@ -45,6 +45,15 @@ pub enum DeadReason {
     UnknownType,
     ImplausibleTs,
     OutOfRange(&'static str),
+    /// `ts` lies this far past the wall clock.
+    AheadOfClock {
+        ahead_ms: u64,
+    },
+    /// `ts` lay this far past its partition's newest event, and the partition's next event
+    /// did not follow it there.
+    AheadOfPartition {
+        ahead_ms: u64,
+    },
 }
 
 impl std::fmt::Display for DeadReason {
@@ -70,6 +79,17 @@ impl std::fmt::Display for DeadReason {
                 )
             }
             DeadReason::OutOfRange(field) => write!(f, "field `{field}` is out of range"),
+            DeadReason::AheadOfClock { ahead_ms } => write!(
+                f,
+                "`ts` is {} s ahead of the wall clock: the producer's clock is wrong",
+                ahead_ms / 1000
+            ),
+            DeadReason::AheadOfPartition { ahead_ms } => write!(
+                f,
+                "`ts` is {} s ahead of its partition's newest event and the next event did not \
+                 follow it: taken as a clock error, so it does not drag the watermark",
+                ahead_ms / 1000
+            ),
         }
     }
 }
@@ -248,6 +268,9 @@ const FIELD_TYPES: &[(&str, &str)] = &[
 /// messages quote the offending value, which may be personal data.
 fn explain(bytes: &[u8], err: &serde_json::Error) -> DeadReason {
     use serde_json::error::Category;
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return DeadReason::BadJson(format!("not UTF-8 (byte {})", e.valid_up_to()));
+    }
     if !matches!(err.classify(), Category::Data) {
         return DeadReason::BadJson(format!("syntax error at column {}", err.column()));
     }

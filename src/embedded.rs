@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::TryRngCore;
 use rewind_connectors::{ConnectorError, EmbeddedCluster, Producer};
 
-use crate::engine::{self, EngineError, RunConfig, RunSummary, Shared};
+use crate::engine::{self, EngineError, LogSource, RunConfig, RunSummary, Shared};
 use crate::privacy::Pseudonymizer;
 use crate::time::TimePolicy;
 use crate::workload::{GenConfig, Generator};
@@ -75,14 +75,18 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
     produce_titles(&brokers, &generator, start_ms)?;
 
     let run = RunConfig {
-        brokers: brokers.clone(),
+        source: LogSource::Kafka {
+            brokers: brokers.clone(),
+        },
         events_topic: EVENTS_TOPIC.into(),
         titles_topic: Some(TITLES_TOPIC.into()),
         store_dir: config.store_dir.clone(),
         policy: config.policy,
         workers: config.workers,
         until_caught_up: false,
+        seal: false,
         idle: Duration::from_secs(2),
+        max_outage: Duration::from_secs(300),
         commit_interval: Duration::from_millis(100),
         door: config.door.clone(),
         log_id: format!(

@@ -17,5 +17,5 @@ pub mod utc;
 pub mod verify;
 pub mod workload;
 
-pub use engine::{RunConfig, RunSummary, Shared};
+pub use engine::{LogSource, RunConfig, RunSummary, Shared};
 pub use time::TimePolicy;

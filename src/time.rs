@@ -10,6 +10,22 @@
 use rewind_dataflows::TimeMs;
 use rewind_dataflows::window::{floor_tick, visible_at};
 
+/// An event this far ahead of its partition's newest is held until the partition's next
+/// event confirms that time jumped (a gap in traffic) or shows it was a lone clock error. An
+/// hour is far beyond any reordering of honest clients, and short enough that a bad clock
+/// cannot hold a window's values hostage for long.
+pub const MAX_JUMP_MS: u64 = 3_600_000;
+/// An event stamped this far past the wall clock comes from a device whose clock is wrong:
+/// it is a dead letter. A day leaves room for any time-zone mistake that still means now.
+pub const MAX_AHEAD_OF_CLOCK_MS: u64 = 86_400_000;
+
+/// Milliseconds since the Unix epoch, by the wall clock; 0 if the clock is before 1970.
+pub fn now_ms() -> TimeMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as TimeMs)
+}
+
 /// Ticks and lateness, fixed for the life of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimePolicy {
@@ -67,6 +83,13 @@ impl PartitionClock {
 
     pub fn max_ts(&self) -> Option<TimeMs> {
         self.max_ts
+    }
+
+    /// Whether an event at `ts` lies more than [`MAX_JUMP_MS`] past the partition's newest.
+    /// The first event of a partition never does: there is nothing yet to jump from.
+    pub fn is_jump(&self, ts: TimeMs) -> bool {
+        self.max_ts
+            .is_some_and(|max| ts > max.saturating_add(MAX_JUMP_MS))
     }
 }
 

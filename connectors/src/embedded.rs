@@ -35,6 +35,17 @@ impl EmbeddedCluster {
             .map_err(ConnectorError::Setup)
     }
 
+    /// Takes the broker down (it drops its connections and refuses new ones) or brings it
+    /// back: an outage, for tests of what clients do meanwhile.
+    pub fn set_broker_up(&self, up: bool) -> Result<()> {
+        let result = if up {
+            self.cluster.broker_up(-1)
+        } else {
+            self.cluster.broker_down(-1)
+        };
+        result.map_err(ConnectorError::Setup)
+    }
+
     /// `host:port` of the cluster's broker, for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap

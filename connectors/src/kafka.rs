@@ -73,7 +73,9 @@ fn consumer_config(brokers: &str) -> ClientConfig {
         // Above fetch.max.bytes, as librdkafka requires; oversized records must arrive to be
         // counted as dead letters rather than stall the partition.
         .set("receive.message.max.bytes", "62914560")
-        .set("max.partition.fetch.bytes", "16777216");
+        .set("max.partition.fetch.bytes", "16777216")
+        // Back within a second of a broker's return, not librdkafka's default of up to 10 s.
+        .set("reconnect.backoff.max.ms", "1000");
     config
 }
 
@@ -138,6 +140,11 @@ impl KafkaSource {
         })
     }
 
+    /// Whether a broker answers a metadata request within `timeout`.
+    pub fn reachable(&self, timeout: Duration) -> bool {
+        self.consumer.fetch_metadata(None, timeout).is_ok()
+    }
+
     /// Starts reading each (topic, partition) at its next offset.
     pub fn assign(&self, starts: &[(String, u32, u64)]) -> Result<()> {
         let mut list = TopicPartitionList::new();
@@ -156,6 +163,10 @@ impl KafkaSource {
     ///
     /// One wake-up drains what librdkafka has prefetched, so the caller pays for one dataflow
     /// step per batch, not per record. Returns the number of records handed out.
+    ///
+    /// While the cluster is unreachable librdkafka queues an error event per failed attempt,
+    /// and reconnects by itself: a drain reads past them all, and fails with the last one
+    /// (retryable) only if it read no record.
     pub fn drain(
         &self,
         max: usize,
@@ -164,6 +175,7 @@ impl KafkaSource {
     ) -> Result<usize> {
         let mut count = 0;
         let mut timeout = wait;
+        let mut transient = None;
         while count < max {
             let Some(polled) = self.consumer.poll(timeout) else {
                 break;
@@ -177,7 +189,13 @@ impl KafkaSource {
                     });
                     continue;
                 }
-                Err(e) => return Err(self.consume_error(e)),
+                Err(e) => match self.consume_error(e) {
+                    err if err.retryable() => {
+                        transient = Some(err);
+                        continue;
+                    }
+                    err => return Err(err),
+                },
             };
             let timestamp_ms = match message.timestamp() {
                 Timestamp::NotAvailable => None,
@@ -193,7 +211,10 @@ impl KafkaSource {
             }));
             count += 1;
         }
-        Ok(count)
+        match transient {
+            Some(err) if count == 0 => Err(err),
+            _ => Ok(count),
+        }
     }
 
     fn consume_error(&self, err: KafkaError) -> ConnectorError {

@@ -35,6 +35,8 @@ pub enum ConnectorError {
     },
     #[error("kafka consume failed (maybe transient, a retry may help): {0}")]
     Consume(rdkafka::error::KafkaError),
+    #[error("kafka cluster unreachable (maybe transient, a retry may help): {0}")]
+    Unreachable(String),
     #[error("kafka metadata request failed (maybe transient, a retry may help): {0}")]
     Metadata(rdkafka::error::KafkaError),
     #[error("kafka produce failed: {0}")]
@@ -51,10 +53,15 @@ pub enum ConnectorError {
 impl ConnectorError {
     /// Whether the same call may succeed later.
     pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ConnectorError::Consume(_) | ConnectorError::Metadata(_)
-        )
+        match self {
+            ConnectorError::Consume(rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
+                false
+            }
+            ConnectorError::Consume(_)
+            | ConnectorError::Metadata(_)
+            | ConnectorError::Unreachable(_) => true,
+            _ => false,
+        }
     }
 }
 

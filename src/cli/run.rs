@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use rewind::embedded::{self, EmbeddedConfig, Pace};
-use rewind::engine::{self, RunConfig, RunSummary, Shared};
+use rewind::engine::{self, LogSource, RunConfig, RunSummary, Shared};
 use rewind::privacy::{KeySource, Pseudonymizer};
 use rewind::workload::GenConfig;
 use rewind::{TimePolicy, utc};
@@ -31,10 +31,14 @@ pub struct RunArgs {
     /// Store directory (created if missing).
     #[arg(long, default_value = "./rewind-data")]
     store: PathBuf,
-    /// Stop once every partition is read up to its end offset as of start, after advancing
-    /// time one tick past the last event and committing.
+    /// Stop once every partition is read up to its end offset as of start, and everything
+    /// complete is committed (every tick below the partitions' watermarks).
     #[arg(long)]
     until_caught_up: bool,
+    /// With --until-caught-up: declare the log finished and commit every tick, up to one past
+    /// the last event. Events appended to the log later are then late for this store.
+    #[arg(long, requires = "until_caught_up")]
+    seal: bool,
     #[command(flatten)]
     engine: EngineArgs,
     /// Stop after this many seconds (default: until Ctrl-C or caught up).
@@ -60,9 +64,17 @@ pub(super) struct EngineArgs {
     /// creates one in the store).
     #[arg(long)]
     pub key_file: Option<PathBuf>,
+    /// How long the Kafka cluster may stay unreachable before the run stops (it retries,
+    /// with backoff, until then).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub max_outage_s: u64,
 }
 
 impl EngineArgs {
+    pub(super) fn max_outage(&self) -> Duration {
+        Duration::from_secs(self.max_outage_s)
+    }
+
     pub(super) fn policy(&self) -> TimePolicy {
         TimePolicy {
             tick_ms: self.tick_ms,
@@ -128,14 +140,18 @@ fn run_brokers(
         create_in: None,
     })?;
     let config = RunConfig {
-        brokers: brokers.to_string(),
+        source: LogSource::Kafka {
+            brokers: brokers.to_string(),
+        },
         events_topic: args.topic.clone(),
         titles_topic: Some(args.titles_topic.clone()),
         store_dir: args.store.clone(),
         policy,
         workers: args.engine.workers.into(),
         until_caught_up: args.until_caught_up,
+        seal: args.seal,
         idle: Duration::from_secs(2),
+        max_outage: args.engine.max_outage(),
         commit_interval: Duration::from_millis(100),
         door,
         log_id: format!("kafka:{}", args.topic),
@@ -271,6 +287,18 @@ impl Status {
         status
     }
 
+    /// A progress bar over `total` lines of files, shown on a terminal only.
+    pub(super) fn lines(total: u64) -> Status {
+        Status {
+            source: None,
+            topics: Vec::new(),
+            last_at: Instant::now(),
+            last_records: 0,
+            enabled: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            total: Some(total),
+        }
+    }
+
     fn print_progress(&self, total: u64, records: u64, rate: f64) {
         let done = records.min(total);
         let fraction = if total == 0 {
@@ -315,8 +343,14 @@ impl Status {
             .as_ref()
             .and_then(|source| shared.lag(source, &topics))
             .map_or("?".to_string(), |l| l.to_string());
+        let outage = shared.outage().map_or(String::new(), |(for_, why)| {
+            format!(
+                " | cluster unreachable for {} s, retrying: {why}",
+                for_.as_secs()
+            )
+        });
         eprintln!(
-            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | features written {}",
+            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | features written {}{outage}",
             counters.late_events,
             counters.dead_letters,
             shared.changes_written()

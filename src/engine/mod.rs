@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 use std::time::Duration;
 
-use rewind_connectors::{ConnectorError, KafkaSource, TopicInfo};
+use rewind_connectors::{ConnectorError, KafkaSource, TopicInfo, file};
 use rewind_state::{Store, StoreError};
 
 pub use shared::{Counters, Shared};
@@ -29,22 +29,43 @@ pub use shared::{Counters, Shared};
 use crate::privacy::Pseudonymizer;
 use crate::time::TimePolicy;
 
+/// Where the log is read from.
+#[derive(Debug, Clone)]
+pub enum LogSource {
+    /// A Kafka cluster (HOST:PORT bootstrap servers), the embedded one included.
+    Kafka { brokers: String },
+    /// JSON-lines files, each a one-partition log read from disk, every line of it: the
+    /// events, and optionally the titles (whose records apply from the start of time).
+    Files {
+        events: PathBuf,
+        titles: Option<PathBuf>,
+    },
+}
+
 /// How one `rewind run` reads and writes.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub brokers: String,
+    pub source: LogSource,
     pub events_topic: String,
     /// The titles reference topic; a run without it has no title metadata.
     pub titles_topic: Option<String>,
     pub store_dir: PathBuf,
     pub policy: TimePolicy,
     pub workers: usize,
-    /// Stop once every partition is read up to its end offset as of start, after advancing
-    /// time one tick past the last event and committing.
+    /// Stop once every partition is read up to its end offset as of start, and everything
+    /// complete is committed.
     pub until_caught_up: bool,
-    /// Live runs only: a partition with nothing to read for this long stops holding time back.
-    /// Events it receives later are placed no earlier than the current input time.
+    /// With `until_caught_up`: declare the log finished, advancing time one tick past the last
+    /// event so every tick is committed. Events appended to the log later are then late for
+    /// this store (applied at its frontier, and counted), which is why it is a choice.
+    pub seal: bool,
+    /// Live runs only: a partition read to the end of its log, with nothing new for this long,
+    /// stops holding time back; events it receives later are placed no earlier than the
+    /// current input time. A partition with records left to read always holds time back.
     pub idle: Duration,
+    /// How long the cluster may stay unreachable before the run gives up. librdkafka
+    /// reconnects by itself; a broker restart or a network blip must not end a run.
+    pub max_outage: Duration,
     /// How often the writer lands completed ticks. 100 ms keeps values fresh while a commit's
     /// fsync stays a small share of the writer's time.
     pub commit_interval: Duration,
@@ -108,6 +129,14 @@ pub enum EngineError {
     Io {
         what: String,
         source: std::io::Error,
+    },
+    #[error(
+        "the Kafka cluster has not answered for {seconds} s, past --max-outage-s; the store \
+         holds everything complete up to then, and a rerun resumes: {last_error}"
+    )]
+    Outage {
+        seconds: u64,
+        last_error: ConnectorError,
     },
     #[error("timely workers failed: {0}")]
     Workers(String),
@@ -224,7 +253,26 @@ fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineE
 }
 
 fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineError> {
-    let source = KafkaSource::connect(&config.brokers)?;
+    let brokers = match &config.source {
+        LogSource::Kafka { brokers } => brokers,
+        LogSource::Files { events, titles } => {
+            let info = |topic: &str, path: &PathBuf| -> Result<TopicInfo, EngineError> {
+                let end = file::count_lines(path)?;
+                Ok(TopicInfo {
+                    topic: topic.to_string(),
+                    watermarks: vec![(0, end)],
+                })
+            };
+            let titles_topic = config.titles_topic.as_deref().unwrap_or("titles");
+            return Ok(Plan {
+                events: info(&config.events_topic, events)?,
+                titles: titles.as_ref().map(|t| info(titles_topic, t)).transpose()?,
+                resume_frontier_ms: 0,
+                resume_offsets: Vec::new(),
+            });
+        }
+    };
+    let source = KafkaSource::connect(brokers)?;
     let events = source.topic_info(&config.events_topic)?;
     let titles = match &config.titles_topic {
         None => None,

@@ -24,7 +24,7 @@ impl Counters {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
     stop: AtomicBool,
     records: AtomicU64,
@@ -41,8 +41,34 @@ pub struct Shared {
     pub(crate) input_time_ms: AtomicU64,
     /// Workers that have read all their partitions (caught-up runs).
     pub(crate) drained_workers: AtomicUsize,
+    /// The smallest final input time of the drained workers that hold time back: where a
+    /// caught-up run's dataflow frontier ends. `u64::MAX` until one reports.
+    pub(crate) final_input_ms: AtomicU64,
+    /// Why the cluster is not answering, while it is not.
+    outage: Mutex<Option<(std::time::Instant, String)>>,
     /// (topic, partition) → next offset, for lag.
     pub(crate) positions: Mutex<Vec<(String, u32, u64)>>,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared {
+            stop: AtomicBool::default(),
+            records: AtomicU64::default(),
+            events: AtomicU64::default(),
+            late_events: AtomicU64::default(),
+            dead_letters: AtomicU64::default(),
+            titles: AtomicU64::default(),
+            frontier_ms: AtomicU64::default(),
+            changes_written: AtomicU64::default(),
+            max_time_ms: AtomicU64::default(),
+            input_time_ms: AtomicU64::default(),
+            drained_workers: AtomicUsize::default(),
+            final_input_ms: AtomicU64::new(u64::MAX),
+            outage: Mutex::default(),
+            positions: Mutex::default(),
+        }
+    }
 }
 
 impl Shared {
@@ -82,6 +108,27 @@ impl Shared {
 
     pub fn changes_written(&self) -> u64 {
         self.changes_written.load(Ordering::Relaxed)
+    }
+
+    /// How long the cluster has not answered, and why; `None` while it answers.
+    pub fn outage(&self) -> Option<(std::time::Duration, String)> {
+        let outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        outage
+            .as_ref()
+            .map(|(since, why)| (since.elapsed(), why.clone()))
+    }
+
+    pub(crate) fn set_outage(&self, why: Option<String>) {
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        match why {
+            None => *outage = None,
+            Some(why) => {
+                let since = outage
+                    .as_ref()
+                    .map_or_else(std::time::Instant::now, |o| o.0);
+                *outage = Some((since, why));
+            }
+        }
     }
 
     /// Next offsets read so far, per (topic, partition).

@@ -9,7 +9,8 @@ use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::{Input, InputSession};
-use rewind_connectors::{KafkaSource, Polled, RecordRef};
+use rewind_connectors::file::FileSource;
+use rewind_connectors::{ConnectorError, KafkaSource, Polled, RecordRef};
 use rewind_dataflows::{Event, Sources, TimeMs, Title, build_all, library};
 use rewind_state::DeadLetter;
 use timely::dataflow::ProbeHandle;
@@ -17,15 +18,22 @@ use timely::worker::Worker;
 
 use super::shared::Counters;
 use super::writer::{Report, Update};
-use super::{EngineError, Plan, RunConfig, Shared};
-use crate::decode::{self, MAX_TS_MS, MIN_TS_MS};
-use crate::time::PartitionClock;
+use super::{EngineError, LogSource, Plan, RunConfig, Shared};
+use crate::decode::{self, DeadReason, MAX_PAYLOAD_BYTES, MAX_TS_MS, MIN_TS_MS};
+use crate::time::{MAX_AHEAD_OF_CLOCK_MS, PartitionClock};
 
 /// Records handed to the dataflow per step: large enough to amortise a step, small enough to
 /// keep a step short when the dataflow has work queued.
 const BATCH: usize = 16_384;
 /// How long an idle worker waits on Kafka before stepping the dataflow again.
 const IDLE_WAIT: Duration = Duration::from_millis(2);
+/// The first wait after the cluster stops answering; it doubles up to `MAX_BACKOFF`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Long enough not to busy a cluster that is coming back, short enough to notice it quickly.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// After this long without an error during an outage, the cluster is asked directly whether
+/// it answers: librdkafka does not repeat an error it has already reported.
+const QUIET_AFTER_OUTAGE: Duration = Duration::from_secs(2);
 
 pub(crate) struct Context {
     pub config: RunConfig,
@@ -44,9 +52,20 @@ struct Partition {
     resume_offset: u64,
     clock: PartitionClock,
     done: bool,
-    /// Read to the end of the log as last seen (reported for titles only).
-    at_end: bool,
-    last_record: Instant,
+    /// Since when the partition has been read to the end of its log; `None` while records
+    /// may be left to read. Only a partition with nothing left to read may stop holding time
+    /// back: a slow one never does, or a live run would place its backlog differently from
+    /// a replay of the same log.
+    at_end_since: Option<Instant>,
+    /// An event far ahead of the partition's newest, held until the partition's next event
+    /// says whether time really jumped ahead (it then lands at its own tick) or the event
+    /// was a lone clock error (a dead letter). One such event must not drag the watermark.
+    suspect: Option<Suspect>,
+}
+
+struct Suspect {
+    event: Event,
+    offset: u64,
 }
 
 /// Everything the record callback touches.
@@ -62,6 +81,8 @@ struct Ingest<'a> {
     counters: Counters,
     unshared: Counters,
     max_time: TimeMs,
+    /// Events with a later `ts` are from the future: a producer's clock is wrong.
+    clock_ceiling_ms: TimeMs,
 }
 
 pub(crate) fn run(
@@ -81,14 +102,14 @@ pub(crate) fn run(
         (events_in, titles_in, probe)
     });
     let mut ingest = Ingest::new(ctx, index, peers, events, titles);
-    let sources = Consumers::connect(&ctx.config.brokers, &ingest)?;
+    let mut sources = Consumers::connect(&ctx.config.source, &ingest)?;
     let mut reporter = Reporter {
         index,
         tx,
         output,
         reported: 0,
     };
-    let result = ingest.drive(worker, &sources, &probe, &mut reporter);
+    let result = ingest.drive(worker, &mut sources, &probe, &mut reporter);
     if result.is_err() {
         ctx.shared.stop();
     }
@@ -111,7 +132,6 @@ impl<'a> Ingest<'a> {
         events: InputSession<TimeMs, Event, isize>,
         titles: InputSession<TimeMs, Title, isize>,
     ) -> Ingest<'a> {
-        let now = Instant::now();
         let topics = std::iter::once((false, &ctx.plan.events))
             .chain(ctx.plan.titles.iter().map(|t| (true, t)));
         let mut parts = Vec::new();
@@ -134,8 +154,8 @@ impl<'a> Ingest<'a> {
                     resume_offset: resume.map_or(0, |r| r.2),
                     clock: PartitionClock::default(),
                     done: ctx.config.until_caught_up && low >= high,
-                    at_end: false,
-                    last_record: now,
+                    at_end_since: None,
+                    suspect: None,
                 });
             }
         }
@@ -155,6 +175,7 @@ impl<'a> Ingest<'a> {
             counters: Counters::default(),
             unshared: Counters::default(),
             max_time: 0,
+            clock_ceiling_ms: clock_ceiling_ms(),
         }
     }
 
@@ -171,28 +192,42 @@ impl<'a> Ingest<'a> {
     fn drive(
         &mut self,
         worker: &mut Worker,
-        sources: &Consumers,
+        sources: &mut Consumers,
         probe: &ProbeHandle<TimeMs>,
         reporter: &mut Reporter,
     ) -> Result<(), EngineError> {
         let shared = &self.ctx.shared;
+        let config = &self.ctx.config;
         let mut announced = false;
         let mut wait = Duration::ZERO;
+        let mut outage = Outage::default();
         while !shared.stopping() {
             let read = if self.parts.iter().all(|p| p.done) {
-                0
+                Ok(0)
             } else {
-                sources.drain(wait, |titles, polled| self.polled(titles, polled))?
+                sources.drain(wait, |titles, polled| self.polled(titles, polled))
             };
+            // During an outage nothing was read, and the pause has been taken.
+            let read = outage
+                .check(read, sources, config.max_outage, shared)?
+                .unwrap_or_default();
             wait = if read == 0 { IDLE_WAIT } else { Duration::ZERO };
             self.advance();
             worker.step();
             reporter.report(self, probe_frontier(probe), false);
-            if !self.ctx.config.until_caught_up {
+            if !config.until_caught_up {
                 continue;
             }
             if !announced && self.parts.iter().all(|p| p.done) {
                 announced = true;
+                if config.seal {
+                    self.place_suspects();
+                    self.advance();
+                }
+                // Every partition of this worker is read: its input time is final.
+                if let Some(t) = self.holding_frontier() {
+                    shared.final_input_ms.fetch_min(t, Ordering::SeqCst);
+                }
                 shared.drained_workers.fetch_add(1, Ordering::SeqCst);
             }
             if announced && shared.drained_workers.load(Ordering::SeqCst) == worker.peers() {
@@ -202,26 +237,34 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
-    /// Caught up: every worker has read its partitions, so the largest placed time is final.
-    /// Time advances one tick past it, the dataflow completes those ticks, and they are
-    /// reported.
+    /// Caught up: every worker has read its partitions. The dataflow completes every tick
+    /// the partitions' watermarks allow, and they are reported. With `seal`, the log is
+    /// declared finished: time first advances one tick past the largest placed time.
     fn finish(
         &mut self,
         worker: &mut Worker,
         probe: &ProbeHandle<TimeMs>,
         reporter: &mut Reporter,
     ) -> Result<(), EngineError> {
-        let last = self.ctx.shared.max_time_ms.load(Ordering::SeqCst);
-        let end = if last == 0 {
-            *self.events.time()
+        let shared = &self.ctx.shared;
+        let end = if self.ctx.config.seal {
+            let last = shared.max_time_ms.load(Ordering::SeqCst);
+            let end = if last == 0 {
+                *self.events.time()
+            } else {
+                last + self.ctx.config.policy.tick_ms
+            };
+            self.events.advance_to(end.max(*self.events.time()));
+            self.titles.advance_to(end.max(*self.titles.time()));
+            end
         } else {
-            last + self.ctx.config.policy.tick_ms
+            // The dataflow's frontier is the smallest input time of all workers.
+            let end = shared.final_input_ms.load(Ordering::SeqCst);
+            if end == TimeMs::MAX { 0 } else { end }
         };
-        self.events.advance_to(end.max(*self.events.time()));
-        self.titles.advance_to(end.max(*self.titles.time()));
         self.events.flush();
         self.titles.flush();
-        while probe.less_than(self.events.time()) && !self.ctx.shared.stopping() {
+        while probe.less_than(&end) && !shared.stopping() {
             worker.step();
         }
         reporter.report(self, probe_frontier(probe), false);
@@ -233,7 +276,10 @@ impl<'a> Ingest<'a> {
             Polled::Record(record) => self.ingest(titles, record),
             Polled::End { partition } => {
                 if let Some(&i) = self.index.get(&(titles, partition)) {
-                    self.parts[i].at_end = true;
+                    let part = &mut self.parts[i];
+                    part.at_end_since.get_or_insert_with(Instant::now);
+                    // The end of the log as it is now lies at or past its end as of start.
+                    part.done |= self.ctx.config.until_caught_up;
                 }
             }
         }
@@ -244,7 +290,7 @@ impl<'a> Ingest<'a> {
             return;
         };
         let part = &mut self.parts[i];
-        part.at_end = false;
+        part.at_end_since = None;
         if record.offset < part.next_offset || part.done {
             return;
         }
@@ -253,7 +299,6 @@ impl<'a> Ingest<'a> {
             return;
         }
         part.next_offset = record.offset + 1;
-        part.last_record = Instant::now();
         if self.ctx.config.until_caught_up && part.next_offset >= part.end_offset {
             part.done = true;
         }
@@ -267,20 +312,55 @@ impl<'a> Ingest<'a> {
     }
 
     fn ingest_event(&mut self, i: usize, record: RecordRef<'_>) {
-        match decode::decode_event(record.payload, &self.ctx.config.door) {
-            Ok(event) => {
-                let floor = self.floor(i, record.offset);
-                let placed = self.parts[i]
-                    .clock
-                    .place(event.ts_ms, floor, &self.ctx.config.policy);
-                self.max_time = self.max_time.max(placed.time);
-                self.events.update_at(event, placed.time, 1);
-                self.count(|c| c.events += 1);
-                if placed.late {
-                    self.count(|c| c.late_events += 1);
-                }
+        let event = match decode::decode_event(record.payload, &self.ctx.config.door) {
+            Ok(event) if event.ts_ms > self.clock_ceiling_ms => {
+                let ahead_ms = event.ts_ms - self.clock_ceiling_ms + MAX_AHEAD_OF_CLOCK_MS;
+                return self.dead(record, DeadReason::AheadOfClock { ahead_ms });
             }
-            Err(reason) => self.dead(record, reason),
+            Ok(event) => event,
+            Err(reason) => return self.dead(record, reason),
+        };
+        let jumps = self.parts[i].clock.is_jump(event.ts_ms);
+        if let Some(suspect) = self.parts[i].suspect.take() {
+            if jumps {
+                // Time really moved on: the held event was the first of the new stretch.
+                self.place_event(i, suspect.event, suspect.offset);
+            } else {
+                let ahead_ms = suspect.event.ts_ms - self.parts[i].clock.max_ts().unwrap_or(0);
+                let reason = DeadReason::AheadOfPartition { ahead_ms };
+                self.dead_at(record.topic, record.partition, suspect.offset, reason);
+            }
+        }
+        if self.parts[i].clock.is_jump(event.ts_ms) {
+            self.parts[i].suspect = Some(Suspect {
+                event,
+                offset: record.offset,
+            });
+            return;
+        }
+        self.place_event(i, event, record.offset);
+    }
+
+    fn place_event(&mut self, i: usize, event: Event, offset: u64) {
+        let floor = self.floor(i, offset);
+        let placed = self.parts[i]
+            .clock
+            .place(event.ts_ms, floor, &self.ctx.config.policy);
+        self.max_time = self.max_time.max(placed.time);
+        self.events.update_at(event, placed.time, 1);
+        self.count(|c| c.events += 1);
+        if placed.late {
+            self.count(|c| c.late_events += 1);
+        }
+    }
+
+    /// The log is declared finished: an event held as far ahead has no successor to
+    /// contradict it, and lands at its own tick.
+    fn place_suspects(&mut self) {
+        for i in 0..self.parts.len() {
+            if let Some(suspect) = self.parts[i].suspect.take() {
+                self.place_event(i, suspect.event, suspect.offset);
+            }
         }
     }
 
@@ -324,11 +404,15 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    fn dead(&mut self, record: RecordRef<'_>, reason: decode::DeadReason) {
+    fn dead(&mut self, record: RecordRef<'_>, reason: DeadReason) {
+        self.dead_at(record.topic, record.partition, record.offset, reason);
+    }
+
+    fn dead_at(&mut self, topic: &str, partition: u32, offset: u64, reason: DeadReason) {
         self.dead_letters.push(DeadLetter {
-            topic: record.topic.to_string(),
-            partition: record.partition,
-            offset: record.offset,
+            topic: topic.to_string(),
+            partition,
+            offset,
             reason: reason.to_string(),
         });
         self.count(|c| c.dead_letters += 1);
@@ -342,23 +426,15 @@ impl<'a> Ingest<'a> {
     /// Moves the inputs to the smallest frontier of the partitions that still hold time back,
     /// and publishes this batch's counts.
     fn advance(&mut self) {
-        let config = &self.ctx.config;
         let shared = &self.ctx.shared;
-        let now = Instant::now();
-        let holding = self.parts.iter().filter(|p| {
-            let idle = !config.until_caught_up && now.duration_since(p.last_record) >= config.idle;
-            // Reference data holds time back only until it is read to the end of its log.
-            let read = p.titles && p.at_end;
-            !p.done && !idle && !read
-        });
-        let mut target = holding.map(|p| p.clock.frontier(&config.policy)).min();
-        if target.is_none() && !config.until_caught_up {
-            // Nothing of ours holds time back: follow the other workers.
-            target = Some(shared.input_time_ms.load(Ordering::Relaxed));
-        }
-        if let Some(t) = target.filter(|t| t > self.events.time()) {
-            self.events.advance_to(t);
-            self.titles.advance_to(t);
+        self.clock_ceiling_ms = clock_ceiling_ms();
+        // Nothing of ours holds time back: follow the other workers.
+        let target = self
+            .holding_frontier()
+            .unwrap_or_else(|| shared.input_time_ms.load(Ordering::Relaxed));
+        if target > *self.events.time() {
+            self.events.advance_to(target);
+            self.titles.advance_to(target);
         }
         self.events.flush();
         self.titles.flush();
@@ -371,6 +447,30 @@ impl<'a> Ingest<'a> {
         shared.add(&std::mem::take(&mut self.unshared));
     }
 
+    /// The smallest frontier of the partitions that hold time back, if any does.
+    ///
+    /// Reference data holds time back only until it is read to the end of its log. An events
+    /// partition holds it back at its watermark while it has records to read, and in a
+    /// caught-up run also once read (so the store ends at the true watermark, and a later
+    /// run over a longer log places every event as one run would), unless it never had an
+    /// event. In a live run, one read to its end and quiet for `idle` lets time go on.
+    fn holding_frontier(&self) -> Option<TimeMs> {
+        let config = &self.ctx.config;
+        let now = Instant::now();
+        let holds = |p: &&Partition| {
+            let at_end_for = |d| p.at_end_since.is_some_and(|t| now.duration_since(t) >= d);
+            if p.titles {
+                !p.done && p.at_end_since.is_none()
+            } else if config.until_caught_up {
+                p.clock.max_ts().is_some() || !p.done
+            } else {
+                !at_end_for(config.idle)
+            }
+        };
+        let frontiers = self.parts.iter().filter(holds);
+        frontiers.map(|p| p.clock.frontier(&config.policy)).min()
+    }
+
     fn positions(&self) -> Vec<(String, u32, u64)> {
         self.parts
             .iter()
@@ -379,23 +479,57 @@ impl<'a> Ingest<'a> {
     }
 }
 
-/// The worker's consumers: one for its events partitions, and one that reports the end of
-/// the log for its titles partitions.
+/// The worker's readers: one for its events partitions and one for its titles partitions,
+/// each saying when a partition is read to the end of its log.
 struct Consumers {
-    events: Option<KafkaSource>,
-    titles: Option<KafkaSource>,
+    events: Option<Reader>,
+    titles: Option<Reader>,
+}
+
+enum Reader {
+    Kafka(KafkaSource),
+    File(FileSource),
+}
+
+impl Reader {
+    fn drain(
+        &mut self,
+        wait: Duration,
+        f: impl FnMut(Polled<'_>),
+    ) -> Result<usize, ConnectorError> {
+        match self {
+            Reader::Kafka(source) => source.drain(BATCH, wait, f),
+            Reader::File(source) => source.drain(BATCH, f),
+        }
+    }
 }
 
 impl Consumers {
-    fn connect(brokers: &str, ingest: &Ingest<'_>) -> Result<Consumers, EngineError> {
-        let connect = |titles: bool| -> Result<Option<KafkaSource>, EngineError> {
+    fn connect(source: &LogSource, ingest: &Ingest<'_>) -> Result<Consumers, EngineError> {
+        let connect = |titles: bool| -> Result<Option<Reader>, EngineError> {
             let starts = ingest.starts(titles);
-            if starts.is_empty() {
+            let Some((topic, _, _)) = starts.first() else {
                 return Ok(None);
-            }
-            let source = KafkaSource::connect_with(brokers, titles)?;
-            source.assign(&starts)?;
-            Ok(Some(source))
+            };
+            Ok(Some(match source {
+                LogSource::Kafka { brokers } => {
+                    let source = KafkaSource::connect_with(brokers, true)?;
+                    source.assign(&starts)?;
+                    Reader::Kafka(source)
+                }
+                LogSource::Files {
+                    events,
+                    titles: titles_file,
+                } => {
+                    let path = if titles {
+                        titles_file.as_ref()
+                    } else {
+                        Some(events)
+                    };
+                    let path = path.expect("a titles partition comes from a titles file");
+                    Reader::File(FileSource::open(path, topic, MAX_PAYLOAD_BYTES)?)
+                }
+            }))
         };
         Ok(Consumers {
             events: connect(false)?,
@@ -403,21 +537,89 @@ impl Consumers {
         })
     }
 
+    /// Whether the cluster answers (files always do).
+    fn reachable(&self) -> bool {
+        let reader = self.events.as_ref().or(self.titles.as_ref());
+        match reader {
+            Some(Reader::Kafka(source)) => source.reachable(Duration::from_secs(1)),
+            _ => true,
+        }
+    }
+
     /// Drains the titles first (a little, never waiting), then a batch of events.
     fn drain(
-        &self,
+        &mut self,
         wait: Duration,
         mut f: impl FnMut(bool, Polled<'_>),
-    ) -> Result<usize, EngineError> {
+    ) -> Result<usize, ConnectorError> {
         let mut read = 0;
-        if let Some(titles) = &self.titles {
-            read += titles.drain(BATCH, Duration::ZERO, |p| f(true, p))?;
+        if let Some(titles) = &mut self.titles {
+            read += titles.drain(Duration::ZERO, |p| f(true, p))?;
         }
-        if let Some(events) = &self.events {
-            read += events.drain(BATCH, wait, |p| f(false, p))?;
+        if let Some(events) = &mut self.events {
+            read += events.drain(wait, |p| f(false, p))?;
         }
         Ok(read)
     }
+}
+
+/// The cluster not answering: librdkafka reconnects by itself, so the worker waits, with
+/// growing pauses, and gives up only after `max_outage`.
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+    last_error: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Outage {
+    /// Passes a successful read through (ending an outage); turns a retryable error into
+    /// `None` after a pause, and anything else, or an outage past `max`, into the error.
+    fn check(
+        &mut self,
+        read: Result<usize, ConnectorError>,
+        sources: &Consumers,
+        max: Duration,
+        shared: &Shared,
+    ) -> Result<Option<usize>, EngineError> {
+        let err = match read {
+            Ok(read) if self.since.is_none() => return Ok(Some(read)),
+            Ok(read) => {
+                let quiet = self
+                    .last_error
+                    .is_some_and(|t| t.elapsed() >= QUIET_AFTER_OUTAGE);
+                if read == 0 && !quiet {
+                    return Ok(Some(0));
+                }
+                if read > 0 || sources.reachable() {
+                    *self = Outage::default();
+                    shared.set_outage(None);
+                    return Ok(Some(read));
+                }
+                // Still unreachable, though librdkafka has stopped saying so.
+                let why = shared.outage().map(|o| o.1).unwrap_or_default();
+                ConnectorError::Unreachable(why)
+            }
+            Err(err) if err.retryable() => err,
+            Err(err) => return Err(err.into()),
+        };
+        self.last_error = Some(Instant::now());
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= max {
+            return Err(EngineError::Outage {
+                seconds: since.elapsed().as_secs(),
+                last_error: err,
+            });
+        }
+        shared.set_outage(Some(err.to_string()));
+        self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+        std::thread::sleep(self.backoff);
+        Ok(None)
+    }
+}
+
+fn clock_ceiling_ms() -> TimeMs {
+    crate::time::now_ms().saturating_add(MAX_AHEAD_OF_CLOCK_MS)
 }
 
 /// Hands completed output to the writer, once per frontier advance.

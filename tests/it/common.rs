@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rewind::TimePolicy;
-use rewind::engine::{self, RunConfig, RunSummary, Shared};
+use rewind::engine::{self, LogSource, RunConfig, RunSummary, Shared};
 use rewind::privacy::Pseudonymizer;
 use rewind::workload::{GenConfig, Generator, Record};
 use rewind_connectors::{EmbeddedCluster, KafkaSource, Polled, Producer};
@@ -23,8 +23,15 @@ pub fn door() -> Pseudonymizer {
 /// A mock cluster with an `events` topic of `partitions` partitions and a one-partition
 /// `titles` topic. Dropping it drops the log.
 pub struct Log {
-    _cluster: EmbeddedCluster,
+    cluster: EmbeddedCluster,
     pub brokers: String,
+}
+
+impl Log {
+    /// Takes the cluster's broker down, or brings it back.
+    pub fn set_broker_up(&self, up: bool) {
+        self.cluster.set_broker_up(up).unwrap();
+    }
 }
 
 pub fn log(partitions: u32) -> Log {
@@ -32,10 +39,7 @@ pub fn log(partitions: u32) -> Log {
     cluster.create_topic(EVENTS, partitions).unwrap();
     cluster.create_topic(TITLES, 1).unwrap();
     let brokers = cluster.bootstrap_servers().to_string();
-    Log {
-        _cluster: cluster,
-        brokers,
-    }
+    Log { cluster, brokers }
 }
 
 /// A generated workload: titles first, then events.
@@ -72,14 +76,19 @@ pub fn produce_workload(brokers: &str, titles: &[Record], events: &[Record], sta
 
 pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
     RunConfig {
-        brokers: brokers.to_string(),
+        source: LogSource::Kafka {
+            brokers: brokers.to_string(),
+        },
         events_topic: EVENTS.into(),
         titles_topic: Some(TITLES.into()),
         store_dir: store.to_path_buf(),
         policy: TimePolicy::default(),
         workers,
         until_caught_up: true,
+        // The oracle checks a finished log: every tick committed.
+        seal: true,
         idle: Duration::from_secs(2),
+        max_outage: Duration::from_secs(300),
         commit_interval: Duration::from_millis(50),
         door: door(),
         log_id: "kafka:events".into(),

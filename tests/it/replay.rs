@@ -48,6 +48,8 @@ fn replay_from_a_cluster_equals_the_live_store_and_both_verify() {
         replayed.to_str().unwrap(),
         "--workers",
         "2",
+        // The live store is a finished log's (`run_caught_up` seals).
+        "--seal",
     ]);
     ok(&out);
     assert_eq!(tables(&replayed), tables(live.path()));
@@ -177,4 +179,75 @@ fn plant(dir: &Path) -> (String, String) {
     };
     txn.commit().unwrap();
     key
+}
+
+/// Writes `rewind gen` files into `dir`; returns (events, titles) paths.
+fn gen_files(dir: &Path, args: &[&str]) -> (String, String) {
+    let events = dir.join("events.jsonl").to_str().unwrap().to_string();
+    ok(&rewind(&[&["gen", "--out", &events][..], args].concat()));
+    let titles = events.replace("events.jsonl", "events.titles.jsonl");
+    (events, titles)
+}
+
+fn meta(dir: &Path, key: &str) -> u64 {
+    let snap = ReadOnlyStore::open(dir).unwrap().snapshot().unwrap();
+    snap.meta_u64(key).unwrap().unwrap_or(0)
+}
+
+/// A file far larger than any in-process log keeps per partition, a titles file of 11 MB,
+/// one 8 MiB line, and a line that is not UTF-8: every line is read, the bad ones are dead
+/// letters at their line, and nothing good is lost.
+#[test]
+fn replay_from_a_file_reads_every_line_however_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, titles) = gen_files(
+        dir.path(),
+        &[
+            "--viewers",
+            "2",
+            "--titles",
+            "100000",
+            "--events",
+            "150000",
+            "--seed",
+            "9",
+        ],
+    );
+    let mut lines: Vec<Vec<u8>> = std::fs::read(&events)
+        .unwrap()
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(lines.len(), 150_000);
+    let mut huge =
+        br#"{"event_id":"x","type":"search","user_id":"u","ts":1767225600000,"query":""#.to_vec();
+    huge.resize(8 << 20, b'q');
+    huge.extend_from_slice(br#""}"#);
+    lines.insert(70_000, huge);
+    lines.insert(70_001, b"{\"event_id\":\"\xff\xfe\"}".to_vec());
+    std::fs::write(&events, lines.join(&b'\n')).unwrap();
+
+    let store = dir.path().join("store");
+    let s = store.to_str().unwrap();
+    ok(&rewind(&[
+        "replay",
+        "--file",
+        &events,
+        "--titles-file",
+        &titles,
+        "--store",
+        s,
+        "--seal",
+    ]));
+    assert_eq!(meta(&store, "events_total"), 150_000);
+    assert_eq!(meta(&store, "titles_total"), 100_000);
+    assert_eq!(meta(&store, "dead_letters_total"), 2);
+    let snap = ReadOnlyStore::open(&store).unwrap().snapshot().unwrap();
+    let dead = snap.dead_letters().unwrap();
+    assert_eq!((dead[0].offset, dead[1].offset), (70_000, 70_001));
+    assert!(dead[0].reason.contains("exceeds"), "{}", dead[0].reason);
+    assert!(dead[1].reason.contains("UTF-8"), "{}", dead[1].reason);
+    assert_eq!(snap.next_offsets().unwrap()[0].2, 150_002);
+    assert!(ok(&verify(&store)).starts_with("ok: "));
 }
