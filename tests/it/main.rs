@@ -10,3 +10,4 @@ mod privacy;
 mod replay;
 mod restart;
 mod snapshot;
+mod store_faults;
