@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rewind::workload::GenConfig;
 
-use crate::common::{self, ok, rewind};
+use crate::common::{self, rewind};
 
 /// A small store built from a seeded workload; returns its directory and some viewer ids.
 fn build_store() -> (tempfile::TempDir, Vec<String>) {
@@ -118,7 +118,10 @@ fn flipped_bytes_anywhere_give_the_same_answer_or_a_clear_error() {
     let len = std::fs::metadata(file(store.path())).unwrap().len() as usize;
     let mut errors = 0;
     // Spread over the whole file, with odd strides so they land at every position in a page.
-    for at in (0..61).map(|i| i * (len / 61) + (i * 37) % 4096).filter(|&at| at < len) {
+    for at in (0..61)
+        .map(|i| i * (len / 61) + (i * 37) % 4096)
+        .filter(|&at| at < len)
+    {
         let copy = copy_of(store.path());
         let mut bytes = std::fs::read(file(copy.path())).unwrap();
         bytes[at] ^= 0x5a;
@@ -154,7 +157,10 @@ fn a_flipped_digit_in_a_stored_value_fails_verify_and_reads() {
         .unwrap();
     drop(snap);
     assert!(value.len() > 20, "{}", String::from_utf8_lossy(&value));
-    let digit = value.iter().position(|b| (b'1'..=b'8').contains(b)).unwrap();
+    let digit = value
+        .iter()
+        .position(|b| (b'1'..=b'8').contains(b))
+        .unwrap();
     let path = file(store.path());
     let mut bytes = std::fs::read(&path).unwrap();
     let mut flipped = 0;
