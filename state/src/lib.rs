@@ -77,8 +77,8 @@ pub enum StoreError {
     Busy { path: PathBuf, doing: &'static str },
     #[error(
         "store {path} needs repair after an unclean stop, and this process cannot repair it \
-         ({reason}); run `rewind verify --store {dir}` as a user who may write the file: any \
-         reader that may write it repairs it"
+         ({reason}); once the cause is fixed (write access to the file, free disk space), run \
+         `rewind verify --store {dir}`: a reader that may write the file repairs it"
     )]
     NeedsRepair {
         path: PathBuf,

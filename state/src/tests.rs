@@ -224,3 +224,17 @@ fn a_value_that_fails_its_checksum_is_damage_named_by_file_table_and_key() {
         "{text}"
     );
 }
+
+#[test]
+fn a_second_writer_is_told_the_store_is_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is being written by another process")
+    );
+    // Readers are not writers: they still get in.
+    assert!(ReadOnlyStore::open(dir.path()).is_ok());
+}

@@ -116,7 +116,7 @@ fn flipped_bytes_anywhere_give_the_same_answer_or_a_clear_error() {
     let good = answers(store.path(), &ids, &labels);
     assert!(good.iter().all(Result::is_ok), "{good:?}");
     let len = std::fs::metadata(file(store.path())).unwrap().len() as usize;
-    let mut errors = 0;
+    let (mut errors, mut writer_refusals) = (0, 0);
     // Spread over the whole file, with odd strides so they land at every position in a page.
     for at in (0..61)
         .map(|i| i * (len / 61) + (i * 37) % 4096)
@@ -135,8 +135,28 @@ fn flipped_bytes_anywhere_give_the_same_answer_or_a_clear_error() {
                 }
             }
         }
+        // A writer checks every page as it opens the file: it refuses the damage, or finds
+        // none (the flip hit a free page) and leaves the answers as they were.
+        match rewind_state::Store::open(copy.path()) {
+            Err(err) => {
+                assert_clear(&err.to_string(), copy.path());
+                writer_refusals += 1;
+            }
+            Ok(store) => {
+                drop(store);
+                let again = answers(copy.path(), &ids, &labels);
+                assert_eq!(
+                    again, good,
+                    "byte {at} flipped: a writer's open changed answers"
+                );
+            }
+        }
     }
     assert!(errors > 0, "no flip was noticed; the check is too weak");
+    assert!(
+        writer_refusals > 0,
+        "no flip stopped a writer; the check is too weak"
+    );
 }
 
 #[test]
