@@ -10,8 +10,9 @@ use serde_json::{Map, Value, json};
 
 /// Print the current feature values of a viewer or a title as JSON.
 ///
-/// Opens the store read-only, so it works while `rewind run` writes it. Features at their
-/// default (no row) are shown with their default value and `valid_from_ms: null`.
+/// Opens the store read-only, so it works while `rewind run` writes it, and after a run that
+/// died (it repairs the file first). Features at their default (no row) are shown with their
+/// default value and `valid_from_ms: null`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
     #[arg(long, default_value = "./rewind-data")]

@@ -1,6 +1,6 @@
 //! rewind's store: one redb file holding what the feature dataflows produced.
 //!
-//! Five tables (layout in `docs/store.md`):
+//! Five tables (layout in `docs/store.md` and [`layout`]):
 //! - `online`: (entity kind, entity id, feature) → (valid_from tick, value): the current values.
 //! - `history`: (feature, entity id, valid_from tick) → value, or a tombstone when the feature
 //!   returned to its default: every change the dataflow produced.
@@ -12,31 +12,38 @@
 //! what some prefix of the log produced. This crate knows nothing of features: values are opaque
 //! JSON bytes, entity kinds and feature names are strings.
 //!
+//! Every stored value carries a checksum of its row, checked on every read; a file that is
+//! damaged, empty, foreign or of another [`FORMAT_VERSION`] is a [`StoreError`] naming it, never
+//! a panic and never a fresh store.
+//!
 //! The file is opened in redb's single-writer mode, so other processes may open it read-only
-//! with [`ReadOnlyStore`] while the writer runs, and see each commit as it lands.
+//! with [`ReadOnlyStore`] while the writer runs, and see each commit as it lands. A reader that
+//! finds the file left unclean by a writer that died repairs it itself, so reading never waits
+//! for a writer to come back.
 
+mod guard;
+pub mod layout;
+mod open;
 mod read;
+mod seal;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use redb::{ConcurrencyMode, Database, Durability, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, StorageError, TableError, TransactionError};
 
+use layout::{DEAD_LETTERS, HISTORY, META, OFFSETS, ONLINE};
 pub use read::{DeadLetterRow, HistoryLookup, HistoryRow, OnlineRow, ReadOnlyStore, Snapshot};
 
 /// The store's file name inside its directory.
 pub const FILE_NAME: &str = "rewind.redb";
 
-pub(crate) const ONLINE: TableDefinition<(&str, &str, &str), (u64, &[u8])> =
-    TableDefinition::new("online");
-pub(crate) const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> =
-    TableDefinition::new("history");
-pub(crate) const OFFSETS: TableDefinition<(&str, u32), u64> = TableDefinition::new("offsets");
-pub(crate) const DEAD_LETTERS: TableDefinition<(&str, u32, u64), &str> =
-    TableDefinition::new("dead_letters");
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
 /// Meta key of the output frontier: every tick strictly below it is final in the store.
 pub const META_FRONTIER: &str = "frontier_ms";
+
+/// The layout of the file this version writes and reads; a file of another is refused.
+/// 2: every value sealed with a checksum of its row (1, which recorded no version, had none).
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Errors of the store. Every variant crossed file I/O or redb; none is a bad record.
 #[derive(Debug, thiserror::Error)]
@@ -46,23 +53,83 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open store {path}: {source} (is another `rewind run` writing it?)")]
+    #[error("cannot create store {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open store {path}: {source}")]
     Open {
         path: PathBuf,
         source: redb::DatabaseError,
     },
     #[error("store {path} does not exist; run `rewind run --store` on it first")]
     Missing { path: PathBuf },
+    #[error(
+        "{path} is not a rewind store ({detail}); move it aside, and a run will start a fresh \
+         store there"
+    )]
+    NotAStore { path: PathBuf, detail: String },
+    #[error(
+        "store {path} is being written by another process{doing}; one process at a time may \
+         write a store: stop the other, or wait for it"
+    )]
+    Busy { path: PathBuf, doing: &'static str },
+    #[error(
+        "store {path} needs repair after an unclean stop, and this process cannot repair it \
+         ({reason}); once the cause is fixed (write access to the file, free disk space), run \
+         `rewind verify --store {dir}`: a reader that may write the file repairs it"
+    )]
+    NeedsRepair {
+        path: PathBuf,
+        dir: String,
+        reason: redb::DatabaseError,
+    },
+    #[error(
+        "store {path} is damaged: {detail}. Nothing read from it can be trusted: restore the \
+         file from a copy, or rebuild the store from the log into a fresh --store"
+    )]
+    Damaged { path: PathBuf, detail: String },
+    #[error(
+        "store {path} has format {found}, and this rewind reads format {FORMAT_VERSION}; \
+         rebuild it from the log into a fresh --store (`rewind replay`)"
+    )]
+    Format { path: PathBuf, found: String },
+    /// A value whose checksum does not match its row. Every public read names the file, making
+    /// this [`StoreError::Damaged`].
+    #[error("the checksum of table {table} at key {key} does not match: the store is damaged")]
+    Unsealed { table: &'static str, key: String },
     #[error("store transaction failed: {0}")]
-    Transaction(#[from] redb::TransactionError),
+    Transaction(#[from] TransactionError),
     #[error("store table failed: {0}")]
-    Table(#[from] redb::TableError),
+    Table(#[from] TableError),
     #[error("store read or write failed: {0}")]
-    Storage(#[from] redb::StorageError),
+    Storage(#[from] StorageError),
     #[error("store commit failed (nothing of it landed; a retry may help): {0}")]
     Commit(#[from] redb::CommitError),
     #[error("store meta {key:?} is malformed")]
     BadMeta { key: String },
+}
+
+impl StoreError {
+    /// Names the file in the errors that say it is damaged.
+    fn at(self, path: &Path) -> StoreError {
+        let damaged = |detail: String| StoreError::Damaged {
+            path: path.to_path_buf(),
+            detail,
+        };
+        match self {
+            StoreError::Unsealed { table, key } => damaged(format!(
+                "the checksum of table {table} at key {key} does not match"
+            )),
+            StoreError::Storage(StorageError::Corrupted(detail))
+            | StoreError::Table(TableError::Storage(StorageError::Corrupted(detail)))
+            | StoreError::Transaction(TransactionError::Storage(StorageError::Corrupted(detail))) => {
+                damaged(detail)
+            }
+            other => other,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -106,28 +173,32 @@ pub struct Commit {
 pub struct Store {
     db: Database,
     dir: PathBuf,
+    path: Arc<Path>,
 }
 
 impl Store {
-    /// Opens the store in `dir`, creating the directory and file if needed.
+    /// Opens the store in `dir`. Only a missing file starts a fresh store: an empty or foreign
+    /// file is refused, and an existing store must be of this [`FORMAT_VERSION`].
+    ///
+    /// Every page of the file's trees is checked against redb's checksums first (one pass over
+    /// the file, small next to the replay a run starts with), so a writer never builds on a
+    /// damaged file.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
-        let path = dir.join(FILE_NAME);
-        let db = redb::Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .create(&path)
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let path: Arc<Path> = dir.join(FILE_NAME).into();
+        if !path.exists() {
+            open::create_fresh(&path)?;
+        }
+        let db = open::writer(&path)?;
         let store = Store {
             db,
             dir: dir.to_path_buf(),
+            path,
         };
-        store.create_tables()?;
+        store.snapshot()?.check_format()?;
         Ok(store)
     }
 
@@ -135,26 +206,18 @@ impl Store {
         &self.dir
     }
 
-    fn create_tables(&self) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(ONLINE)?;
-        txn.open_table(HISTORY)?;
-        txn.open_table(OFFSETS)?;
-        txn.open_table(DEAD_LETTERS)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-        Ok(())
-    }
-
     /// A consistent read view of the latest commit.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot::new(self.db.begin_read()?))
+        guard::reading(&self.path, || {
+            Ok(Snapshot::new(self.db.begin_read()?, self.path.clone()))
+        })
     }
 
     /// Writes one meta entry on its own, for settings fixed when a store is created.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(META)?.insert(key, value)?;
+        let sealed = layout::meta_row(key).seal(value);
+        txn.open_table(META)?.insert(key, sealed.as_slice())?;
         txn.commit()?;
         Ok(())
     }
@@ -175,7 +238,8 @@ impl Store {
             });
             for c in &order {
                 let key = (c.feature, c.entity_id.as_str(), c.tick_ms);
-                history.insert(key, c.value.as_deref().unwrap_or(&[]))?;
+                let sealed = layout::history_row(key).seal(c.value.as_deref().unwrap_or(&[]));
+                history.insert(key, sealed.as_slice())?;
             }
             // Changes are in tick order, and the sort is stable: a key's last change wins.
             order.sort_by(|a, b| {
@@ -188,22 +252,33 @@ impl Store {
             for c in &order {
                 let key = (c.entity_kind, c.entity_id.as_str(), c.feature);
                 match c.value.as_deref() {
-                    Some(v) => online.insert(key, (c.tick_ms, v))?,
-                    None => online.remove(key)?,
-                };
+                    Some(v) => {
+                        let sealed = layout::online_row(key, c.tick_ms).seal(v);
+                        online.insert(key, (c.tick_ms, sealed.as_slice()))?;
+                    }
+                    None => {
+                        online.remove(key)?;
+                    }
+                }
             }
             let mut offsets = txn.open_table(OFFSETS)?;
             for (topic, partition, next) in &commit.next_offsets {
-                offsets.insert((topic.as_str(), *partition), *next)?;
+                let key = (topic.as_str(), *partition);
+                let sealed = layout::offsets_row(key).seal(&next.to_le_bytes());
+                offsets.insert(key, sealed.as_slice())?;
             }
             let mut dead = txn.open_table(DEAD_LETTERS)?;
             for d in &commit.dead_letters {
-                dead.insert((d.topic.as_str(), d.partition, d.offset), d.reason.as_str())?;
+                let key = (d.topic.as_str(), d.partition, d.offset);
+                let sealed = layout::dead_letter_row(key).seal(d.reason.as_bytes());
+                dead.insert(key, sealed.as_slice())?;
             }
             let mut meta = txn.open_table(META)?;
-            meta.insert(META_FRONTIER, commit.frontier_ms.to_le_bytes().as_slice())?;
-            for (name, value) in &commit.counters {
-                meta.insert(*name, value.to_le_bytes().as_slice())?;
+            let counters = commit.counters.iter().map(|(k, v)| (*k, *v));
+            for (key, value) in std::iter::once((META_FRONTIER, commit.frontier_ms)).chain(counters)
+            {
+                let sealed = layout::meta_row(key).seal(&value.to_le_bytes());
+                meta.insert(key, sealed.as_slice())?;
             }
         }
         txn.commit()?;

@@ -1,38 +1,58 @@
 //! Reading the store: from the writer's own process ([`crate::Store::snapshot`]) or from another
 //! process that opened the file read-only ([`ReadOnlyStore`]). Every read goes through a
-//! [`Snapshot`], one redb read transaction, so a reader never sees half a commit.
+//! [`Snapshot`], one redb read transaction, so a reader never sees half a commit. Every value
+//! read is checked against its row's seal, and every read runs inside the guard that turns a
+//! damaged file into [`StoreError::Damaged`].
 
 use std::path::Path;
+use std::sync::Arc;
 
-use redb::{ConcurrencyMode, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
+use crate::layout::{self, Crc, DEAD_LETTERS, HISTORY, META, META_FORMAT, OFFSETS, ONLINE};
 use crate::{
-    DEAD_LETTERS, FILE_NAME, HISTORY, META, META_FRONTIER, OFFSETS, ONLINE, Result, StoreError,
-    decode_u64,
+    FILE_NAME, FORMAT_VERSION, META_FRONTIER, Result, StoreError, decode_u64, guard, open,
 };
 
 /// A read-only handle on a store another process may be writing.
 pub struct ReadOnlyStore {
     db: ReadOnlyDatabase,
+    path: Arc<Path>,
 }
 
 impl ReadOnlyStore {
+    /// Opens the store in `dir` read-only. A file left unclean by a writer that died is
+    /// repaired first when no writer holds it, which needs write permission on the file.
     pub fn open(dir: &Path) -> Result<ReadOnlyStore> {
-        let path = dir.join(FILE_NAME);
+        let path: Arc<Path> = dir.join(FILE_NAME).into();
         if !path.exists() {
-            return Err(StoreError::Missing { path });
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
         }
-        let db = redb::Builder::new()
-            .set_concurrency_mode(ConcurrencyMode::SingleWriter)
-            .open_read_only(&path)
-            .map_err(|source| StoreError::Open { path, source })?;
-        Ok(ReadOnlyStore { db })
+        let db = open::reader(&path)?;
+        let store = ReadOnlyStore { db, path };
+        store.snapshot()?.check_format()?;
+        Ok(store)
     }
 
     /// A consistent view of the newest commit; take a new one to follow the writer.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        Ok(Snapshot::new(self.db.begin_read()?))
+        guard::reading(&self.path, || {
+            Ok(Snapshot::new(self.db.begin_read()?, self.path.clone()))
+        })
     }
+}
+
+/// The payload of `stored` under `row`'s seal, or the damage named by table and key.
+fn unseal<'a>(
+    row: Crc,
+    stored: &'a [u8],
+    table: &'static str,
+    key: impl FnOnce() -> String,
+) -> Result<&'a [u8]> {
+    row.open(stored)
+        .ok_or_else(|| StoreError::Unsealed { table, key: key() })
 }
 
 /// One current value.
@@ -63,6 +83,15 @@ pub struct DeadLetterRow {
 /// Point-in-time lookups in one snapshot's history table.
 pub struct HistoryLookup {
     table: redb::ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,
+    path: Arc<Path>,
+}
+
+/// A history value: `None` for a tombstone (back to the default).
+fn history_value(key: (&str, &str, u64), stored: &[u8]) -> Result<Option<Vec<u8>>> {
+    let payload = unseal(layout::history_row(key), stored, "history", || {
+        format!("{key:?}")
+    })?;
+    Ok((!payload.is_empty()).then(|| payload.to_vec()))
 }
 
 impl HistoryLookup {
@@ -74,41 +103,74 @@ impl HistoryLookup {
         entity_id: &str,
         until_ms: u64,
     ) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
-        let mut rows = Vec::new();
-        for entry in self
-            .table
-            .range((feature, entity_id, 0)..=(feature, entity_id, until_ms))?
-        {
-            let (key, value) = entry?;
-            let bytes = value.value();
-            rows.push((key.value().2, (!bytes.is_empty()).then(|| bytes.to_vec())));
-        }
-        Ok(rows)
+        guard::reading(&self.path, || {
+            let mut rows = Vec::new();
+            for entry in self
+                .table
+                .range((feature, entity_id, 0)..=(feature, entity_id, until_ms))?
+            {
+                let (key, value) = entry?;
+                let key = key.value();
+                rows.push((key.2, history_value(key, value.value())?));
+            }
+            Ok(rows)
+        })
     }
 
     /// The latest history row of (`feature`, `entity_id`) with `valid_from <= as_of_ms`;
     /// `None` means the default (no row, or a tombstone).
     pub fn as_of(&self, feature: &str, entity_id: &str, as_of_ms: u64) -> Result<Option<Vec<u8>>> {
-        let range = (feature, entity_id, 0)..=(feature, entity_id, as_of_ms);
-        match self.table.range(range)?.next_back() {
-            Some(entry) => {
-                let (_, value) = entry?;
-                let bytes = value.value();
-                Ok((!bytes.is_empty()).then(|| bytes.to_vec()))
+        guard::reading(&self.path, || {
+            let range = (feature, entity_id, 0)..=(feature, entity_id, as_of_ms);
+            match self.table.range(range)?.next_back() {
+                Some(entry) => {
+                    let (key, value) = entry?;
+                    history_value(key.value(), value.value())
+                }
+                None => Ok(None),
             }
-            None => Ok(None),
-        }
+        })
     }
 }
 
 /// A consistent view of one commit of the store.
 pub struct Snapshot {
     txn: ReadTransaction,
+    path: Arc<Path>,
 }
 
 impl Snapshot {
-    pub(crate) fn new(txn: ReadTransaction) -> Snapshot {
-        Snapshot { txn }
+    pub(crate) fn new(txn: ReadTransaction, path: Arc<Path>) -> Snapshot {
+        Snapshot { txn, path }
+    }
+
+    /// Refuses a file that is not a rewind store of this [`FORMAT_VERSION`].
+    pub(crate) fn check_format(&self) -> Result<()> {
+        let path = || self.path.to_path_buf();
+        let found = guard::reading(&self.path, || {
+            let table = match self.txn.open_table(META) {
+                Err(TableError::TableDoesNotExist(_)) => {
+                    return Err(StoreError::NotAStore {
+                        path: path(),
+                        detail: "a redb file without rewind's tables".into(),
+                    });
+                }
+                table => table?,
+            };
+            let Some(stored) = table.get(META_FORMAT)? else {
+                return Ok("1 (values without checksums)".to_string());
+            };
+            let row = layout::meta_row(META_FORMAT);
+            let payload = unseal(row, stored.value(), "meta", || format!("{META_FORMAT:?}"))?;
+            Ok(decode_u64(META_FORMAT, payload)?.to_string())
+        })?;
+        match found == FORMAT_VERSION.to_string() {
+            true => Ok(()),
+            false => Err(StoreError::Format {
+                path: path(),
+                found,
+            }),
+        }
     }
 
     /// The output frontier: every tick strictly below it is final. `None` before the first
@@ -118,8 +180,32 @@ impl Snapshot {
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let table = self.txn.open_table(META)?;
-        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(META)?;
+            let Some(stored) = table.get(key)? else {
+                return Ok(None);
+            };
+            let payload = unseal(layout::meta_row(key), stored.value(), "meta", || {
+                format!("{key:?}")
+            })?;
+            Ok(Some(payload.to_vec()))
+        })
+    }
+
+    /// Every meta entry, in key order.
+    pub fn meta_all(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(META)?;
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (key, stored) = entry?;
+                let key = key.value();
+                let row = layout::meta_row(key);
+                let payload = unseal(row, stored.value(), "meta", || format!("{key:?}"))?;
+                rows.push((key.to_string(), payload.to_vec()));
+            }
+            Ok(rows)
+        })
     }
 
     pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
@@ -128,40 +214,34 @@ impl Snapshot {
 
     /// The current values of one entity, in feature order.
     pub fn online(&self, entity_kind: &str, entity_id: &str) -> Result<Vec<OnlineRow>> {
-        let table = self.txn.open_table(ONLINE)?;
-        let mut rows = Vec::new();
-        for entry in table.range((entity_kind, entity_id, "")..)? {
-            let (key, value) = entry?;
-            let (kind, id, feature) = key.value();
-            if kind != entity_kind || id != entity_id {
-                break;
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(ONLINE)?;
+            let mut rows = Vec::new();
+            for entry in table.range((entity_kind, entity_id, "")..)? {
+                let (key, value) = entry?;
+                let (kind, id, _) = key.value();
+                if kind != entity_kind || id != entity_id {
+                    break;
+                }
+                rows.push(online_row(key.value(), value.value())?);
             }
-            let (valid_from_ms, json) = value.value();
-            rows.push(OnlineRow {
-                feature: feature.to_string(),
-                valid_from_ms,
-                value_json: json.to_vec(),
-            });
-        }
-        Ok(rows)
+            Ok(rows)
+        })
     }
 
     /// Every current value: (entity kind, entity id, row).
     pub fn online_all(&self) -> Result<Vec<(String, String, OnlineRow)>> {
-        let table = self.txn.open_table(ONLINE)?;
-        let mut rows = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let (kind, id, feature) = key.value();
-            let (valid_from_ms, json) = value.value();
-            let row = OnlineRow {
-                feature: feature.to_string(),
-                valid_from_ms,
-                value_json: json.to_vec(),
-            };
-            rows.push((kind.to_string(), id.to_string(), row));
-        }
-        Ok(rows)
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(ONLINE)?;
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let (kind, id, _) = key.value();
+                let row = online_row(key.value(), value.value())?;
+                rows.push((kind.to_string(), id.to_string(), row));
+            }
+            Ok(rows)
+        })
     }
 
     /// The value of `feature` for `entity_id` as of tick `as_of_ms`: the latest history row with
@@ -172,55 +252,81 @@ impl Snapshot {
 
     /// The history table opened once, for many point-in-time lookups (training snapshots).
     pub fn history_lookup(&self) -> Result<HistoryLookup> {
-        Ok(HistoryLookup {
-            table: self.txn.open_table(HISTORY)?,
+        guard::reading(&self.path, || {
+            Ok(HistoryLookup {
+                table: self.txn.open_table(HISTORY)?,
+                path: self.path.clone(),
+            })
         })
     }
 
     /// Every history row, in (feature, entity, valid_from) order.
     pub fn history(&self) -> Result<Vec<HistoryRow>> {
-        let table = self.txn.open_table(HISTORY)?;
-        let mut rows = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let (feature, entity_id, valid_from_ms) = key.value();
-            let bytes = value.value();
-            rows.push(HistoryRow {
-                feature: feature.to_string(),
-                entity_id: entity_id.to_string(),
-                valid_from_ms,
-                value_json: (!bytes.is_empty()).then(|| bytes.to_vec()),
-            });
-        }
-        Ok(rows)
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(HISTORY)?;
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let key = key.value();
+                let (feature, entity_id, valid_from_ms) = key;
+                rows.push(HistoryRow {
+                    feature: feature.to_string(),
+                    entity_id: entity_id.to_string(),
+                    valid_from_ms,
+                    value_json: history_value(key, value.value())?,
+                });
+            }
+            Ok(rows)
+        })
     }
 
     /// (topic, partition) → next offset to read, for every partition the store has read.
     pub fn next_offsets(&self) -> Result<Vec<(String, u32, u64)>> {
-        let table = self.txn.open_table(OFFSETS)?;
-        let mut rows = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let (topic, partition) = key.value();
-            rows.push((topic.to_string(), partition, value.value()));
-        }
-        Ok(rows)
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(OFFSETS)?;
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let key = key.value();
+                let payload = unseal(layout::offsets_row(key), value.value(), "offsets", || {
+                    format!("{key:?}")
+                })?;
+                let next = decode_u64("offsets", payload)?;
+                rows.push((key.0.to_string(), key.1, next));
+            }
+            Ok(rows)
+        })
     }
 
     pub fn dead_letters(&self) -> Result<Vec<DeadLetterRow>> {
-        let table = self.txn.open_table(DEAD_LETTERS)?;
-        let mut rows = Vec::new();
-        for entry in table.iter()? {
-            let (key, value) = entry?;
-            let (topic, partition, offset) = key.value();
-            let reason = value.value().to_string();
-            rows.push(DeadLetterRow {
-                topic: topic.to_string(),
-                partition,
-                offset,
-                reason,
-            });
-        }
-        Ok(rows)
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(DEAD_LETTERS)?;
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let key = key.value();
+                let row = layout::dead_letter_row(key);
+                let describe = || format!("{key:?}");
+                let payload = unseal(row, value.value(), "dead_letters", describe)?;
+                let (topic, partition, offset) = key;
+                rows.push(DeadLetterRow {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    reason: String::from_utf8_lossy(payload).into_owned(),
+                });
+            }
+            Ok(rows)
+        })
     }
+}
+
+fn online_row(key: (&str, &str, &str), (valid_from_ms, stored): (u64, &[u8])) -> Result<OnlineRow> {
+    let row = layout::online_row(key, valid_from_ms);
+    let json = unseal(row, stored, "online", || format!("{key:?}"))?;
+    Ok(OnlineRow {
+        feature: key.2.to_string(),
+        valid_from_ms,
+        value_json: json.to_vec(),
+    })
 }

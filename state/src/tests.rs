@@ -102,3 +102,139 @@ fn read_only_open_of_a_missing_store_says_so() {
     let err = ReadOnlyStore::open(dir.path()).err().unwrap();
     assert!(matches!(err, StoreError::Missing { .. }), "{err}");
 }
+
+fn file(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(FILE_NAME)
+}
+
+#[test]
+fn an_empty_or_foreign_file_is_refused_and_left_as_it_was() {
+    for content in [&b""[..], b"some other program's data"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(file(dir.path()), content).unwrap();
+        let err = Store::open(dir.path()).err().unwrap();
+        assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+        let err = ReadOnlyStore::open(dir.path()).err().unwrap();
+        assert!(matches!(err, StoreError::NotAStore { .. }), "{err}");
+        assert!(err.to_string().contains("rewind.redb"), "{err}");
+        assert_eq!(std::fs::read(file(dir.path())).unwrap(), content);
+    }
+}
+
+#[test]
+fn a_fresh_store_records_its_format_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![FILE_NAME]);
+    let snap = ReadOnlyStore::open(dir.path()).unwrap().snapshot().unwrap();
+    assert_eq!(
+        snap.meta_u64(layout::META_FORMAT).unwrap(),
+        Some(FORMAT_VERSION)
+    );
+}
+
+/// A store as rewind wrote it before values were sealed: no format entry.
+fn write_unsealed_store(dir: &std::path::Path, format: Option<u64>) {
+    let db = redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .create(file(dir))
+        .unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(layout::META).unwrap();
+        meta.insert("tick_ms", 1000u64.to_le_bytes().as_slice())
+            .unwrap();
+        if let Some(format) = format {
+            let sealed = layout::meta_row(layout::META_FORMAT).seal(&format.to_le_bytes());
+            meta.insert(layout::META_FORMAT, sealed.as_slice()).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+#[test]
+fn a_store_of_another_format_is_refused_by_writer_and_reader() {
+    for (format, says) in [(None, "format 1"), (Some(FORMAT_VERSION + 1), "format 3")] {
+        let dir = tempfile::tempdir().unwrap();
+        write_unsealed_store(dir.path(), format);
+        for err in [
+            Store::open(dir.path()).err().unwrap(),
+            ReadOnlyStore::open(dir.path()).err().unwrap(),
+        ] {
+            assert!(matches!(err, StoreError::Format { .. }), "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+    }
+}
+
+#[test]
+fn a_value_that_fails_its_checksum_is_damage_named_by_file_table_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let commit = Commit {
+        frontier_ms: 3000,
+        changes: vec![change("viewer.a", "v_1", 1000, Some("15"))],
+        next_offsets: vec![("events".into(), 0, 42)],
+        ..Commit::default()
+    };
+    store.commit(&commit).unwrap();
+    drop(store);
+    // Rewrite the value behind the store's back, as a flipped bit would: "15" → "16".
+    use redb::ReadableTable;
+    let db = redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open(file(dir.path()))
+        .unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut history = txn.open_table(layout::HISTORY).unwrap();
+        let key = ("viewer.a", "v_1", 1000);
+        let mut stored = history.get(key).unwrap().unwrap().value().to_vec();
+        stored[1] = b'6';
+        history.insert(key, stored.as_slice()).unwrap();
+        let mut offsets = txn.open_table(layout::OFFSETS).unwrap();
+        offsets
+            .insert(("events", 0), 43u64.to_le_bytes().as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+
+    let snap = ReadOnlyStore::open(dir.path()).unwrap().snapshot().unwrap();
+    assert_eq!(snap.online("viewer", "v_1").unwrap()[0].value_json, b"15");
+    for err in [
+        snap.history().err().unwrap(),
+        snap.as_of("viewer.a", "v_1", 2000).err().unwrap(),
+        snap.next_offsets().err().unwrap(),
+    ] {
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("rewind.redb") && text.contains("checksum"),
+            "{text}"
+        );
+    }
+    let text = snap.history().err().unwrap().to_string();
+    assert!(
+        text.contains("history") && text.contains("\"v_1\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_second_writer_is_told_the_store_is_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is being written by another process")
+    );
+    // Readers are not writers: they still get in.
+    assert!(ReadOnlyStore::open(dir.path()).is_ok());
+}

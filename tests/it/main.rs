@@ -10,4 +10,5 @@ mod privacy;
 mod replay;
 mod restart;
 mod snapshot;
+mod store_faults;
 mod time_rules;

@@ -149,9 +149,8 @@ fn verify_finds_a_planted_difference() {
 
 /// Overwrites one online value behind the writer's back; returns its (feature, entity).
 fn plant(dir: &Path) -> (String, String) {
-    use redb::{ReadableTable, TableDefinition};
-    const ONLINE: TableDefinition<(&str, &str, &str), (u64, &[u8])> =
-        TableDefinition::new("online");
+    use redb::ReadableTable;
+    use rewind_state::layout::{ONLINE, online_row};
     let db = redb::Builder::new()
         .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
         .open(dir.join(rewind_state::FILE_NAME))
@@ -169,12 +168,10 @@ fn plant(dir: &Path) -> (String, String) {
                 v.value().0,
             )
         };
-        table
-            .insert(
-                (kind.as_str(), id.as_str(), feature.as_str()),
-                (from, b"999".as_slice()),
-            )
-            .unwrap();
+        // Sealed as the store seals it: a difference in agreeing, intact rows.
+        let key = (kind.as_str(), id.as_str(), feature.as_str());
+        let sealed = online_row(key, from).seal(b"999");
+        table.insert(key, (from, sealed.as_slice())).unwrap();
         (feature, id)
     };
     txn.commit().unwrap();
