@@ -421,3 +421,49 @@ fn bad_labels_get_clear_errors_and_no_output_file() {
         );
     }
 }
+
+/// The last cause of the error line appears in it once.
+fn assert_said_once(stderr: &str) {
+    let line = stderr.lines().find(|l| l.starts_with("rewind: ")).unwrap();
+    let cause = line.rsplit(": ").next().unwrap();
+    assert_eq!(line.matches(cause).count(), 1, "repeated cause: {line}");
+}
+
+#[test]
+fn an_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join("rewind.redb"), vec![7u8; 4096]).unwrap();
+    let labels = dir.path().join("labels.csv");
+    let out = dir.path().join("out.csv");
+    let run = snapshot(&store, &labels, &out, &[]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("cannot open store"), "{stderr}");
+    assert_said_once(&stderr);
+
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["snapshot", "--store", store.to_str().unwrap()])
+        .args([
+            "--labels",
+            labels.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--raw-ids",
+            "--key-file",
+            dir.path().join("no.key").to_str().unwrap(),
+        ])
+        .env_remove("REWIND_PSEUDONYM_KEY")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("cannot read or create key file"),
+        "{stderr}"
+    );
+    assert_said_once(&stderr);
+}
