@@ -455,27 +455,66 @@ pub fn write(batch: &RecordBatch, path: &Path) -> Result<(), SnapshotError> {
             path: path.to_path_buf(),
         });
     }
-    let err = |detail: String| SnapshotError::Write {
-        path: path.to_path_buf(),
-        detail,
-    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    remove_dead_partials(path, name);
     let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let result = match format.as_str() {
-        "parquet" => write_parquet(batch, &tmp),
-        _ => write_csv(batch, &tmp),
+    write_tmp(batch, &tmp, &format, path).map_err(|detail| {
+        let _ = std::fs::remove_file(&tmp);
+        SnapshotError::Write {
+            path: path.to_path_buf(),
+            detail,
+        }
+    })
+}
+
+/// Writes `tmp` under an exclusive lock held until it is renamed to `path`. The lock says
+/// "my writer is alive": the OS drops it when the process ends however it ends (kill -9
+/// included), which is what lets [`remove_dead_partials`] tell a dead run's leftovers from a
+/// live run's work in progress.
+fn write_tmp(batch: &RecordBatch, tmp: &Path, format: &str, path: &Path) -> Result<(), String> {
+    let file = File::create(tmp).map_err(|e| e.to_string())?;
+    file.lock().map_err(|e| e.to_string())?;
+    // The writers get a second handle on the same open file, so closing theirs keeps the lock.
+    let handle = file.try_clone().map_err(|e| e.to_string())?;
+    match format {
+        "parquet" => write_parquet(batch, handle)?,
+        _ => write_csv(batch, handle)?,
+    }
+    file.sync_all().map_err(|e| e.to_string())?;
+    std::fs::rename(tmp, path).map_err(|e| e.to_string())
+}
+
+/// Removes the temporary files of earlier runs for the same output that died before renaming
+/// theirs (killed, crashed, power lost): nothing else would ever remove them. A file whose
+/// lock can be taken has no live writer. Best effort: a file that cannot be read or removed
+/// stays, and the run goes on. (A run that lists a live run's file in the instant between its
+/// creation and its lock removes it; that run then fails to rename and says so.)
+fn remove_dead_partials(path: &Path, name: &str) {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     };
-    match result.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
-        Ok(()) => Ok(()),
-        Err(detail) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(err(detail))
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let pid = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".partial"));
+        if !pid.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let unlocked = File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
+        if unlocked {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
-fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), String> {
-    let file = File::create(path).map_err(|e| e.to_string())?;
+fn write_parquet(batch: &RecordBatch, file: File) -> Result<(), String> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .build();
@@ -486,8 +525,8 @@ fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn write_csv(batch: &RecordBatch, path: &Path) -> Result<(), String> {
-    let mut writer = csv::Writer::from_path(path).map_err(|e| e.to_string())?;
+fn write_csv(batch: &RecordBatch, file: File) -> Result<(), String> {
+    let mut writer = csv::Writer::from_writer(file);
     let schema = batch.schema();
     writer
         .write_record(schema.fields().iter().map(|f| f.name()))

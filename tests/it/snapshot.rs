@@ -467,3 +467,80 @@ fn an_error_says_its_cause_once() {
     );
     assert_said_once(&stderr);
 }
+
+/// 2026-01-01T00:00:00Z: a midnight, so date-typed labels can be checked against it.
+const DAY0_MS: u64 = 1_767_225_600_000;
+const DAY_MS: u64 = 86_400_000;
+
+fn play_start(user: &str, ts: u64) -> Record {
+    let json = format!(
+        r#"{{"event_id":"e{ts}","user_id":"{user}","ts":{ts},"type":"play_start","title_id":"t1"}}"#
+    );
+    Record {
+        key: user.into(),
+        json,
+        ts_ms: ts,
+        due_ms: ts,
+    }
+}
+
+/// A store where alice starts playing at DAY0 + 1.5 s and + 9 s, and again a day later (so
+/// the frontier passes the next midnight); with alice's pseudonym.
+fn alice_store() -> (tempfile::TempDir, String) {
+    let log = common::log(1);
+    let plays = [DAY0_MS + 1500, DAY0_MS + 9000, DAY0_MS + DAY_MS + 3_600_000];
+    let plays: Vec<Record> = plays.iter().map(|ts| play_start("alice", *ts)).collect();
+    common::produce(&log.brokers, common::EVENTS, &plays);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+    assert!(summary.frontier_ms > DAY0_MS + DAY_MS);
+    (store, common::door().viewer_id("alice").to_string())
+}
+
+/// Files in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_killed_snapshot_leaves_no_partial_file_behind_for_good() {
+    let (store, alice) = alice_store();
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(
+        &labels,
+        format!("viewer_id,ts\n{alice},{}\n", DAY0_MS + 2000),
+    )
+    .unwrap();
+    // What a run killed while writing leaves (pids above Linux's pid_max, so never ours), and
+    // the file of a run still writing, which holds its lock.
+    let dead = dir.path().join(".out.parquet.4194305.partial");
+    std::fs::write(&dead, b"half a parquet file").unwrap();
+    let live = dir.path().join(".out.parquet.4194306.partial");
+    let live_file = std::fs::File::create(&live).unwrap();
+    live_file.lock().unwrap();
+    let other = dir.path().join(".other.parquet.4194307.partial");
+    std::fs::write(&other, b"another output's").unwrap();
+
+    ok(&snapshot(
+        store.path(),
+        &labels,
+        &dir.path().join("out.parquet"),
+        &[],
+    ));
+    assert_eq!(
+        files_in(dir.path()),
+        [
+            ".other.parquet.4194307.partial",
+            ".out.parquet.4194306.partial",
+            "labels.csv",
+            "out.parquet"
+        ]
+    );
+    drop(live_file);
+}
