@@ -294,6 +294,36 @@ fn select_features(entity: Entity, names: &[String]) -> Result<Vec<Feature>, Sna
         .collect()
 }
 
+/// A warning when the labels' viewer ids look like the wrong kind for `raw_ids`: raw account
+/// ids never match a pseudonym in the store (nor pseudonyms, pseudonymized again), so every
+/// feature would quietly come back as its default.
+pub fn id_warning(labels: &RecordBatch, raw_ids: bool) -> Option<String> {
+    let column = labels.column_by_name("viewer_id")?;
+    let strings = arrow_cast::cast(column, &DataType::Utf8).ok()?;
+    let strings = strings.as_string::<i32>();
+    let ids: std::collections::BTreeSet<&str> = strings.iter().flatten().collect();
+    let pseudonyms = ids.iter().filter(|id| looks_like_pseudonym(id)).count();
+    let n = ids.len();
+    match raw_ids {
+        false if n > 0 && pseudonyms == 0 => Some(format!(
+            "none of the {n} viewer ids looks like a pseudonym (v_ + 32 hex); pass --raw-ids if \
+             they are raw account ids"
+        )),
+        true if n > 0 && pseudonyms == n => Some(format!(
+            "all {n} viewer ids already look like pseudonyms (v_ + 32 hex), and --raw-ids \
+             pseudonymizes them again; leave it out if they are pseudonyms"
+        )),
+        _ => None,
+    }
+}
+
+/// The shape `privacy` gives every viewer id: `v_` and 32 lowercase hex digits.
+fn looks_like_pseudonym(id: &str) -> bool {
+    id.strip_prefix("v_").is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 fn entity_ids(
     column: &ArrayRef,
     door: Option<&Pseudonymizer>,

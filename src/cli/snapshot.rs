@@ -43,6 +43,9 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = ReadOnlyStore::open(&args.store)?;
     let labels = snapshot::read_labels(&args.labels)?;
+    if let Some(warning) = snapshot::id_warning(&labels, args.raw_ids) {
+        eprintln!("rewind: warning: {warning}");
+    }
     let request = Request {
         features: args.features.clone(),
         raw_ids: door.as_ref(),

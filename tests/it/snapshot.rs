@@ -544,3 +544,38 @@ fn a_killed_snapshot_leaves_no_partial_file_behind_for_good() {
     );
     drop(live_file);
 }
+
+#[test]
+fn labels_of_raw_ids_without_raw_ids_get_a_warning() {
+    let (store, alice) = alice_store();
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    let out = dir.path().join("out.csv");
+    let ts = DAY0_MS + 60_000;
+    let run = |body: String, extra: &[&str]| {
+        std::fs::write(&labels, body).unwrap();
+        let run = snapshot(store.path(), &labels, &out, extra);
+        ok(&run);
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let raw = format!("viewer_id,ts\nalice,{ts}\nbob,{ts}\nalice,{}\n", ts + 1);
+    let warning = "none of the 2 viewer ids looks like a pseudonym (v_ + 32 hex); pass --raw-ids \
+                   if they are raw account ids";
+    let stderr = run(raw.clone(), &[]);
+    assert!(stderr.contains(warning), "{stderr}");
+    let stderr = run(raw, &["--raw-ids"]);
+    assert!(!stderr.contains("pseudonym"), "{stderr}");
+
+    let pseudonyms = format!("viewer_id,ts\n{alice},{ts}\nbob,{ts}\n");
+    let stderr = run(pseudonyms, &[]);
+    assert!(!stderr.contains("pseudonym"), "{stderr}");
+    let upper = alice.to_uppercase().replace("V_", "v_");
+    let stderr = run(format!("viewer_id,ts\n{upper},{ts}\n"), &[]);
+    assert!(stderr.contains("none of the 1 viewer ids"), "{stderr}");
+
+    let stderr = run(format!("viewer_id,ts\n{alice},{ts}\n"), &["--raw-ids"]);
+    assert!(
+        stderr.contains("all 1 viewer ids already look like pseudonyms"),
+        "{stderr}"
+    );
+}
