@@ -8,7 +8,8 @@
 //!
 //! Labels are CSV or Parquet; the training set is CSV or Parquet (maps and lists as Parquet
 //! map and list columns). Every label column passes through unchanged and in order, the
-//! feature columns follow.
+//! feature columns follow, and no two columns share a name. A `ts` of a type that is not a
+//! time is refused, never cast: a cast would read a bool or a day count as ms.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -36,6 +37,33 @@ pub enum SnapshotError {
     AmbiguousEntity,
     #[error("label row {row}: {detail}")]
     BadRow { row: usize, detail: String },
+    #[error(
+        "the `ts` column is of type {data_type}, not a time; give Int64 ms since the epoch, a \
+         Timestamp of any unit and zone, Date32 or Date64 (as of midnight UTC), or text (ms \
+         since the epoch or RFC 3339)"
+    )]
+    TsType { data_type: DataType },
+    #[error(
+        "label row {row}: ts {ts_ms} is before the Unix epoch; give ms since \
+         1970-01-01T00:00:00Z or RFC 3339"
+    )]
+    BeforeEpoch { row: usize, ts_ms: i64 },
+    #[error(
+        "labels have two columns named {name:?} (columns {first} and {second}); rename or drop \
+         one: a training set's column names must be unique"
+    )]
+    DuplicateColumn {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "label column {name:?} has the name of a requested feature; rename the column, or leave \
+         the feature out with --features"
+    )]
+    ColumnNamedLikeFeature { name: String },
+    #[error("feature {name:?} is requested twice; name each feature once")]
+    DuplicateFeature { name: String },
     #[error(
         "label row {row}: ts {ts_ms} is at or past the store's frontier {frontier_ms} (values \
          are final before it); cut snapshots only for earlier times, or let the store catch up"
@@ -152,11 +180,20 @@ pub fn cut(
     request: &Request<'_>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RecordBatch, SnapshotError> {
+    unique_columns(labels)?;
     let (entity, id_index) = entity_column(labels)?;
     if request.raw_ids.is_some() && entity == Entity::Title {
         return Err(SnapshotError::RawTitleIds);
     }
     let features = select_features(entity, &request.features)?;
+    if let Some(f) = features
+        .iter()
+        .find(|f| labels.schema().index_of(f.name).is_ok())
+    {
+        return Err(SnapshotError::ColumnNamedLikeFeature {
+            name: f.name.to_string(),
+        });
+    }
     let ids = entity_ids(labels.column(id_index), request.raw_ids)?;
     let ts_index = labels
         .schema()
@@ -166,9 +203,13 @@ pub fn cut(
     let frontier_ms = snap.frontier_ms()?.ok_or(SnapshotError::EmptyStore)?;
     let tick_ms = snap.meta_u64("tick_ms")?.ok_or(SnapshotError::EmptyStore)?;
     for (row, ts_ms) in times.iter().enumerate() {
-        if *ts_ms < 0 || *ts_ms as u64 >= frontier_ms {
+        let row = row + 1;
+        if *ts_ms < 0 {
+            return Err(SnapshotError::BeforeEpoch { row, ts_ms: *ts_ms });
+        }
+        if *ts_ms as u64 >= frontier_ms {
             return Err(SnapshotError::PastFrontier {
-                row: row + 1,
+                row,
                 ts_ms: *ts_ms,
                 frontier_ms,
             });
@@ -253,6 +294,23 @@ fn assemble(
     })
 }
 
+/// Readers of the training set look columns up by name: pyarrow datasets refuse a file with
+/// two columns of one name, and a lookup would silently take either.
+fn unique_columns(labels: &RecordBatch) -> Result<(), SnapshotError> {
+    let schema = labels.schema();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        if let Some(first) = seen.insert(field.name(), i) {
+            return Err(SnapshotError::DuplicateColumn {
+                name: field.name().clone(),
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn entity_column(labels: &RecordBatch) -> Result<(Entity, usize), SnapshotError> {
     let schema = labels.schema();
     match (
@@ -273,6 +331,13 @@ fn select_features(entity: Entity, names: &[String]) -> Result<Vec<Feature>, Sna
         .collect();
     if names.is_empty() {
         return Ok(library);
+    }
+    let mut twice = names
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| names[..*i].contains(n));
+    if let Some((_, name)) = twice.next() {
+        return Err(SnapshotError::DuplicateFeature { name: name.clone() });
     }
     names
         .iter()
@@ -347,64 +412,88 @@ fn entity_ids(
     Ok(ids)
 }
 
-/// `ts` as ms since the epoch: integers, RFC 3339 text, or Arrow timestamps.
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// `ts` as ms since the epoch, from text (ms or RFC 3339) or a column of a time type. Other
+/// types are refused rather than cast: a cast takes a bool, a time of day or a count of days
+/// for ms, and every feature silently comes back as its default.
 fn label_times(column: &ArrayRef) -> Result<Vec<i64>, SnapshotError> {
+    use DataType::{Date32, Date64, Int64, LargeUtf8, Timestamp, Utf8, Utf8View};
+    let to_ms: fn(i64) -> Option<i64> = match column.data_type() {
+        Utf8 | LargeUtf8 | Utf8View => return text_times(column),
+        DataType::Dictionary(_, values) if matches!(**values, Utf8 | LargeUtf8 | Utf8View) => {
+            return text_times(column);
+        }
+        Int64 | DataType::UInt64 | Date64 | Timestamp(TimeUnit::Millisecond, _) => Some,
+        // A timestamp's value is an instant in UTC whatever its zone; the zone only says how
+        // to show it. One without a zone is taken as UTC too.
+        Timestamp(TimeUnit::Second, _) => |s| s.checked_mul(1000),
+        Timestamp(TimeUnit::Microsecond, _) => |us| Some(us.div_euclid(1000)),
+        Timestamp(TimeUnit::Nanosecond, _) => |ns| Some(ns.div_euclid(1_000_000)),
+        // A date is as of the midnight (UTC) that starts it: nothing of that day leaks in.
+        Date32 => |days| days.checked_mul(MS_PER_DAY),
+        other => {
+            return Err(SnapshotError::TsType {
+                data_type: other.clone(),
+            });
+        }
+    };
+    let raw = arrow_cast::cast(column, &Int64).map_err(|e| SnapshotError::BadRow {
+        row: 0,
+        detail: format!("ts: {e}"),
+    })?;
+    let raw = raw.as_primitive::<Int64Type>();
+    (0..raw.len())
+        .map(|row| {
+            let bad = |detail: String| SnapshotError::BadRow {
+                row: row + 1,
+                detail,
+            };
+            if column.is_null(row) {
+                return Err(bad("ts is empty".into()));
+            }
+            // A value the cast could not take (a UInt64 past i64) is null only in `raw`.
+            let value = raw.is_valid(row).then(|| raw.value(row));
+            value.and_then(to_ms).ok_or_else(|| {
+                let shown = value.map_or_else(String::new, |v| format!(" {v}"));
+                bad(format!("ts{shown} is out of range for ms since the epoch"))
+            })
+        })
+        .collect()
+}
+
+fn text_times(column: &ArrayRef) -> Result<Vec<i64>, SnapshotError> {
     let bad = |row: usize, detail: String| SnapshotError::BadRow {
         row: row + 1,
         detail,
     };
-    match column.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 => {
-            let strings =
-                arrow_cast::cast(column, &DataType::Utf8).map_err(|e| bad(0, e.to_string()))?;
-            let strings = strings.as_string::<i32>();
-            (0..strings.len())
-                .map(|row| {
-                    let text = strings.value(row).trim();
-                    parse_ts(text).ok_or_else(|| {
-                        bad(
-                            row,
-                            format!("ts {text:?} is neither ms since the epoch nor RFC 3339"),
-                        )
-                    })
-                })
-                .collect()
-        }
-        DataType::Timestamp(_, _) => {
-            let ms = arrow_cast::cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                .and_then(|c| arrow_cast::cast(&c, &DataType::Int64))
-                .map_err(|e| bad(0, e.to_string()))?;
-            non_null(ms.as_primitive::<Int64Type>())
-        }
-        _ => {
-            let ms = arrow_cast::cast(column, &DataType::Int64).map_err(|_| {
+    let strings = arrow_cast::cast(column, &DataType::Utf8).map_err(|e| bad(0, e.to_string()))?;
+    let strings = strings.as_string::<i32>();
+    (0..strings.len())
+        .map(|row| {
+            if strings.is_null(row) {
+                return Err(bad(row, "ts is empty".into()));
+            }
+            let text = strings.value(row).trim();
+            parse_ts(text).ok_or_else(|| {
                 bad(
-                    0,
-                    format!("ts column of type {} is not a time", column.data_type()),
+                    row,
+                    format!("ts {text:?} is neither ms since the epoch nor RFC 3339"),
                 )
-            })?;
-            non_null(ms.as_primitive::<Int64Type>())
-        }
-    }
-}
-
-fn non_null(values: &arrow_array::Int64Array) -> Result<Vec<i64>, SnapshotError> {
-    if let Some(row) = (0..values.len()).find(|r| values.is_null(*r)) {
-        return Err(SnapshotError::BadRow {
-            row: row + 1,
-            detail: "ts is empty".into(),
-        });
-    }
-    Ok(values.values().to_vec())
+            })
+        })
+        .collect()
 }
 
 fn parse_ts(text: &str) -> Option<i64> {
     if let Ok(ms) = text.parse::<i64>() {
         return Some(ms);
     }
-    // RFC 3339 needs a date, a time and an offset; Arrow's parser also takes looser forms.
-    let looks_rfc3339 =
-        text.len() >= 20 && (text.ends_with('Z') || text[19..].contains(['+', '-']));
+    // RFC 3339 needs a date, a time and an offset, all ASCII; Arrow's parser also takes looser
+    // forms. Checking ASCII first also keeps the byte slicing on character boundaries.
+    let looks_rfc3339 = text.is_ascii()
+        && text.len() >= 20
+        && (text.ends_with('Z') || text[19..].contains(['+', '-']));
     if !looks_rfc3339 {
         return None;
     }

@@ -497,6 +497,13 @@ fn alice_store() -> (tempfile::TempDir, String) {
     (store, common::door().viewer_id("alice").to_string())
 }
 
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
 /// Files in `dir`, sorted.
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -578,4 +585,170 @@ fn labels_of_raw_ids_without_raw_ids_get_a_warning() {
         stderr.contains("all 1 viewer ids already look like pseudonyms"),
         "{stderr}"
     );
+}
+
+#[test]
+fn ts_of_every_time_type_converts_to_ms_and_other_types_are_refused() {
+    use arrow_array::{
+        ArrayRef, BooleanArray, Date32Array, Date64Array, Float64Array, Int32Array, Int64Array,
+        StringArray, Time32MillisecondArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+    };
+    use std::sync::Arc;
+    let (store, alice) = alice_store();
+    let dir = tempfile::tempdir().unwrap();
+    let s = DAY0_MS as i64;
+    let day = (DAY0_MS / DAY_MS) as i32;
+    // Each pair of labels straddles a boundary: the first sees none of alice's plays, the
+    // second sees one (the tick after her first play) or two (the next midnight).
+    let accepted: Vec<(ArrayRef, [f64; 2])> = vec![
+        (
+            Arc::new(Int64Array::from(vec![s + 1999, s + 2000])),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(TimestampSecondArray::from(vec![s / 1000 + 1, s / 1000 + 2])),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(
+                TimestampMillisecondArray::from(vec![s + 1999, s + 2000]).with_timezone("UTC"),
+            ),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![(s + 1999) * 1000 + 999, (s + 2000) * 1000])
+                    .with_timezone("+05:00"),
+            ),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(
+                TimestampNanosecondArray::from(vec![
+                    (s + 1999) * 1_000_000,
+                    (s + 2000) * 1_000_000,
+                ])
+                .with_timezone("America/New_York"),
+            ),
+            [0.0, 1.0],
+        ),
+        (Arc::new(Date32Array::from(vec![day, day + 1])), [0.0, 2.0]),
+        (
+            Arc::new(Date64Array::from(vec![s, s + DAY_MS as i64])),
+            [0.0, 2.0],
+        ),
+    ];
+    let ids: ArrayRef = Arc::new(StringArray::from(vec![alice.as_str(); 2]));
+    let labels = dir.path().join("labels.parquet");
+    let out = dir.path().join("out.parquet");
+    let features = ["--features", "viewer.plays_24h"];
+    for (ts, want) in accepted {
+        let data_type = ts.data_type().clone();
+        let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+        write_parquet(&labels, &batch);
+        ok(&snapshot(store.path(), &labels, &out, &features));
+        let got = read_parquet(&out);
+        for (row, want) in want.iter().enumerate() {
+            assert_eq!(
+                parquet_cell(&got, "viewer.plays_24h", row),
+                serde_json::json!(want),
+                "ts of type {data_type}, row {row}"
+            );
+        }
+        assert_eq!(got.column_by_name("ts").unwrap().data_type(), &data_type);
+    }
+    std::fs::remove_file(&out).unwrap();
+
+    let refused: Vec<ArrayRef> = vec![
+        Arc::new(BooleanArray::from(vec![true, false])),
+        Arc::new(Time32MillisecondArray::from(vec![1999, 2000])),
+        Arc::new(Time64MicrosecondArray::from(vec![1999, 2000])),
+        Arc::new(Float64Array::from(vec![f64::NAN, s as f64])),
+        Arc::new(Int32Array::from(vec![1999, 2000])),
+    ];
+    for ts in refused {
+        let data_type = ts.data_type().clone();
+        let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+        write_parquet(&labels, &batch);
+        let run = snapshot(store.path(), &labels, &out, &features);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{data_type} was taken as a time");
+        let needle = format!("the `ts` column is of type {data_type}, not a time");
+        assert!(stderr.contains(&needle), "{data_type}: {stderr}");
+        assert!(
+            stderr.contains("Timestamp"),
+            "names what is accepted: {stderr}"
+        );
+        assert_eq!(files_in(dir.path()), ["labels.parquet"]);
+    }
+
+    let ts: ArrayRef = Arc::new(Int64Array::from(vec![Some(s + 1999), None]));
+    let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+    write_parquet(&labels, &batch);
+    let run = snapshot(store.path(), &labels, &out, &features);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("label row 2: ts is empty"), "{stderr}");
+}
+
+#[test]
+fn bad_ts_values_and_duplicate_column_names_get_clear_errors_and_no_output_file() {
+    let (store, alice) = alice_store();
+    let ok_ts = DAY0_MS + 60_000;
+    let twice = ["--features", "viewer.plays_24h,viewer.plays_24h"];
+    let cases: Vec<(String, &[&str], String)> = vec![
+        (
+            "viewer_id,ts\nv_x,AAAAAAAAAAAAAAAAAAéx\n".into(),
+            &[],
+            r#"label row 1: ts "AAAAAAAAAAAAAAAAAAéx" is neither ms since the epoch nor RFC 3339"#
+                .into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},{ok_ts}\n{alice},-5\n"),
+            &[],
+            "label row 2: ts -5 is before the Unix epoch".into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},1969-12-31T23:59:59Z\n"),
+            &[],
+            "label row 1: ts -1000 is before the Unix epoch".into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},NaN\n"),
+            &[],
+            r#"label row 1: ts "NaN" is neither ms since the epoch nor RFC 3339"#.into(),
+        ),
+        (
+            format!("viewer_id,ts,ts\n{alice},{ok_ts},{ok_ts}\n"),
+            &[],
+            r#"labels have two columns named "ts" (columns 2 and 3)"#.into(),
+        ),
+        (
+            format!("viewer_id,ts,viewer_id\n{alice},{ok_ts},{alice}\n"),
+            &[],
+            r#"labels have two columns named "viewer_id" (columns 1 and 3)"#.into(),
+        ),
+        (
+            format!("viewer_id,ts,viewer.plays_24h\n{alice},{ok_ts},3\n"),
+            &[],
+            r#"label column "viewer.plays_24h" has the name of a requested feature"#.into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},{ok_ts}\n"),
+            &twice,
+            r#"feature "viewer.plays_24h" is requested twice"#.into(),
+        ),
+    ];
+    for (i, (body, extra, needle)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("labels.csv");
+        std::fs::write(&labels, body).unwrap();
+        let out_path = dir.path().join("out.parquet");
+        let out = snapshot(store.path(), &labels, &out_path, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} succeeded");
+        assert!(stderr.contains(&needle), "case {i}: {stderr}");
+        assert_eq!(files_in(dir.path()), ["labels.csv"], "case {i} left output");
+    }
 }
