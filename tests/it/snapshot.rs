@@ -592,7 +592,7 @@ fn ts_of_every_time_type_converts_to_ms_and_other_types_are_refused() {
     use arrow_array::{
         ArrayRef, BooleanArray, Date32Array, Date64Array, Float64Array, Int32Array, Int64Array,
         StringArray, Time32MillisecondArray, Time64MicrosecondArray, TimestampMicrosecondArray,
-        TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray,
+        TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
     };
     use std::sync::Arc;
     let (store, alice) = alice_store();
@@ -604,6 +604,10 @@ fn ts_of_every_time_type_converts_to_ms_and_other_types_are_refused() {
     let accepted: Vec<(ArrayRef, [f64; 2])> = vec![
         (
             Arc::new(Int64Array::from(vec![s + 1999, s + 2000])),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(UInt64Array::from(vec![s as u64 + 1999, s as u64 + 2000])),
             [0.0, 1.0],
         ),
         (
@@ -682,6 +686,15 @@ fn ts_of_every_time_type_converts_to_ms_and_other_types_are_refused() {
         );
         assert_eq!(files_in(dir.path()), ["labels.parquet"]);
     }
+
+    let ts: ArrayRef = Arc::new(UInt64Array::from(vec![s as u64, u64::MAX]));
+    let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+    write_parquet(&labels, &batch);
+    let run = snapshot(store.path(), &labels, &out, &features);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let needle = "label row 2: ts is out of range for ms since the epoch";
+    assert!(stderr.contains(needle), "{stderr}");
 
     let ts: ArrayRef = Arc::new(Int64Array::from(vec![Some(s + 1999), None]));
     let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
