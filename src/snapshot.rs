@@ -8,7 +8,8 @@
 //!
 //! Labels are CSV or Parquet; the training set is CSV or Parquet (maps and lists as Parquet
 //! map and list columns). Every label column passes through unchanged and in order, the
-//! feature columns follow.
+//! feature columns follow, and no two columns share a name. A `ts` of a type that is not a
+//! time is refused, never cast: a cast would read a bool or a day count as ms.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -36,6 +37,33 @@ pub enum SnapshotError {
     AmbiguousEntity,
     #[error("label row {row}: {detail}")]
     BadRow { row: usize, detail: String },
+    #[error(
+        "the `ts` column is of type {data_type}, not a time; give Int64 ms since the epoch, a \
+         Timestamp of any unit and zone, Date32 or Date64 (as of midnight UTC), or text (ms \
+         since the epoch or RFC 3339)"
+    )]
+    TsType { data_type: DataType },
+    #[error(
+        "label row {row}: ts {ts_ms} is before the Unix epoch; give ms since \
+         1970-01-01T00:00:00Z or RFC 3339"
+    )]
+    BeforeEpoch { row: usize, ts_ms: i64 },
+    #[error(
+        "labels have two columns named {name:?} (columns {first} and {second}); rename or drop \
+         one: a training set's column names must be unique"
+    )]
+    DuplicateColumn {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error(
+        "label column {name:?} has the name of a requested feature; rename the column, or leave \
+         the feature out with --features"
+    )]
+    ColumnNamedLikeFeature { name: String },
+    #[error("feature {name:?} is requested twice; name each feature once")]
+    DuplicateFeature { name: String },
     #[error(
         "label row {row}: ts {ts_ms} is at or past the store's frontier {frontier_ms} (values \
          are final before it); cut snapshots only for earlier times, or let the store catch up"
@@ -152,11 +180,20 @@ pub fn cut(
     request: &Request<'_>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RecordBatch, SnapshotError> {
+    unique_columns(labels)?;
     let (entity, id_index) = entity_column(labels)?;
     if request.raw_ids.is_some() && entity == Entity::Title {
         return Err(SnapshotError::RawTitleIds);
     }
     let features = select_features(entity, &request.features)?;
+    if let Some(f) = features
+        .iter()
+        .find(|f| labels.schema().index_of(f.name).is_ok())
+    {
+        return Err(SnapshotError::ColumnNamedLikeFeature {
+            name: f.name.to_string(),
+        });
+    }
     let ids = entity_ids(labels.column(id_index), request.raw_ids)?;
     let ts_index = labels
         .schema()
@@ -166,9 +203,13 @@ pub fn cut(
     let frontier_ms = snap.frontier_ms()?.ok_or(SnapshotError::EmptyStore)?;
     let tick_ms = snap.meta_u64("tick_ms")?.ok_or(SnapshotError::EmptyStore)?;
     for (row, ts_ms) in times.iter().enumerate() {
-        if *ts_ms < 0 || *ts_ms as u64 >= frontier_ms {
+        let row = row + 1;
+        if *ts_ms < 0 {
+            return Err(SnapshotError::BeforeEpoch { row, ts_ms: *ts_ms });
+        }
+        if *ts_ms as u64 >= frontier_ms {
             return Err(SnapshotError::PastFrontier {
-                row: row + 1,
+                row,
                 ts_ms: *ts_ms,
                 frontier_ms,
             });
@@ -253,6 +294,23 @@ fn assemble(
     })
 }
 
+/// Readers of the training set look columns up by name: pyarrow datasets refuse a file with
+/// two columns of one name, and a lookup would silently take either.
+fn unique_columns(labels: &RecordBatch) -> Result<(), SnapshotError> {
+    let schema = labels.schema();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, field) in schema.fields().iter().enumerate() {
+        if let Some(first) = seen.insert(field.name(), i) {
+            return Err(SnapshotError::DuplicateColumn {
+                name: field.name().clone(),
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn entity_column(labels: &RecordBatch) -> Result<(Entity, usize), SnapshotError> {
     let schema = labels.schema();
     match (
@@ -274,6 +332,13 @@ fn select_features(entity: Entity, names: &[String]) -> Result<Vec<Feature>, Sna
     if names.is_empty() {
         return Ok(library);
     }
+    let mut twice = names
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| names[..*i].contains(n));
+    if let Some((_, name)) = twice.next() {
+        return Err(SnapshotError::DuplicateFeature { name: name.clone() });
+    }
     names
         .iter()
         .map(|name| {
@@ -292,6 +357,36 @@ fn select_features(entity: Entity, names: &[String]) -> Result<Vec<Feature>, Sna
                 })
         })
         .collect()
+}
+
+/// A warning when the labels' viewer ids look like the wrong kind for `raw_ids`: raw account
+/// ids never match a pseudonym in the store (nor pseudonyms, pseudonymized again), so every
+/// feature would quietly come back as its default.
+pub fn id_warning(labels: &RecordBatch, raw_ids: bool) -> Option<String> {
+    let column = labels.column_by_name("viewer_id")?;
+    let strings = arrow_cast::cast(column, &DataType::Utf8).ok()?;
+    let strings = strings.as_string::<i32>();
+    let ids: std::collections::BTreeSet<&str> = strings.iter().flatten().collect();
+    let pseudonyms = ids.iter().filter(|id| looks_like_pseudonym(id)).count();
+    let n = ids.len();
+    match raw_ids {
+        false if n > 0 && pseudonyms == 0 => Some(format!(
+            "none of the {n} viewer ids looks like a pseudonym (v_ + 32 hex); pass --raw-ids if \
+             they are raw account ids"
+        )),
+        true if n > 0 && pseudonyms == n => Some(format!(
+            "all {n} viewer ids already look like pseudonyms (v_ + 32 hex), and --raw-ids \
+             pseudonymizes them again; leave it out if they are pseudonyms"
+        )),
+        _ => None,
+    }
+}
+
+/// The shape `privacy` gives every viewer id: `v_` and 32 lowercase hex digits.
+fn looks_like_pseudonym(id: &str) -> bool {
+    id.strip_prefix("v_").is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 fn entity_ids(
@@ -317,64 +412,88 @@ fn entity_ids(
     Ok(ids)
 }
 
-/// `ts` as ms since the epoch: integers, RFC 3339 text, or Arrow timestamps.
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// `ts` as ms since the epoch, from text (ms or RFC 3339) or a column of a time type. Other
+/// types are refused rather than cast: a cast takes a bool, a time of day or a count of days
+/// for ms, and every feature silently comes back as its default.
 fn label_times(column: &ArrayRef) -> Result<Vec<i64>, SnapshotError> {
+    use DataType::{Date32, Date64, Int64, LargeUtf8, Timestamp, Utf8, Utf8View};
+    let to_ms: fn(i64) -> Option<i64> = match column.data_type() {
+        Utf8 | LargeUtf8 | Utf8View => return text_times(column),
+        DataType::Dictionary(_, values) if matches!(**values, Utf8 | LargeUtf8 | Utf8View) => {
+            return text_times(column);
+        }
+        Int64 | DataType::UInt64 | Date64 | Timestamp(TimeUnit::Millisecond, _) => Some,
+        // A timestamp's value is an instant in UTC whatever its zone; the zone only says how
+        // to show it. One without a zone is taken as UTC too.
+        Timestamp(TimeUnit::Second, _) => |s| s.checked_mul(1000),
+        Timestamp(TimeUnit::Microsecond, _) => |us| Some(us.div_euclid(1000)),
+        Timestamp(TimeUnit::Nanosecond, _) => |ns| Some(ns.div_euclid(1_000_000)),
+        // A date is as of the midnight (UTC) that starts it: nothing of that day leaks in.
+        Date32 => |days| days.checked_mul(MS_PER_DAY),
+        other => {
+            return Err(SnapshotError::TsType {
+                data_type: other.clone(),
+            });
+        }
+    };
+    let raw = arrow_cast::cast(column, &Int64).map_err(|e| SnapshotError::BadRow {
+        row: 0,
+        detail: format!("ts: {e}"),
+    })?;
+    let raw = raw.as_primitive::<Int64Type>();
+    (0..raw.len())
+        .map(|row| {
+            let bad = |detail: String| SnapshotError::BadRow {
+                row: row + 1,
+                detail,
+            };
+            if column.is_null(row) {
+                return Err(bad("ts is empty".into()));
+            }
+            // A value the cast could not take (a UInt64 past i64) is null only in `raw`.
+            let value = raw.is_valid(row).then(|| raw.value(row));
+            value.and_then(to_ms).ok_or_else(|| {
+                let shown = value.map_or_else(String::new, |v| format!(" {v}"));
+                bad(format!("ts{shown} is out of range for ms since the epoch"))
+            })
+        })
+        .collect()
+}
+
+fn text_times(column: &ArrayRef) -> Result<Vec<i64>, SnapshotError> {
     let bad = |row: usize, detail: String| SnapshotError::BadRow {
         row: row + 1,
         detail,
     };
-    match column.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 => {
-            let strings =
-                arrow_cast::cast(column, &DataType::Utf8).map_err(|e| bad(0, e.to_string()))?;
-            let strings = strings.as_string::<i32>();
-            (0..strings.len())
-                .map(|row| {
-                    let text = strings.value(row).trim();
-                    parse_ts(text).ok_or_else(|| {
-                        bad(
-                            row,
-                            format!("ts {text:?} is neither ms since the epoch nor RFC 3339"),
-                        )
-                    })
-                })
-                .collect()
-        }
-        DataType::Timestamp(_, _) => {
-            let ms = arrow_cast::cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                .and_then(|c| arrow_cast::cast(&c, &DataType::Int64))
-                .map_err(|e| bad(0, e.to_string()))?;
-            non_null(ms.as_primitive::<Int64Type>())
-        }
-        _ => {
-            let ms = arrow_cast::cast(column, &DataType::Int64).map_err(|_| {
+    let strings = arrow_cast::cast(column, &DataType::Utf8).map_err(|e| bad(0, e.to_string()))?;
+    let strings = strings.as_string::<i32>();
+    (0..strings.len())
+        .map(|row| {
+            if strings.is_null(row) {
+                return Err(bad(row, "ts is empty".into()));
+            }
+            let text = strings.value(row).trim();
+            parse_ts(text).ok_or_else(|| {
                 bad(
-                    0,
-                    format!("ts column of type {} is not a time", column.data_type()),
+                    row,
+                    format!("ts {text:?} is neither ms since the epoch nor RFC 3339"),
                 )
-            })?;
-            non_null(ms.as_primitive::<Int64Type>())
-        }
-    }
-}
-
-fn non_null(values: &arrow_array::Int64Array) -> Result<Vec<i64>, SnapshotError> {
-    if let Some(row) = (0..values.len()).find(|r| values.is_null(*r)) {
-        return Err(SnapshotError::BadRow {
-            row: row + 1,
-            detail: "ts is empty".into(),
-        });
-    }
-    Ok(values.values().to_vec())
+            })
+        })
+        .collect()
 }
 
 fn parse_ts(text: &str) -> Option<i64> {
     if let Ok(ms) = text.parse::<i64>() {
         return Some(ms);
     }
-    // RFC 3339 needs a date, a time and an offset; Arrow's parser also takes looser forms.
-    let looks_rfc3339 =
-        text.len() >= 20 && (text.ends_with('Z') || text[19..].contains(['+', '-']));
+    // RFC 3339 needs a date, a time and an offset, all ASCII; Arrow's parser also takes looser
+    // forms. Checking ASCII first also keeps the byte slicing on character boundaries.
+    let looks_rfc3339 = text.is_ascii()
+        && text.len() >= 20
+        && (text.ends_with('Z') || text[19..].contains(['+', '-']));
     if !looks_rfc3339 {
         return None;
     }
@@ -455,27 +574,66 @@ pub fn write(batch: &RecordBatch, path: &Path) -> Result<(), SnapshotError> {
             path: path.to_path_buf(),
         });
     }
-    let err = |detail: String| SnapshotError::Write {
-        path: path.to_path_buf(),
-        detail,
-    };
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    remove_dead_partials(path, name);
     let tmp = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let result = match format.as_str() {
-        "parquet" => write_parquet(batch, &tmp),
-        _ => write_csv(batch, &tmp),
+    write_tmp(batch, &tmp, &format, path).map_err(|detail| {
+        let _ = std::fs::remove_file(&tmp);
+        SnapshotError::Write {
+            path: path.to_path_buf(),
+            detail,
+        }
+    })
+}
+
+/// Writes `tmp` under an exclusive lock held until it is renamed to `path`. The lock says
+/// "my writer is alive": the OS drops it when the process ends however it ends (kill -9
+/// included), which is what lets [`remove_dead_partials`] tell a dead run's leftovers from a
+/// live run's work in progress.
+fn write_tmp(batch: &RecordBatch, tmp: &Path, format: &str, path: &Path) -> Result<(), String> {
+    let file = File::create(tmp).map_err(|e| e.to_string())?;
+    file.lock().map_err(|e| e.to_string())?;
+    // The writers get a second handle on the same open file, so closing theirs keeps the lock.
+    let handle = file.try_clone().map_err(|e| e.to_string())?;
+    match format {
+        "parquet" => write_parquet(batch, handle)?,
+        _ => write_csv(batch, handle)?,
+    }
+    file.sync_all().map_err(|e| e.to_string())?;
+    std::fs::rename(tmp, path).map_err(|e| e.to_string())
+}
+
+/// Removes the temporary files of earlier runs for the same output that died before renaming
+/// theirs (killed, crashed, power lost): nothing else would ever remove them. A file whose
+/// lock can be taken has no live writer. Best effort: a file that cannot be read or removed
+/// stays, and the run goes on. (A run that lists a live run's file in the instant between its
+/// creation and its lock removes it; that run then fails to rename and says so.)
+fn remove_dead_partials(path: &Path, name: &str) {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     };
-    match result.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string())) {
-        Ok(()) => Ok(()),
-        Err(detail) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(err(detail))
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let pid = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".partial"));
+        if !pid.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+            continue;
+        }
+        let unlocked = File::open(entry.path()).is_ok_and(|f| f.try_lock().is_ok());
+        if unlocked {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
 
-fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), String> {
-    let file = File::create(path).map_err(|e| e.to_string())?;
+fn write_parquet(batch: &RecordBatch, file: File) -> Result<(), String> {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_compression(parquet::basic::Compression::SNAPPY)
         .build();
@@ -486,8 +644,8 @@ fn write_parquet(batch: &RecordBatch, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn write_csv(batch: &RecordBatch, path: &Path) -> Result<(), String> {
-    let mut writer = csv::Writer::from_path(path).map_err(|e| e.to_string())?;
+fn write_csv(batch: &RecordBatch, file: File) -> Result<(), String> {
+    let mut writer = csv::Writer::from_writer(file);
     let schema = batch.schema();
     writer
         .write_record(schema.fields().iter().map(|f| f.name()))

@@ -11,8 +11,9 @@ use rewind_state::ReadOnlyStore;
 /// Cut a training set: every label row gets each feature as of its `ts`, never later.
 ///
 /// LABELS is CSV or Parquet with a `viewer_id` or `title_id` column, a `ts` column (ms since
-/// the epoch, or RFC 3339), and any other columns, which pass through in order. OUT is
-/// Parquet or CSV, by extension; it is written whole or not at all.
+/// the epoch or RFC 3339; in Parquet also a Timestamp, or a Date as of midnight UTC), and any
+/// other columns, which pass through in order. OUT is Parquet or CSV, by extension; it is
+/// written whole or not at all, and its column names must be unique.
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     #[arg(long, default_value = "./rewind-data")]
@@ -43,6 +44,9 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = ReadOnlyStore::open(&args.store)?;
     let labels = snapshot::read_labels(&args.labels)?;
+    if let Some(warning) = snapshot::id_warning(&labels, args.raw_ids) {
+        eprintln!("rewind: warning: {warning}");
+    }
     let request = Request {
         features: args.features.clone(),
         raw_ids: door.as_ref(),

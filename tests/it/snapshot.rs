@@ -421,3 +421,347 @@ fn bad_labels_get_clear_errors_and_no_output_file() {
         );
     }
 }
+
+/// The last cause of the error line appears in it once.
+fn assert_said_once(stderr: &str) {
+    let line = stderr.lines().find(|l| l.starts_with("rewind: ")).unwrap();
+    let cause = line.rsplit(": ").next().unwrap();
+    assert_eq!(line.matches(cause).count(), 1, "repeated cause: {line}");
+}
+
+#[test]
+fn an_error_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join("rewind.redb"), vec![7u8; 4096]).unwrap();
+    let labels = dir.path().join("labels.csv");
+    let out = dir.path().join("out.csv");
+    let run = snapshot(&store, &labels, &out, &[]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("cannot open store"), "{stderr}");
+    assert_said_once(&stderr);
+
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["snapshot", "--store", store.to_str().unwrap()])
+        .args([
+            "--labels",
+            labels.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--raw-ids",
+            "--key-file",
+            dir.path().join("no.key").to_str().unwrap(),
+        ])
+        .env_remove("REWIND_PSEUDONYM_KEY")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("cannot read or create key file"),
+        "{stderr}"
+    );
+    assert_said_once(&stderr);
+}
+
+/// 2026-01-01T00:00:00Z: a midnight, so date-typed labels can be checked against it.
+const DAY0_MS: u64 = 1_767_225_600_000;
+const DAY_MS: u64 = 86_400_000;
+
+fn play_start(user: &str, ts: u64) -> Record {
+    let json = format!(
+        r#"{{"event_id":"e{ts}","user_id":"{user}","ts":{ts},"type":"play_start","title_id":"t1"}}"#
+    );
+    Record {
+        key: user.into(),
+        json,
+        ts_ms: ts,
+        due_ms: ts,
+    }
+}
+
+/// A store where alice starts playing at DAY0 + 1.5 s and + 9 s, and again a day later (so
+/// the frontier passes the next midnight); with alice's pseudonym.
+fn alice_store() -> (tempfile::TempDir, String) {
+    let log = common::log(1);
+    let plays = [DAY0_MS + 1500, DAY0_MS + 9000, DAY0_MS + DAY_MS + 3_600_000];
+    let plays: Vec<Record> = plays.iter().map(|ts| play_start("alice", *ts)).collect();
+    common::produce(&log.brokers, common::EVENTS, &plays);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+    assert!(summary.frontier_ms > DAY0_MS + DAY_MS);
+    (store, common::door().viewer_id("alice").to_string())
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Files in `dir`, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_killed_snapshot_leaves_no_partial_file_behind_for_good() {
+    let (store, alice) = alice_store();
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(
+        &labels,
+        format!("viewer_id,ts\n{alice},{}\n", DAY0_MS + 2000),
+    )
+    .unwrap();
+    // What a run killed while writing leaves (pids above Linux's pid_max, so never ours), and
+    // the file of a run still writing, which holds its lock.
+    let dead = dir.path().join(".out.parquet.4194305.partial");
+    std::fs::write(&dead, b"half a parquet file").unwrap();
+    let live = dir.path().join(".out.parquet.4194306.partial");
+    let live_file = std::fs::File::create(&live).unwrap();
+    live_file.lock().unwrap();
+    let other = dir.path().join(".other.parquet.4194307.partial");
+    std::fs::write(&other, b"another output's").unwrap();
+
+    ok(&snapshot(
+        store.path(),
+        &labels,
+        &dir.path().join("out.parquet"),
+        &[],
+    ));
+    assert_eq!(
+        files_in(dir.path()),
+        [
+            ".other.parquet.4194307.partial",
+            ".out.parquet.4194306.partial",
+            "labels.csv",
+            "out.parquet"
+        ]
+    );
+    drop(live_file);
+}
+
+#[test]
+fn labels_of_raw_ids_without_raw_ids_get_a_warning() {
+    let (store, alice) = alice_store();
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.csv");
+    let out = dir.path().join("out.csv");
+    let ts = DAY0_MS + 60_000;
+    let run = |body: String, extra: &[&str]| {
+        std::fs::write(&labels, body).unwrap();
+        let run = snapshot(store.path(), &labels, &out, extra);
+        ok(&run);
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let raw = format!("viewer_id,ts\nalice,{ts}\nbob,{ts}\nalice,{}\n", ts + 1);
+    let warning = "none of the 2 viewer ids looks like a pseudonym (v_ + 32 hex); pass --raw-ids \
+                   if they are raw account ids";
+    let stderr = run(raw.clone(), &[]);
+    assert!(stderr.contains(warning), "{stderr}");
+    let stderr = run(raw, &["--raw-ids"]);
+    assert!(!stderr.contains("pseudonym"), "{stderr}");
+
+    let pseudonyms = format!("viewer_id,ts\n{alice},{ts}\nbob,{ts}\n");
+    let stderr = run(pseudonyms, &[]);
+    assert!(!stderr.contains("pseudonym"), "{stderr}");
+    let upper = alice.to_uppercase().replace("V_", "v_");
+    let stderr = run(format!("viewer_id,ts\n{upper},{ts}\n"), &[]);
+    assert!(stderr.contains("none of the 1 viewer ids"), "{stderr}");
+
+    let stderr = run(format!("viewer_id,ts\n{alice},{ts}\n"), &["--raw-ids"]);
+    assert!(
+        stderr.contains("all 1 viewer ids already look like pseudonyms"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ts_of_every_time_type_converts_to_ms_and_other_types_are_refused() {
+    use arrow_array::{
+        ArrayRef, BooleanArray, Date32Array, Date64Array, Float64Array, Int32Array, Int64Array,
+        StringArray, Time32MillisecondArray, Time64MicrosecondArray, TimestampMicrosecondArray,
+        TimestampMillisecondArray, TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
+    };
+    use std::sync::Arc;
+    let (store, alice) = alice_store();
+    let dir = tempfile::tempdir().unwrap();
+    let s = DAY0_MS as i64;
+    let day = (DAY0_MS / DAY_MS) as i32;
+    // Each pair of labels straddles a boundary: the first sees none of alice's plays, the
+    // second sees one (the tick after her first play) or two (the next midnight).
+    let accepted: Vec<(ArrayRef, [f64; 2])> = vec![
+        (
+            Arc::new(Int64Array::from(vec![s + 1999, s + 2000])),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(UInt64Array::from(vec![s as u64 + 1999, s as u64 + 2000])),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(TimestampSecondArray::from(vec![s / 1000 + 1, s / 1000 + 2])),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(
+                TimestampMillisecondArray::from(vec![s + 1999, s + 2000]).with_timezone("UTC"),
+            ),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![(s + 1999) * 1000 + 999, (s + 2000) * 1000])
+                    .with_timezone("+05:00"),
+            ),
+            [0.0, 1.0],
+        ),
+        (
+            Arc::new(
+                TimestampNanosecondArray::from(vec![
+                    (s + 1999) * 1_000_000,
+                    (s + 2000) * 1_000_000,
+                ])
+                .with_timezone("America/New_York"),
+            ),
+            [0.0, 1.0],
+        ),
+        (Arc::new(Date32Array::from(vec![day, day + 1])), [0.0, 2.0]),
+        (
+            Arc::new(Date64Array::from(vec![s, s + DAY_MS as i64])),
+            [0.0, 2.0],
+        ),
+    ];
+    let ids: ArrayRef = Arc::new(StringArray::from(vec![alice.as_str(); 2]));
+    let labels = dir.path().join("labels.parquet");
+    let out = dir.path().join("out.parquet");
+    let features = ["--features", "viewer.plays_24h"];
+    for (ts, want) in accepted {
+        let data_type = ts.data_type().clone();
+        let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+        write_parquet(&labels, &batch);
+        ok(&snapshot(store.path(), &labels, &out, &features));
+        let got = read_parquet(&out);
+        for (row, want) in want.iter().enumerate() {
+            assert_eq!(
+                parquet_cell(&got, "viewer.plays_24h", row),
+                serde_json::json!(want),
+                "ts of type {data_type}, row {row}"
+            );
+        }
+        assert_eq!(got.column_by_name("ts").unwrap().data_type(), &data_type);
+    }
+    std::fs::remove_file(&out).unwrap();
+
+    let refused: Vec<ArrayRef> = vec![
+        Arc::new(BooleanArray::from(vec![true, false])),
+        Arc::new(Time32MillisecondArray::from(vec![1999, 2000])),
+        Arc::new(Time64MicrosecondArray::from(vec![1999, 2000])),
+        Arc::new(Float64Array::from(vec![f64::NAN, s as f64])),
+        Arc::new(Int32Array::from(vec![1999, 2000])),
+    ];
+    for ts in refused {
+        let data_type = ts.data_type().clone();
+        let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+        write_parquet(&labels, &batch);
+        let run = snapshot(store.path(), &labels, &out, &features);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{data_type} was taken as a time");
+        let needle = format!("the `ts` column is of type {data_type}, not a time");
+        assert!(stderr.contains(&needle), "{data_type}: {stderr}");
+        assert!(
+            stderr.contains("Timestamp"),
+            "names what is accepted: {stderr}"
+        );
+        assert_eq!(files_in(dir.path()), ["labels.parquet"]);
+    }
+
+    let ts: ArrayRef = Arc::new(UInt64Array::from(vec![s as u64, u64::MAX]));
+    let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+    write_parquet(&labels, &batch);
+    let run = snapshot(store.path(), &labels, &out, &features);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let needle = "label row 2: ts is out of range for ms since the epoch";
+    assert!(stderr.contains(needle), "{stderr}");
+
+    let ts: ArrayRef = Arc::new(Int64Array::from(vec![Some(s + 1999), None]));
+    let batch = RecordBatch::try_from_iter([("viewer_id", ids.clone()), ("ts", ts)]).unwrap();
+    write_parquet(&labels, &batch);
+    let run = snapshot(store.path(), &labels, &out, &features);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("label row 2: ts is empty"), "{stderr}");
+}
+
+#[test]
+fn bad_ts_values_and_duplicate_column_names_get_clear_errors_and_no_output_file() {
+    let (store, alice) = alice_store();
+    let ok_ts = DAY0_MS + 60_000;
+    let twice = ["--features", "viewer.plays_24h,viewer.plays_24h"];
+    let cases: Vec<(String, &[&str], String)> = vec![
+        (
+            "viewer_id,ts\nv_x,AAAAAAAAAAAAAAAAAAéx\n".into(),
+            &[],
+            r#"label row 1: ts "AAAAAAAAAAAAAAAAAAéx" is neither ms since the epoch nor RFC 3339"#
+                .into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},{ok_ts}\n{alice},-5\n"),
+            &[],
+            "label row 2: ts -5 is before the Unix epoch".into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},1969-12-31T23:59:59Z\n"),
+            &[],
+            "label row 1: ts -1000 is before the Unix epoch".into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},NaN\n"),
+            &[],
+            r#"label row 1: ts "NaN" is neither ms since the epoch nor RFC 3339"#.into(),
+        ),
+        (
+            format!("viewer_id,ts,ts\n{alice},{ok_ts},{ok_ts}\n"),
+            &[],
+            r#"labels have two columns named "ts" (columns 2 and 3)"#.into(),
+        ),
+        (
+            format!("viewer_id,ts,viewer_id\n{alice},{ok_ts},{alice}\n"),
+            &[],
+            r#"labels have two columns named "viewer_id" (columns 1 and 3)"#.into(),
+        ),
+        (
+            format!("viewer_id,ts,viewer.plays_24h\n{alice},{ok_ts},3\n"),
+            &[],
+            r#"label column "viewer.plays_24h" has the name of a requested feature"#.into(),
+        ),
+        (
+            format!("viewer_id,ts\n{alice},{ok_ts}\n"),
+            &twice,
+            r#"feature "viewer.plays_24h" is requested twice"#.into(),
+        ),
+    ];
+    for (i, (body, extra, needle)) in cases.into_iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("labels.csv");
+        std::fs::write(&labels, body).unwrap();
+        let out_path = dir.path().join("out.parquet");
+        let out = snapshot(store.path(), &labels, &out_path, extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} succeeded");
+        assert!(stderr.contains(&needle), "case {i}: {stderr}");
+        assert_eq!(files_in(dir.path()), ["labels.csv"], "case {i} left output");
+    }
+}
