@@ -117,3 +117,112 @@ fn each_kind_of_bad_record_becomes_a_dead_letter_and_good_ones_count() {
             .all(|l| !l.reason.contains("u9") && l.reason.len() < 200)
     );
 }
+
+fn event(ts: u64, user: &str, body: &str) -> Record {
+    Record {
+        key: user.into(),
+        json: format!(r#"{{"event_id":"e","user_id":"{user}","ts":{ts},{body}}}"#),
+        ts_ms: ts,
+        due_ms: ts,
+    }
+}
+
+/// Oversized ids and strings are stopped at the door: each becomes a dead letter naming the
+/// field and its limit, and none of it reaches the store.
+#[test]
+fn oversized_fields_become_dead_letters_naming_the_field_and_the_limit() {
+    let config = GenConfig {
+        viewers: 30,
+        titles: 10,
+        seed: 4,
+        ..GenConfig::default()
+    };
+    let (titles, good) = common::workload(config.clone(), 3_000);
+    let ts = config.start_ms + 5_000;
+    let long = |n: usize| "x".repeat(n);
+    let cases: Vec<(Record, &str)> = vec![
+        (
+            event(
+                ts,
+                "u9",
+                &format!(r#""type":"play_start","title_id":"{}""#, long(300)),
+            ),
+            "`title_id` exceeds the 256-byte limit",
+        ),
+        (
+            event(ts, &long(300), r#""type":"play_start","title_id":"t""#),
+            "`user_id` exceeds the 256-byte limit",
+        ),
+        (
+            event(
+                ts,
+                "u9",
+                &format!(r#""type":"search","query":"{}""#, long(1025)),
+            ),
+            "`query` exceeds the 1024-byte limit",
+        ),
+        (
+            event(
+                ts,
+                "u9",
+                &format!(
+                    r#""type":"impression","title_id":"t","rank":1,"row":"{}""#,
+                    long(257)
+                ),
+            ),
+            "`row` exceeds the 256-byte limit",
+        ),
+        (
+            event(
+                ts,
+                "u9",
+                &format!(r#""type":"play_start","title_id":"{}""#, long(100_000)),
+            ),
+            "exceeds the 65536-byte limit",
+        ),
+    ];
+    let mut events = good.clone();
+    for (i, (record, _)) in cases.iter().enumerate() {
+        events.insert(100 + i * 300, record.clone());
+    }
+    let mut all_titles = titles.clone();
+    all_titles.push(Record {
+        key: "tt-long".into(),
+        json: format!(
+            r#"{{"title_id":"tt-long","kind":"movie","genres":["{}"]}}"#,
+            long(200)
+        ),
+        ts_ms: 0,
+        due_ms: 0,
+    });
+
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &all_titles, &events, config.start_ms);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+
+    assert_eq!(summary.counters.events, good.len() as u64);
+    assert_eq!(summary.counters.dead_letters, cases.len() as u64 + 1);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let letters = snap.dead_letters().unwrap();
+    for (i, (_, reason)) in cases.iter().enumerate() {
+        let offset = (100 + i * 300) as u64;
+        let letter = letters
+            .iter()
+            .find(|l| l.topic == common::EVENTS && l.offset == offset)
+            .unwrap_or_else(|| panic!("no dead letter at offset {offset}"));
+        assert!(
+            letter.reason.contains(reason),
+            "{offset}: {}",
+            letter.reason
+        );
+    }
+    let title = letters.iter().find(|l| l.topic == common::TITLES).unwrap();
+    assert!(title.reason.contains("`genres`"), "{}", title.reason);
+    assert!(title.reason.contains("128-byte limit"), "{}", title.reason);
+    let bytes = std::fs::read(store.path().join(rewind_state::FILE_NAME)).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains(&long(257)));
+}
