@@ -1,7 +1,13 @@
 //! The privacy door, checked on the bytes of the store file: no raw account id, email, ip or
-//! device id of the log may be found in it.
+//! device id of the log may be found in it. And the key behind the pseudonyms: one per store,
+//! taken from where the user said, never exposed.
 
-use rewind::workload::GenConfig;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rewind::engine::{self, Shared};
+use rewind::privacy::Pseudonymizer;
+use rewind::workload::{GenConfig, Record};
 
 use crate::common;
 
@@ -40,4 +46,106 @@ fn the_store_file_holds_no_raw_identifier() {
     // The pseudonyms, on the other hand, are there.
     let pseudonym = common::door().viewer_id("u0000001").to_string();
     assert!(text.contains(&pseudonym));
+}
+
+fn small_workload() -> (GenConfig, Vec<Record>, Vec<Record>) {
+    let config = GenConfig {
+        viewers: 20,
+        titles: 5,
+        seed: 8,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 2_000);
+    (config, titles, events)
+}
+
+/// A new key gives every account a new pseudonym: resuming with one would split each
+/// viewer in two, and the old pseudonyms' windows would never close.
+#[test]
+fn a_store_refuses_a_run_with_another_key_and_keeps_only_its_fingerprint() {
+    let (config, titles, events) = small_workload();
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let store = tempfile::tempdir().unwrap();
+    common::run_caught_up(&log.brokers, store.path(), 1);
+
+    let other_key = b"another key, of enough bytes too";
+    let mut run = common::config(&log.brokers, store.path(), 1);
+    run.door = Pseudonymizer::new(other_key);
+    let err = engine::run(run, Arc::new(Shared::default()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&store.path().display().to_string()), "{err}");
+    assert!(err.contains("pseudonym key"), "{err}");
+    assert!(err.contains("fresh --store"), "{err}");
+    for key in [common::KEY, other_key] {
+        assert!(!err.contains(std::str::from_utf8(key).unwrap()), "{err}");
+    }
+    // The same key still resumes.
+    common::run_caught_up(&log.brokers, store.path(), 1);
+
+    let bytes = std::fs::read(store.path().join(rewind_state::FILE_NAME)).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains(std::str::from_utf8(common::KEY).unwrap()));
+    assert!(text.contains(&common::door().fingerprint()));
+}
+
+fn private_key_file(dir: &Path, key: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("door.key");
+    std::fs::write(&path, format!("{key}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// `--key-file` is named on the command line; a variable left in the environment must not
+/// override it (as `--help` says).
+#[test]
+fn the_key_file_wins_over_the_environment() {
+    let (config, titles, events) = small_workload();
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let dir = tempfile::tempdir().unwrap();
+    let file_key = "the key in the file, not the env";
+    let key_file = private_key_file(dir.path(), file_key);
+    let store = dir.path().join("store");
+    // common::rewind sets REWIND_PSEUDONYM_KEY to the tests' key.
+    common::ok(&common::rewind(&[
+        "run",
+        "--brokers",
+        &log.brokers,
+        "--store",
+        store.to_str().unwrap(),
+        "--until-caught-up",
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]));
+    let bytes = std::fs::read(store.join(rewind_state::FILE_NAME)).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let file_door = Pseudonymizer::new(file_key.as_bytes());
+    assert!(text.contains(&file_door.viewer_id("u0000001").to_string()));
+    assert!(!text.contains(&common::door().viewer_id("u0000001").to_string()));
+    assert!(text.contains(&file_door.fingerprint()));
+}
+
+/// Through the binary: a key file others may read is refused, naming the chmod to run.
+#[test]
+fn the_binary_refuses_a_key_file_others_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = private_key_file(dir.path(), "0123456789abcdef0123456789abcdef");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = common::rewind(&[
+        "run",
+        "--brokers",
+        "127.0.0.1:1",
+        "--store",
+        dir.path().join("store").to_str().unwrap(),
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let chmod = format!("chmod 600 {}", key_file.display());
+    assert!(stderr.contains(&chmod), "{stderr}");
 }
