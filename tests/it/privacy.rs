@@ -1,12 +1,14 @@
 //! The privacy door, checked on the bytes of the store file: no raw account id, email, ip or
 //! device id of the log may be found in it. And the key behind the pseudonyms: one per store,
-//! taken from where the user said, never exposed.
+//! taken from where the user said, never exposed, never clobbered.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rewind::engine::{self, Shared};
-use rewind::privacy::Pseudonymizer;
+use rewind::privacy::{Pseudonymizer, STORE_KEY_FILE};
 use rewind::workload::{GenConfig, Record};
 
 use crate::common;
@@ -148,4 +150,83 @@ fn the_binary_refuses_a_key_file_others_may_read() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let chmod = format!("chmod 600 {}", key_file.display());
     assert!(stderr.contains(&chmod), "{stderr}");
+}
+
+/// A store another embedded run is writing has a live log: a second run on the same
+/// directory must leave that store and its key alone, and say why.
+#[test]
+fn a_second_embedded_run_leaves_a_live_runs_store_and_key_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("data");
+    let store_s = store.to_str().unwrap();
+    let embedded = |duration_s: &str| {
+        Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args([
+                "run",
+                "--store",
+                store_s,
+                "--viewers",
+                "500",
+                "--titles",
+                "50",
+            ])
+            .args(["--rate", "2000", "--duration-s", duration_s])
+            .env_remove(rewind::privacy::KEY_ENV)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = embedded("30");
+    let as_of = || {
+        let out = common::rewind(&["get", "--store", store_s, "title", "tt000000"]);
+        let got: Option<serde_json::Value> = serde_json::from_slice(&out.stdout).ok();
+        got.and_then(|g| g["as_of_ms"].as_u64())
+    };
+    let started = Instant::now();
+    let mut before = None;
+    while before.is_none() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(300));
+        before = as_of();
+    }
+    let before = before.expect("the first run never committed");
+    let key = std::fs::read(store.join(STORE_KEY_FILE)).unwrap();
+
+    let second = embedded("2").wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    let refusal = format!(
+        "store {store_s} is being written by another rewind run (pid unknown); stop it or pass \
+         another --store"
+    );
+    assert!(stderr.contains(&refusal), "{stderr}");
+    let names: Vec<_> = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".old")), "{names:?}");
+    assert_eq!(std::fs::read(store.join(STORE_KEY_FILE)).unwrap(), key);
+
+    // The first run goes on writing the same store, then stops cleanly.
+    let started = Instant::now();
+    while as_of().is_none_or(|t| t <= before) && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        as_of().is_some_and(|t| t > before),
+        "the first run stopped writing"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended early"
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("everything complete committed"), "{stderr}");
 }
