@@ -16,9 +16,26 @@ use serde_json::value::RawValue;
 
 use crate::privacy::Pseudonymizer;
 
-/// Records larger than this are dead letters: no event of the schema comes near it, and
-/// parsing one would let a single producer stall the pipeline.
-pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// Records larger than this are dead letters. The schema's fields at their limits (below) take
+/// under 4 KiB; 64 KiB leaves producers room for the fields rewind skips, while one record
+/// stays cheap to parse and a single producer cannot stall the pipeline.
+pub const MAX_PAYLOAD_BYTES: usize = 64 << 10;
+/// Ids (`event_id`, `user_id`, `title_id`, `series_id`). Real ones are UUIDs (36 bytes) or
+/// shorter; 256 leaves room for namespaced ids. A title id is kept in every window, history
+/// row and interned table it enters, so its size multiplies: unbounded, 40 events with 500 KB
+/// ids made a 326 MB store.
+pub const MAX_ID_BYTES: usize = 256;
+/// Row names are UI labels ("Because you watched ..."), a few dozen bytes.
+pub const MAX_ROW_BYTES: usize = 256;
+/// Search boxes send words, not documents: 1 KiB keeps every real query.
+pub const MAX_QUERY_BYTES: usize = 1024;
+/// Genre names, even micro-genres ("Critically-acclaimed Emotional Underdog Movies"), are
+/// short; each is a key of `genre_share_90d` for every viewer who watches the title.
+pub const MAX_GENRE_BYTES: usize = 128;
+/// A title is tagged with a handful of genres; 64 is past any real catalog.
+pub const MAX_GENRES: usize = 64;
+/// Ratings are short labels or numbers ("TV-MA", "7.5").
+pub const MAX_RATING_BYTES: usize = 32;
 /// 2000-01-01T00:00:00Z: no viewing event of this service is older.
 pub const MIN_TS_MS: u64 = 946_684_800_000;
 /// 2100-01-01T00:00:00Z: a later `ts` is a producer bug, and would drag the watermark away.
@@ -53,6 +70,15 @@ pub enum DeadReason {
     /// did not follow it there.
     AheadOfPartition {
         ahead_ms: u64,
+    },
+    /// A string (or, for `genres`, one of its strings) longer than its limit.
+    TooLong {
+        field: &'static str,
+        limit_bytes: usize,
+    },
+    TooMany {
+        field: &'static str,
+        limit: usize,
     },
 }
 
@@ -90,6 +116,22 @@ impl std::fmt::Display for DeadReason {
                  follow it: taken as a clock error, so it does not drag the watermark",
                 ahead_ms / 1000
             ),
+            DeadReason::TooLong {
+                field: "genres",
+                limit_bytes,
+            } => write!(
+                f,
+                "a genre in `genres` exceeds the {limit_bytes}-byte limit"
+            ),
+            DeadReason::TooLong { field, limit_bytes } => {
+                write!(f, "field `{field}` exceeds the {limit_bytes}-byte limit")
+            }
+            DeadReason::TooMany { field, limit } => {
+                write!(
+                    f,
+                    "field `{field}` has more than {limit} entries, the limit"
+                )
+            }
         }
     }
 }
@@ -120,6 +162,13 @@ struct WireEvent<'a> {
 pub fn decode_event(payload: Option<&[u8]>, door: &Pseudonymizer) -> Result<Event, DeadReason> {
     let bytes = check_size(payload)?;
     let wire: WireEvent<'_> = serde_json::from_slice(bytes).map_err(|e| explain(bytes, &e))?;
+    check_lengths(&[
+        ("event_id", wire.event_id.as_deref(), MAX_ID_BYTES),
+        ("user_id", wire.user_id.as_deref(), MAX_ID_BYTES),
+        ("title_id", wire.title_id.as_deref(), MAX_ID_BYTES),
+        ("row", wire.row.as_deref(), MAX_ROW_BYTES),
+        ("query", wire.query.as_deref(), MAX_QUERY_BYTES),
+    ])?;
     wire.event_id
         .as_ref()
         .ok_or(DeadReason::Missing("event_id"))?;
@@ -236,6 +285,16 @@ fn millis(seconds: Option<f64>, name: &'static str, max: f64) -> Option<Result<u
     Some(Ok((s * 1000.0).round() as u64))
 }
 
+/// Each `(field, value, limit)`: a value longer than its limit makes a dead letter.
+fn check_lengths(fields: &[(&'static str, Option<&str>, usize)]) -> Result<(), DeadReason> {
+    for &(field, value, limit_bytes) in fields {
+        if value.is_some_and(|v| v.len() > limit_bytes) {
+            return Err(DeadReason::TooLong { field, limit_bytes });
+        }
+    }
+    Ok(())
+}
+
 fn check_size(payload: Option<&[u8]>) -> Result<&[u8], DeadReason> {
     let bytes = payload.filter(|b| !b.is_empty()).ok_or(DeadReason::Empty)?;
     if bytes.len() > MAX_PAYLOAD_BYTES {
@@ -332,6 +391,7 @@ struct WireTitle {
 pub fn decode_title(payload: Option<&[u8]>) -> Result<Title, DeadReason> {
     let bytes = check_size(payload)?;
     let wire: WireTitle = serde_json::from_slice(bytes).map_err(|e| explain(bytes, &e))?;
+    check_title_lengths(&wire)?;
     let kind = match wire.kind.ok_or(DeadReason::Missing("kind"))? {
         WireKind::Episode => TitleKind::Episode,
         WireKind::Movie => TitleKind::Movie,
@@ -352,6 +412,29 @@ pub fn decode_title(payload: Option<&[u8]>) -> Result<Title, DeadReason> {
         kind,
         series_id: wire.series_id,
     })
+}
+
+fn check_title_lengths(wire: &WireTitle) -> Result<(), DeadReason> {
+    let rating = match &wire.rating {
+        Some(Rating::Text(text)) => Some(text.as_str()),
+        _ => None,
+    };
+    check_lengths(&[
+        ("title_id", wire.title_id.as_deref(), MAX_ID_BYTES),
+        ("series_id", wire.series_id.as_deref(), MAX_ID_BYTES),
+        ("rating", rating, MAX_RATING_BYTES),
+    ])?;
+    if wire.genres.len() > MAX_GENRES {
+        return Err(DeadReason::TooMany {
+            field: "genres",
+            limit: MAX_GENRES,
+        });
+    }
+    let genres = wire
+        .genres
+        .iter()
+        .map(|g| ("genres", Some(g.as_str()), MAX_GENRE_BYTES));
+    check_lengths(&genres.collect::<Vec<_>>())
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! The mock cluster keeps only the newest ~100k messages (or 5 MiB) per partition, so the
 //! generator never lets the pipeline fall that far behind: it pauses, and says so when it is
 //! paced (with `--rate max` pausing is the point). The log dies with the process, so a new
-//! embedded run never continues an old store: it moves the old file aside.
+//! embedded run never continues an old store: it moves the old file aside, unless another run
+//! is still writing it (its log is alive then), which it refuses.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::TryRngCore;
 use rewind_connectors::{ConnectorError, EmbeddedCluster, Producer};
+use rewind_state::{Store, StoreError};
 
 use crate::engine::{self, EngineError, LogSource, RunConfig, RunSummary, Shared};
 use crate::privacy::Pseudonymizer;
@@ -49,6 +51,20 @@ pub struct EmbeddedConfig {
     pub door: Pseudonymizer,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(
+        "store {} is being written by another rewind run (pid unknown); stop it or pass another \
+         --store",
+        dir.display()
+    )]
+    StoreInUse { dir: PathBuf },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Source(#[from] ConnectorError),
+}
+
 /// A running embedded pipeline.
 pub struct EmbeddedRun {
     // Dropped last: the cluster must outlive every client.
@@ -61,7 +77,7 @@ pub struct EmbeddedRun {
 }
 
 /// Starts the cluster, the generator and the engine.
-pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun, EngineError> {
+pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun, EmbeddedError> {
     let moved_aside = move_old_store_aside(&config.store_dir)?;
     let cluster = EmbeddedCluster::start()?;
     cluster.create_topic(EVENTS_TOPIC, config.partitions)?;
@@ -144,7 +160,7 @@ impl EmbeddedRun {
 fn produce_titles(brokers: &str, generator: &Generator, start_ms: u64) -> Result<(), EngineError> {
     let producer = Producer::connect(brokers)?;
     // A minute before the first event, so every event sees its title's metadata.
-    let ts = (start_ms - 60_000) as i64;
+    let ts = start_ms.saturating_sub(60_000) as i64;
     for title in generator.title_records() {
         producer.send(
             TITLES_TOPIC,
@@ -233,11 +249,23 @@ fn wait_for_pace(pace: Pace, ts_ms: u64, produced: u64, started: Instant, shared
 }
 
 /// An embedded log dies with its process: a store built from an earlier one is moved aside.
-fn move_old_store_aside(dir: &Path) -> Result<Option<PathBuf>, EngineError> {
+/// But a store another run still writes has a live log: that run holds redb's lock on the
+/// file, and the store is left alone.
+fn move_old_store_aside(dir: &Path) -> Result<Option<PathBuf>, EmbeddedError> {
     let file = dir.join(rewind_state::FILE_NAME);
     if !file.exists() {
         return Ok(None);
     }
+    // Held across the rename, so no run can start writing the file in between.
+    let _held = match Store::open(dir) {
+        Ok(store) => Some(store),
+        Err(StoreError::Open {
+            source: redb::DatabaseError::DatabaseAlreadyOpen,
+            ..
+        }) => return Err(EmbeddedError::StoreInUse { dir: dir.into() }),
+        // A file redb cannot open is no live run's store; it is kept aside all the same.
+        Err(_) => None,
+    };
     let aside = dir.join(format!(
         "{}.{}.old",
         rewind_state::FILE_NAME,

@@ -2,9 +2,11 @@
 //! stored, and nothing else of a producer's personal data is ever decoded.
 //!
 //! `viewer_id = "v_" + first 32 hex chars of HMAC-SHA256(key, user_id)`. The key comes from
-//! `REWIND_PSEUDONYM_KEY`, from a key file, or (embedded default only) is created at random
-//! in the store directory with mode 0600. Without the key, a pseudonym cannot be linked back
-//! to an account, and with a new key the same account gets an unlinkable new pseudonym.
+//! a key file (`--key-file`), else `REWIND_PSEUDONYM_KEY`, else (embedded default only) is
+//! created at random in the store directory with mode 0600. Without the key, a pseudonym
+//! cannot be linked back to an account, and with a new key the same account gets an
+//! unlinkable new pseudonym: so a store keeps the key's [`Pseudonymizer::fingerprint`] and
+//! refuses any other key.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,10 @@ pub const STORE_KEY_FILE: &str = "pseudonym.key";
 /// Shorter keys are guessable; HMAC-SHA256 gains nothing past 64 bytes.
 const MIN_KEY_BYTES: usize = 16;
 
+/// What a key's fingerprint is the HMAC of. Versioned, so a new fingerprint scheme cannot be
+/// mistaken for this one.
+const FINGERPRINT_MESSAGE: &[u8] = b"rewind key fingerprint v1";
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(
@@ -28,6 +34,17 @@ pub enum KeyError {
     Missing,
     #[error("pseudonymization key from {source_name} is {len} bytes; use at least {MIN_KEY_BYTES}")]
     TooShort { source_name: String, len: usize },
+    #[error(
+        "pseudonymization key from {source_name} is one byte repeated (such as all zeros), \
+         which anyone could guess; make a random one, e.g. `openssl rand -hex 32 > FILE` then \
+         `chmod 600 FILE`"
+    )]
+    Trivial { source_name: String },
+    #[error(
+        "key file {path} may be read by group or others (mode {mode:04o}); anyone who reads it \
+         can link pseudonyms back to accounts. Run `chmod 600 {path}`"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
     #[error("cannot read or create key file {path}: {source}")]
     File {
         path: PathBuf,
@@ -35,9 +52,11 @@ pub enum KeyError {
     },
 }
 
-/// Where the key may come from, in order of precedence.
+/// Where the key may come from, in order of precedence: a key file named by the user, the
+/// environment, the store's own key file.
 #[derive(Debug, Clone, Default)]
 pub struct KeySource {
+    /// Named on the command line, so it wins over the environment, which may be left over.
     pub key_file: Option<PathBuf>,
     /// The store directory, if the key may be created there (embedded default).
     pub create_in: Option<PathBuf>,
@@ -61,13 +80,13 @@ impl Pseudonymizer {
         Pseudonymizer { mac }
     }
 
-    /// Loads the key from the environment, the key file, or creates one in the store.
+    /// Loads the key from the key file, the environment, or creates one in the store.
     pub fn load(source: &KeySource) -> Result<Pseudonymizer, KeyError> {
-        if let Ok(key) = std::env::var(KEY_ENV) {
-            return checked(KEY_ENV, key.into_bytes());
-        }
         if let Some(path) = &source.key_file {
             return checked(&path.display().to_string(), read_key_file(path)?);
+        }
+        if let Ok(key) = std::env::var(KEY_ENV) {
+            return checked(KEY_ENV, key.into_bytes());
         }
         if let Some(dir) = &source.create_in {
             let path = dir.join(STORE_KEY_FILE);
@@ -90,6 +109,18 @@ impl Pseudonymizer {
         first.copy_from_slice(&digest[..16]);
         ViewerId(u128::from_be_bytes(first))
     }
+
+    /// HMAC-SHA256(key, "rewind key fingerprint v1") in hex: tells keys apart, and reveals
+    /// no more of the key than any pseudonym does.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(FINGERPRINT_MESSAGE);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 fn checked(source_name: &str, key: Vec<u8>) -> Result<Pseudonymizer, KeyError> {
@@ -99,17 +130,53 @@ fn checked(source_name: &str, key: Vec<u8>) -> Result<Pseudonymizer, KeyError> {
             len: key.len(),
         });
     }
+    if key.iter().all(|b| *b == key[0]) {
+        return Err(KeyError::Trivial {
+            source_name: source_name.to_string(),
+        });
+    }
     Ok(Pseudonymizer::new(&key))
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let bytes = std::fs::read(path).map_err(|source| KeyError::File {
+    let err = |source| KeyError::File {
         path: path.into(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(err)?;
+    check_private(path, &file)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(err)?;
     // Editors add a trailing newline; it is not part of the key.
     let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
     Ok(trimmed.strip_suffix(b"\r").unwrap_or(trimmed).to_vec())
+}
+
+/// Checked on the open file, so the file read is the file checked.
+#[cfg(unix)]
+fn check_private(path: &Path, file: &std::fs::File) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(|source| KeyError::File {
+            path: path.into(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    // Like ssh with private keys: any access by group or others is refused, not just reads.
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Exposed {
+            path: path.into(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &std::fs::File) -> Result<(), KeyError> {
+    Ok(())
 }
 
 fn create_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
@@ -140,6 +207,73 @@ fn create_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn write_private(path: &Path, bytes: &[u8]) {
+        std::fs::write(path, bytes).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    fn from_file(path: &Path) -> Result<Pseudonymizer, KeyError> {
+        Pseudonymizer::load(&KeySource {
+            key_file: Some(path.to_path_buf()),
+            create_in: None,
+        })
+    }
+
+    #[test]
+    fn a_key_of_one_repeated_byte_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zeros.key");
+        write_private(&path, &[0u8; 32]);
+        let err = from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("all zeros") && err.contains("zeros.key"),
+            "{err}"
+        );
+        write_private(&path, b"00000000000000000000000000000000\n");
+        assert!(matches!(from_file(&path), Err(KeyError::Trivial { .. })));
+        write_private(&path, b"0123456789abcdef0123456789abcdef\n");
+        assert!(from_file(&path).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_refused_with_the_chmod_to_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        write_private(&path, b"0123456789abcdef0123456789abcdef\n");
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = from_file(&path).unwrap_err().to_string();
+            let chmod = format!("chmod 600 {}", path.display());
+            assert!(err.contains(&chmod), "{mode:o}: {err}");
+            assert!(!err.contains("0123456789abcdef"), "{err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(from_file(&path).is_ok());
+    }
+
+    #[test]
+    fn the_fingerprint_tells_keys_apart_and_does_not_show_the_key() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let a = Pseudonymizer::new(key).fingerprint();
+        assert_eq!(a, Pseudonymizer::new(key).fingerprint());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(
+            a,
+            Pseudonymizer::new(b"0123456789abcdef0123456789abcdeF").fingerprint()
+        );
+        assert!(!a.contains("0123456789abcdef"));
+        // Not the pseudonym of any account id a producer is likely to send.
+        let door = Pseudonymizer::new(key);
+        assert!(!a.starts_with(&door.viewer_id("").to_string()[2..]));
+    }
 
     #[test]
     fn viewer_id_is_v_and_32_hex_of_hmac_sha256() {
@@ -177,7 +311,7 @@ mod tests {
     fn short_keys_and_missing_keys_are_refused_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        std::fs::write(&path, "short\n").unwrap();
+        write_private(&path, b"short\n");
         let source = KeySource {
             key_file: Some(path),
             create_in: None,

@@ -136,7 +136,7 @@ impl Generator {
         for viewer in 0..config.viewers {
             // Spread first actions over 10 s so the load is smooth from the start.
             due.push(Reverse((
-                config.start_ms + rng.random_range(0..10_000),
+                config.start_ms.saturating_add(rng.random_range(0..10_000)),
                 viewer,
             )));
             states.push(State::Browsing);
@@ -180,7 +180,8 @@ impl Generator {
             } => self.watch(title, position_s, paused),
         };
         self.states[viewer as usize] = next_state;
-        (body, now + wait_ms)
+        // Saturates: a start near the end of time must not wrap events back to 1970.
+        (body, now.saturating_add(wait_ms))
     }
 
     fn browse(&mut self) -> (String, State, u64) {
@@ -443,6 +444,30 @@ mod tests {
             assert_eq!(after.ts_ms, 1_800_000_000_123);
             assert_eq!((after.viewer, &after.kind), (before.viewer, &before.kind));
         }
+    }
+
+    /// Simulated time saturates at the end of u64 rather than wrapping back to 1970: a
+    /// generator started there keeps its events in order and past their start.
+    #[test]
+    fn time_never_wraps_near_the_end_of_u64() {
+        let start_ms = u64::MAX - 15_000;
+        let config = GenConfig {
+            viewers: 20,
+            start_ms,
+            disorder: 0.0,
+            ..GenConfig::default()
+        };
+        let mut last = 0;
+        for record in Generator::new(config).take(2_000) {
+            assert!(
+                record.ts_ms >= start_ms && record.ts_ms >= last,
+                "{}",
+                record.ts_ms
+            );
+            assert!(record.due_ms >= record.ts_ms);
+            last = record.ts_ms;
+        }
+        assert_eq!(last, u64::MAX);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use rewind::decode::{MAX_TS_MS, MIN_TS_MS};
 use rewind::workload::{GenConfig, Generator};
 use rewind_connectors::Producer;
 
@@ -23,8 +24,10 @@ pub struct GenArgs {
     events: u64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Event time of the first event, ms since the epoch (default 2026-01-01T00:00:00Z).
-    #[arg(long)]
+    /// Event time of the first event, ms since the epoch (default 2026-01-01T00:00:00Z). The
+    /// pipeline takes years 2000 to 2099; a start outside them would make every event a dead
+    /// letter.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(MIN_TS_MS..MAX_TS_MS))]
     start_ms: Option<u64>,
     /// Fraction of events stamped up to 3 s early (reordering inside the default lateness).
     #[arg(long, default_value_t = 0.05)]
@@ -152,4 +155,27 @@ fn produce(
         args.events, args.topic
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::Cli;
+
+    fn gen_from(start_ms: &str) -> Result<Cli, clap::Error> {
+        let args = ["rewind", "gen", "--events", "1", "--out", "/dev/null"];
+        Cli::try_parse_from(args.into_iter().chain(["--start-ms", start_ms]))
+    }
+
+    #[test]
+    fn a_start_time_outside_the_pipelines_years_is_refused() {
+        for start in ["18446744073709551000", "4102444800000", "0", "946684799999"] {
+            let err = gen_from(start).unwrap_err().to_string();
+            assert!(err.contains("--start-ms"), "{start}: {err}");
+        }
+        for start in ["946684800000", "1767225600000", "4102444799999"] {
+            gen_from(start).unwrap_or_else(|e| panic!("{start}: {e}"));
+        }
+    }
 }

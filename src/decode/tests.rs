@@ -112,6 +112,145 @@ fn each_kind_of_bad_record_gets_its_reason() {
     );
 }
 
+/// Every string of the schema has a bound: an event within it decodes, one byte more is a
+/// dead letter whose reason names the field and the limit.
+#[test]
+fn every_string_of_an_event_is_bounded() {
+    let at = |field: &str, len: usize| {
+        let body = match field {
+            "row" => format!(
+                r#""type":"impression","title_id":"t","rank":1,"row":"{}""#,
+                "r".repeat(len)
+            ),
+            "query" => format!(r#""type":"search","query":"{}""#, "q".repeat(len)),
+            _ => r#""type":"click","title_id":"t""#.to_string(),
+        };
+        let mut fields = serde_json::Map::new();
+        let event: serde_json::Value = serde_json::from_str(&format!(
+            r#"{{"event_id":"e","user_id":"u","ts":{TS},{body}}}"#
+        ))
+        .unwrap();
+        fields.extend(event.as_object().unwrap().clone());
+        if !matches!(field, "row" | "query") {
+            fields.insert(field.into(), "x".repeat(len).into());
+        }
+        decode(&serde_json::Value::Object(fields).to_string())
+    };
+    let limits = [
+        ("event_id", MAX_ID_BYTES),
+        ("user_id", MAX_ID_BYTES),
+        ("title_id", MAX_ID_BYTES),
+        ("row", MAX_ROW_BYTES),
+        ("query", MAX_QUERY_BYTES),
+    ];
+    for (field, limit) in limits {
+        at(field, limit).unwrap_or_else(|e| panic!("{field} at its limit: {e}"));
+        let reason = at(field, limit + 1).unwrap_err();
+        assert_eq!(
+            reason,
+            DeadReason::TooLong {
+                field,
+                limit_bytes: limit
+            }
+        );
+        let text = reason.to_string();
+        assert!(
+            text.contains(field) && text.contains(&limit.to_string()),
+            "{text}"
+        );
+    }
+    // The optional title of a click's row and of a search are bounded too.
+    let json = format!(
+        r#"{{"event_id":"e","user_id":"u","ts":{TS},"type":"search","query":"q","title_id":"{}"}}"#,
+        "t".repeat(MAX_ID_BYTES + 1)
+    );
+    assert!(matches!(
+        decode(&json),
+        Err(DeadReason::TooLong {
+            field: "title_id",
+            ..
+        })
+    ));
+}
+
+/// 40 play_starts with 500 KB title ids once made a 326 MB store: a payload that size is
+/// far past anything the schema needs.
+#[test]
+fn a_payload_far_larger_than_the_schema_needs_is_a_dead_letter() {
+    let json = format!(
+        r#"{{"event_id":"e","user_id":"u","ts":{TS},"type":"play_start","title_id":"t","pad":"{}"}}"#,
+        " ".repeat(500_000)
+    );
+    assert!(matches!(decode(&json), Err(DeadReason::Oversized { .. })));
+}
+
+#[test]
+fn every_string_of_a_title_is_bounded() {
+    let title = |extra: &str| {
+        let json = format!(r#"{{"kind":"movie",{extra}}}"#);
+        decode_title(Some(json.as_bytes()))
+    };
+    let long = |n: usize| format!(r#""{}""#, "g".repeat(n));
+    let genres = |n: usize, len: usize| vec![long(len); n].join(",");
+    let ok = format!(
+        r#""title_id":{},"series_id":{},"rating":{},"genres":[{}]"#,
+        long(MAX_ID_BYTES),
+        long(MAX_ID_BYTES),
+        long(MAX_RATING_BYTES),
+        (0..MAX_GENRES)
+            .map(|i| format!(r#""{i:0width$}""#, width = MAX_GENRE_BYTES))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let decoded = title(&ok).unwrap();
+    assert_eq!(decoded.genres.len(), MAX_GENRES);
+    let cases = [
+        (
+            format!(r#""title_id":{}"#, long(MAX_ID_BYTES + 1)),
+            DeadReason::TooLong {
+                field: "title_id",
+                limit_bytes: MAX_ID_BYTES,
+            },
+        ),
+        (
+            format!(r#""title_id":"t","series_id":{}"#, long(MAX_ID_BYTES + 1)),
+            DeadReason::TooLong {
+                field: "series_id",
+                limit_bytes: MAX_ID_BYTES,
+            },
+        ),
+        (
+            format!(r#""title_id":"t","rating":{}"#, long(MAX_RATING_BYTES + 1)),
+            DeadReason::TooLong {
+                field: "rating",
+                limit_bytes: MAX_RATING_BYTES,
+            },
+        ),
+        (
+            format!(
+                r#""title_id":"t","genres":[{}]"#,
+                genres(1, MAX_GENRE_BYTES + 1)
+            ),
+            DeadReason::TooLong {
+                field: "genres",
+                limit_bytes: MAX_GENRE_BYTES,
+            },
+        ),
+        (
+            format!(r#""title_id":"t","genres":[{}]"#, genres(MAX_GENRES + 1, 1)),
+            DeadReason::TooMany {
+                field: "genres",
+                limit: MAX_GENRES,
+            },
+        ),
+    ];
+    for (extra, reason) in cases {
+        assert_eq!(title(&extra).unwrap_err(), reason, "{extra:.80}");
+        let text = reason.to_string();
+        assert!(text.contains("genres") || text.contains("_id") || text.contains("rating"));
+    }
+}
+
 #[test]
 fn a_reason_never_quotes_the_record() {
     let json = r#"{"event_id":"e","user_id":["secret@mail"],"ts":1767225600000,"type":"click"}"#;

@@ -215,9 +215,12 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
 const META_TICK: &str = "tick_ms";
 const META_LATENESS: &str = "lateness_ms";
 pub const META_LOG: &str = "log";
+/// The pseudonym key's fingerprint, never the key: see [`Pseudonymizer::fingerprint`].
+pub const META_KEY_FINGERPRINT: &str = "key_fingerprint";
 
-/// A store's tick, lateness and log are fixed when it is created: mixing them would make
-/// history rows of one store mean different things.
+/// A store's tick, lateness, log and pseudonym key are fixed when it is created: mixing them
+/// would make history rows of one store mean different things (with another key, every
+/// viewer would live on under two pseudonyms).
 fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineError> {
     let snap = store.snapshot()?;
     let mismatch = |what, stored: String, wanted: String, hint: &str| EngineError::Mismatch {
@@ -241,15 +244,33 @@ fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineE
             None => store.put_meta(key, &wanted.to_le_bytes())?,
         }
     }
-    match snap.meta(META_LOG)? {
-        Some(stored) if stored != config.log_id.as_bytes() => {
-            let stored = String::from_utf8_lossy(&stored).into_owned();
-            let hint = "Use a fresh --store for a different log";
-            Err(mismatch("log", stored, config.log_id.clone(), hint))
+    let fingerprint = config.door.fingerprint();
+    let fixed = [
+        (
+            META_LOG,
+            "log",
+            config.log_id.as_str(),
+            "Use a fresh --store for a different log",
+        ),
+        (
+            META_KEY_FINGERPRINT,
+            "the pseudonym key of fingerprint",
+            fingerprint.as_str(),
+            "Use the key the store was built with (--key-file or REWIND_PSEUDONYM_KEY), or \
+             replay the events into a fresh --store",
+        ),
+    ];
+    for (key, what, wanted, hint) in fixed {
+        match snap.meta(key)? {
+            Some(stored) if stored != wanted.as_bytes() => {
+                let stored = String::from_utf8_lossy(&stored).into_owned();
+                return Err(mismatch(what, stored, wanted.to_string(), hint));
+            }
+            Some(_) => {}
+            None => store.put_meta(key, wanted.as_bytes())?,
         }
-        Some(_) => Ok(()),
-        None => Ok(store.put_meta(META_LOG, config.log_id.as_bytes())?),
     }
+    Ok(())
 }
 
 fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineError> {

@@ -1,5 +1,8 @@
 //! Bad records among good ones: every good event counted, every bad one kept as a dead
-//! letter with its position and reason, no panic, nothing good lost.
+//! letter with its position and reason, no panic, nothing good lost. From a file too: what
+//! `rewind produce` loads, bad lines included.
+
+use std::path::{Path, PathBuf};
 
 use rewind::decode::MAX_PAYLOAD_BYTES;
 use rewind::workload::{GenConfig, Record};
@@ -116,4 +119,229 @@ fn each_kind_of_bad_record_becomes_a_dead_letter_and_good_ones_count() {
             .iter()
             .all(|l| !l.reason.contains("u9") && l.reason.len() < 200)
     );
+}
+
+fn event(ts: u64, user: &str, body: &str) -> Record {
+    Record {
+        key: user.into(),
+        json: format!(r#"{{"event_id":"e","user_id":"{user}","ts":{ts},{body}}}"#),
+        ts_ms: ts,
+        due_ms: ts,
+    }
+}
+
+/// Oversized ids and strings are stopped at the door: each becomes a dead letter naming the
+/// field and its limit, and none of it reaches the store.
+#[test]
+fn oversized_fields_become_dead_letters_naming_the_field_and_the_limit() {
+    let config = GenConfig {
+        viewers: 30,
+        titles: 10,
+        seed: 4,
+        ..GenConfig::default()
+    };
+    let (titles, good) = common::workload(config.clone(), 3_000);
+    let ts = config.start_ms + 5_000;
+    let long = |n: usize| "x".repeat(n);
+    let cases: Vec<(Record, &str)> = vec![
+        (
+            event(
+                ts,
+                "u9",
+                &format!(r#""type":"play_start","title_id":"{}""#, long(300)),
+            ),
+            "`title_id` exceeds the 256-byte limit",
+        ),
+        (
+            event(ts, &long(300), r#""type":"play_start","title_id":"t""#),
+            "`user_id` exceeds the 256-byte limit",
+        ),
+        (
+            event(
+                ts,
+                "u9",
+                &format!(r#""type":"search","query":"{}""#, long(1025)),
+            ),
+            "`query` exceeds the 1024-byte limit",
+        ),
+        (
+            event(
+                ts,
+                "u9",
+                &format!(
+                    r#""type":"impression","title_id":"t","rank":1,"row":"{}""#,
+                    long(257)
+                ),
+            ),
+            "`row` exceeds the 256-byte limit",
+        ),
+        (
+            event(
+                ts,
+                "u9",
+                &format!(r#""type":"play_start","title_id":"{}""#, long(100_000)),
+            ),
+            "exceeds the 65536-byte limit",
+        ),
+    ];
+    let mut events = good.clone();
+    for (i, (record, _)) in cases.iter().enumerate() {
+        events.insert(100 + i * 300, record.clone());
+    }
+    let mut all_titles = titles.clone();
+    all_titles.push(Record {
+        key: "tt-long".into(),
+        json: format!(
+            r#"{{"title_id":"tt-long","kind":"movie","genres":["{}"]}}"#,
+            long(200)
+        ),
+        ts_ms: 0,
+        due_ms: 0,
+    });
+
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &all_titles, &events, config.start_ms);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+
+    assert_eq!(summary.counters.events, good.len() as u64);
+    assert_eq!(summary.counters.dead_letters, cases.len() as u64 + 1);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let letters = snap.dead_letters().unwrap();
+    for (i, (_, reason)) in cases.iter().enumerate() {
+        let offset = (100 + i * 300) as u64;
+        let letter = letters
+            .iter()
+            .find(|l| l.topic == common::EVENTS && l.offset == offset)
+            .unwrap_or_else(|| panic!("no dead letter at offset {offset}"));
+        assert!(
+            letter.reason.contains(reason),
+            "{offset}: {}",
+            letter.reason
+        );
+    }
+    let title = letters.iter().find(|l| l.topic == common::TITLES).unwrap();
+    assert!(title.reason.contains("`genres`"), "{}", title.reason);
+    assert!(title.reason.contains("128-byte limit"), "{}", title.reason);
+    let bytes = std::fs::read(store.path().join(rewind_state::FILE_NAME)).unwrap();
+    assert!(!String::from_utf8_lossy(&bytes).contains(&long(257)));
+}
+
+/// Writes `lines` (raw bytes, one a line) to a file in `dir`.
+fn lines_file(dir: &Path, name: &str, lines: &[Vec<u8>]) -> PathBuf {
+    let path = dir.join(name);
+    let mut bytes = Vec::new();
+    for line in lines {
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `rewind produce` loads a line that is not UTF-8, or has a negative `ts`, like any other
+/// bad line: produced as its bytes (a negative `ts` is not made the record's timestamp), then
+/// dead-lettered by the pipeline. Nothing stops the load.
+#[test]
+fn produce_loads_bad_lines_for_the_pipeline_to_dead_letter() {
+    let config = GenConfig {
+        viewers: 30,
+        titles: 10,
+        seed: 6,
+        ..GenConfig::default()
+    };
+    let (titles, good) = common::workload(config.clone(), 2_000);
+    let mut lines: Vec<Vec<u8>> = good.iter().map(|r| r.json.clone().into_bytes()).collect();
+    // "café" in Latin-1: the 0xE9 byte is not UTF-8.
+    let not_utf8 = [
+        &br#"{"event_id":"e","type":"search","user_id":"u9","ts":1767225605000,"query":"caf"#[..],
+        &[0xe9],
+        br#""}"#,
+    ]
+    .concat();
+    assert!(std::str::from_utf8(&not_utf8).is_err());
+    lines.insert(500, not_utf8.clone());
+    let negative = br#"{"event_id":"e","type":"click","user_id":"u9","ts":-5,"title_id":"t"}"#;
+    lines.insert(1000, negative.to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let events = lines_file(dir.path(), "events.jsonl", &lines);
+    let title_lines: Vec<Vec<u8>> = titles.iter().map(|r| r.json.clone().into_bytes()).collect();
+    let titles = lines_file(dir.path(), "titles.jsonl", &title_lines);
+
+    let log = common::log(1);
+    let titles_ts = (config.start_ms - 60_000).to_string();
+    let b = log.brokers.as_str();
+    common::produce_files(
+        b,
+        titles.to_str().unwrap(),
+        &titles_ts,
+        events.to_str().unwrap(),
+    );
+    let stored = common::read_back(b, common::EVENTS);
+    assert_eq!(stored.len(), lines.len());
+    assert_eq!(stored[500].payload.as_deref(), Some(&not_utf8[..]));
+    assert_eq!(stored[1000].payload.as_deref(), Some(&negative[..]));
+    let stamped = stored[1000].timestamp_ms;
+    assert!(stamped.is_some_and(|t| t > 0), "{stamped:?}");
+
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(b, store.path(), 1);
+    assert_eq!(summary.counters.events, good.len() as u64);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let letters = snap.dead_letters().unwrap();
+    let at = |offset| {
+        letters
+            .iter()
+            .find(|l| l.offset == offset)
+            .map(|l| &l.reason)
+    };
+    assert!(
+        at(500).is_some_and(|r| r.contains("bad JSON")),
+        "{letters:?}"
+    );
+    assert!(at(1000).is_some_and(|r| r.contains("`ts`")), "{letters:?}");
+}
+
+/// A line the broker refuses (larger than any record it takes) stops `produce`; it says how
+/// many records are in the topic and after which line it stopped, and those are exactly the
+/// lines before.
+#[test]
+fn produce_says_what_it_delivered_and_where_it_stopped() {
+    let config = GenConfig {
+        viewers: 10,
+        titles: 5,
+        seed: 7,
+        ..GenConfig::default()
+    };
+    let (_, good) = common::workload(config, 100);
+    let mut lines: Vec<Vec<u8>> = good.iter().map(|r| r.json.clone().into_bytes()).collect();
+    // Past the producer's 16 MiB `message.max.bytes`.
+    let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(17 << 20));
+    lines.insert(60, huge.into_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let events = lines_file(dir.path(), "events.jsonl", &lines);
+    let log = common::log(1);
+    let out = common::rewind(&[
+        "produce",
+        "--brokers",
+        &log.brokers,
+        "--topic",
+        common::EVENTS,
+        "--file",
+        events.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("stopped after line 60"), "{stderr}");
+    assert!(stderr.contains("60 records"), "{stderr}");
+    assert!(stderr.contains("tail -n +61"), "{stderr}");
+    let stored = common::read_back(&log.brokers, common::EVENTS);
+    assert_eq!(stored.len(), 60);
+    assert_eq!(stored[59].payload.as_deref(), Some(&lines[59][..]));
 }
