@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use rewind::decode::{MAX_TS_MS, MIN_TS_MS};
 use rewind_connectors::{Producer, file};
@@ -92,25 +92,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
 }
 
 /// Queues each line of `path` keyed by its `user_id` or `title_id` and stamped with its `ts`
-/// (else `default_ts`); returns how many. The caller flushes.
-pub(super) fn load_lines(
-    producer: &Producer,
-    topic: &str,
-    path: &Path,
-    default_ts: Option<i64>,
-) -> anyhow::Result<u64> {
-    let mut progress = Progress::default();
-    load(producer, topic, path, default_ts, &mut progress).with_context(|| {
-        format!(
-            "loading {} into {topic} stopped after line {} ({} records queued)",
-            path.display(),
-            progress.through_line,
-            progress.queued
-        )
-    })?;
-    Ok(progress.queued)
-}
-
+/// (else `default_ts`), counting what was queued in `progress`. The caller flushes.
 fn load(
     producer: &Producer,
     topic: &str,
