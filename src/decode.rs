@@ -62,12 +62,7 @@ pub enum DeadReason {
     UnknownType,
     ImplausibleTs,
     OutOfRange(&'static str),
-    /// `ts` lies this far past the wall clock.
-    AheadOfClock {
-        ahead_ms: u64,
-    },
-    /// `ts` lay this far past its partition's newest event, and the partition's next event
-    /// did not follow it there.
+    /// `ts` lay this far past the next event of its partition, which did not follow it there.
     AheadOfPartition {
         ahead_ms: u64,
     },
@@ -105,15 +100,10 @@ impl std::fmt::Display for DeadReason {
                 )
             }
             DeadReason::OutOfRange(field) => write!(f, "field `{field}` is out of range"),
-            DeadReason::AheadOfClock { ahead_ms } => write!(
-                f,
-                "`ts` is {} s ahead of the wall clock: the producer's clock is wrong",
-                ahead_ms / 1000
-            ),
             DeadReason::AheadOfPartition { ahead_ms } => write!(
                 f,
-                "`ts` is {} s ahead of its partition's newest event and the next event did not \
-                 follow it: taken as a clock error, so it does not drag the watermark",
+                "`ts` is {} s ahead of the next event of its partition, which did not follow \
+                 it: taken as a clock error, so it does not drag the watermark",
                 ahead_ms / 1000
             ),
             DeadReason::TooLong {

@@ -259,10 +259,7 @@ fn move_old_store_aside(dir: &Path) -> Result<Option<PathBuf>, EmbeddedError> {
     // Held across the rename, so no run can start writing the file in between.
     let _held = match Store::open(dir) {
         Ok(store) => Some(store),
-        Err(StoreError::Open {
-            source: redb::DatabaseError::DatabaseAlreadyOpen,
-            ..
-        }) => return Err(EmbeddedError::StoreInUse { dir: dir.into() }),
+        Err(StoreError::Busy { .. }) => return Err(EmbeddedError::StoreInUse { dir: dir.into() }),
         // A file redb cannot open is no live run's store; it is kept aside all the same.
         Err(_) => None,
     };

@@ -10,21 +10,10 @@
 use rewind_dataflows::TimeMs;
 use rewind_dataflows::window::{floor_tick, visible_at};
 
-/// An event this far ahead of its partition's newest is held until the partition's next
-/// event confirms that time jumped (a gap in traffic) or shows it was a lone clock error. An
-/// hour is far beyond any reordering of honest clients, and short enough that a bad clock
-/// cannot hold a window's values hostage for long.
+/// How far one event may lead its partition before the partition's next event must vouch
+/// for it. An hour is far beyond any reordering of honest clients, and a gap in traffic that
+/// long is confirmed by the first event after it.
 pub const MAX_JUMP_MS: u64 = 3_600_000;
-/// An event stamped this far past the wall clock comes from a device whose clock is wrong:
-/// it is a dead letter. A day leaves room for any time-zone mistake that still means now.
-pub const MAX_AHEAD_OF_CLOCK_MS: u64 = 86_400_000;
-
-/// Milliseconds since the Unix epoch, by the wall clock; 0 if the clock is before 1970.
-pub fn now_ms() -> TimeMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as TimeMs)
-}
 
 /// Ticks and lateness, fixed for the life of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,12 +74,24 @@ impl PartitionClock {
         self.max_ts
     }
 
-    /// Whether an event at `ts` lies more than [`MAX_JUMP_MS`] past the partition's newest.
-    /// The first event of a partition never does: there is nothing yet to jump from.
-    pub fn is_jump(&self, ts: TimeMs) -> bool {
+    /// Whether an event at `ts` may only move this partition's watermark once the partition's
+    /// next event vouches for it ([`vouches`]): the first event of a partition (nothing vouches
+    /// for it yet), or one more than [`MAX_JUMP_MS`] past the partition's newest. One event
+    /// stamped in 2099 must not make every later event late.
+    pub fn needs_confirmation(&self, ts: TimeMs) -> bool {
         self.max_ts
-            .is_some_and(|max| ts > max.saturating_add(MAX_JUMP_MS))
+            .is_none_or(|max| ts > max.saturating_add(MAX_JUMP_MS))
     }
+}
+
+/// Whether an event at `next_ts` confirms a held event at `held_ts`: it lands at most
+/// [`MAX_JUMP_MS`] before it, or after it. Time really moved there; otherwise the held event
+/// was a lone clock error.
+pub fn vouches(next_ts: TimeMs, held_ts: TimeMs) -> bool {
+    next_ts.saturating_add(MAX_JUMP_MS) >= held_ts
+}
+
+impl PartitionClock {
 }
 
 #[cfg(test)]

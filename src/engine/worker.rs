@@ -20,7 +20,7 @@ use super::shared::Counters;
 use super::writer::{Report, Update};
 use super::{EngineError, LogSource, Plan, RunConfig, Shared};
 use crate::decode::{self, DeadReason, MAX_PAYLOAD_BYTES, MAX_TS_MS, MIN_TS_MS};
-use crate::time::{MAX_AHEAD_OF_CLOCK_MS, PartitionClock};
+use crate::time::{PartitionClock, vouches};
 
 /// Records handed to the dataflow per step: large enough to amortise a step, small enough to
 /// keep a step short when the dataflow has work queued.
@@ -57,9 +57,10 @@ struct Partition {
     /// back: a slow one never does, or a live run would place its backlog differently from
     /// a replay of the same log.
     at_end_since: Option<Instant>,
-    /// An event far ahead of the partition's newest, held until the partition's next event
-    /// says whether time really jumped ahead (it then lands at its own tick) or the event
-    /// was a lone clock error (a dead letter). One such event must not drag the watermark.
+    /// The partition's first event, or one far ahead of its newest, held until the
+    /// partition's next event says whether time really is there (it then lands at its own
+    /// tick) or the event was a lone clock error (a dead letter). One such event must not
+    /// drag the watermark.
     suspect: Option<Suspect>,
 }
 
@@ -81,8 +82,6 @@ struct Ingest<'a> {
     counters: Counters,
     unshared: Counters,
     max_time: TimeMs,
-    /// Events with a later `ts` are from the future: a producer's clock is wrong.
-    clock_ceiling_ms: TimeMs,
 }
 
 pub(crate) fn run(
@@ -175,7 +174,6 @@ impl<'a> Ingest<'a> {
             counters: Counters::default(),
             unshared: Counters::default(),
             max_time: 0,
-            clock_ceiling_ms: clock_ceiling_ms(),
         }
     }
 
@@ -313,25 +311,19 @@ impl<'a> Ingest<'a> {
 
     fn ingest_event(&mut self, i: usize, record: RecordRef<'_>) {
         let event = match decode::decode_event(record.payload, &self.ctx.config.door) {
-            Ok(event) if event.ts_ms > self.clock_ceiling_ms => {
-                let ahead_ms = event.ts_ms - self.clock_ceiling_ms + MAX_AHEAD_OF_CLOCK_MS;
-                return self.dead(record, DeadReason::AheadOfClock { ahead_ms });
-            }
             Ok(event) => event,
             Err(reason) => return self.dead(record, reason),
         };
-        let jumps = self.parts[i].clock.is_jump(event.ts_ms);
         if let Some(suspect) = self.parts[i].suspect.take() {
-            if jumps {
-                // Time really moved on: the held event was the first of the new stretch.
+            if vouches(event.ts_ms, suspect.event.ts_ms) {
                 self.place_event(i, suspect.event, suspect.offset);
             } else {
-                let ahead_ms = suspect.event.ts_ms - self.parts[i].clock.max_ts().unwrap_or(0);
+                let ahead_ms = suspect.event.ts_ms - event.ts_ms;
                 let reason = DeadReason::AheadOfPartition { ahead_ms };
                 self.dead_at(record.topic, record.partition, suspect.offset, reason);
             }
         }
-        if self.parts[i].clock.is_jump(event.ts_ms) {
+        if self.parts[i].clock.needs_confirmation(event.ts_ms) {
             self.parts[i].suspect = Some(Suspect {
                 event,
                 offset: record.offset,
@@ -427,7 +419,6 @@ impl<'a> Ingest<'a> {
     /// and publishes this batch's counts.
     fn advance(&mut self) {
         let shared = &self.ctx.shared;
-        self.clock_ceiling_ms = clock_ceiling_ms();
         // Nothing of ours holds time back: follow the other workers.
         let target = self
             .holding_frontier()
@@ -618,9 +609,6 @@ impl Outage {
     }
 }
 
-fn clock_ceiling_ms() -> TimeMs {
-    crate::time::now_ms().saturating_add(MAX_AHEAD_OF_CLOCK_MS)
-}
 
 /// Hands completed output to the writer, once per frontier advance.
 struct Reporter {

@@ -440,7 +440,7 @@ fn an_error_says_its_cause_once() {
     let run = snapshot(&store, &labels, &out, &[]);
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("cannot open store"), "{stderr}");
+    assert!(stderr.contains("is not a rewind store"), "{stderr}");
     assert_said_once(&stderr);
 
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
