@@ -82,6 +82,7 @@ fn main() {
             until_caught_up: true,
             // The whole log, every tick committed: what the replay before this change did.
             seal: true,
+            titles_from_start: false,
             idle: Duration::from_secs(2),
             max_outage: Duration::from_secs(300),
             commit_interval: Duration::from_millis(100),

@@ -276,6 +276,7 @@ pub fn ingest(config: &IngestConfig, door: Pseudonymizer) -> Result<IngestReport
         workers: config.workers,
         until_caught_up: false,
         seal: false,
+        titles_from_start: false,
         idle: Duration::from_secs(2),
         max_outage: Duration::from_secs(300),
         commit_interval: config.commit_interval,

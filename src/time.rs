@@ -91,8 +91,7 @@ pub fn vouches(next_ts: TimeMs, held_ts: TimeMs) -> bool {
     next_ts.saturating_add(MAX_JUMP_MS) >= held_ts
 }
 
-impl PartitionClock {
-}
+impl PartitionClock {}
 
 #[cfg(test)]
 mod tests {

@@ -91,6 +91,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         workers: args.engine.workers.into(),
         until_caught_up: true,
         seal: args.seal,
+        titles_from_start: args.engine.titles_from_start,
         idle: Duration::from_secs(2),
         max_outage: args.engine.max_outage(),
         // No freshness constraint: land big batches.

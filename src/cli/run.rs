@@ -68,6 +68,11 @@ pub(super) struct EngineArgs {
     /// with backoff, until then).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub max_outage_s: u64,
+    /// A title's first record applies from the start of time, whatever its Kafka timestamp:
+    /// for a catalogue produced today that holds for all of history. Later records of a title
+    /// still apply at their timestamps.
+    #[arg(long)]
+    pub titles_from_start: bool,
 }
 
 impl EngineArgs {
@@ -150,6 +155,7 @@ fn run_brokers(
         workers: args.engine.workers.into(),
         until_caught_up: args.until_caught_up,
         seal: args.seal,
+        titles_from_start: args.engine.titles_from_start,
         idle: Duration::from_secs(2),
         max_outage: args.engine.max_outage(),
         commit_interval: Duration::from_millis(100),
@@ -350,9 +356,10 @@ impl Status {
             )
         });
         eprintln!(
-            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | features written {}{outage}",
+            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | no title {} | features written {}{outage}",
             counters.late_events,
             counters.dead_letters,
+            counters.untitled_events,
             shared.changes_written()
         );
     }
@@ -370,9 +377,27 @@ pub(super) fn print_summary(summary: &RunSummary) {
     };
     eprintln!(
         "rewind: stopped with everything complete committed: {} records read ({} events, {} \
-         titles, {} late, {} dead letters), {} feature changes written, store frontier {frontier}",
-        c.records, c.events, c.titles, c.late_events, c.dead_letters, summary.changes_written
+         titles, {} late, {} dead letters, {} without a title), {} feature changes written, \
+         store frontier {frontier}",
+        c.records,
+        c.events,
+        c.titles,
+        c.late_events,
+        c.dead_letters,
+        c.untitled_events,
+        summary.changes_written
     );
+    // A catalogue stamped later than the events (produced today, with ordinary timestamps)
+    // silently empties every feature that joins titles: say so when it is more than a few.
+    if c.untitled_events * 100 > c.events.max(1) {
+        eprintln!(
+            "rewind: warning: {} of {} events named a title with no titles record as of their \
+             time; features that join titles skip them. If the catalogue was produced after the \
+             events, rebuild with --titles-from-start (a title's first record then applies \
+             from the start)",
+            c.untitled_events, c.events
+        );
+    }
     if summary.resumed_from_ms > 0 {
         eprintln!(
             "rewind: resumed: ticks before {} were already in the store and were recomputed from \

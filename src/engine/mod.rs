@@ -59,6 +59,10 @@ pub struct RunConfig {
     /// event so every tick is committed. Events appended to the log later are then late for
     /// this store (applied at its frontier, and counted), which is why it is a choice.
     pub seal: bool,
+    /// A title's first record applies from the start of time (as early as the run's time
+    /// still allows), whatever its Kafka timestamp: for a catalogue produced today that is
+    /// valid for the whole history. Later records of a title still apply at their timestamps.
+    pub titles_from_start: bool,
     /// Live runs only: a partition read to the end of its log, with nothing new for this long,
     /// stops holding time back; events it receives later are placed no earlier than the
     /// current input time. A partition with records left to read always holds time back.

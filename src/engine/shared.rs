@@ -12,6 +12,8 @@ pub struct Counters {
     pub late_events: u64,
     pub dead_letters: u64,
     pub titles: u64,
+    /// Events naming a title that had no titles record as of their time.
+    pub untitled_events: u64,
 }
 
 impl Counters {
@@ -21,6 +23,7 @@ impl Counters {
         self.late_events += other.late_events;
         self.dead_letters += other.dead_letters;
         self.titles += other.titles;
+        self.untitled_events += other.untitled_events;
     }
 }
 
@@ -32,6 +35,7 @@ pub struct Shared {
     late_events: AtomicU64,
     dead_letters: AtomicU64,
     titles: AtomicU64,
+    untitled_events: AtomicU64,
     /// Store frontier after the last commit.
     pub(crate) frontier_ms: AtomicU64,
     pub(crate) changes_written: AtomicU64,
@@ -59,6 +63,7 @@ impl Default for Shared {
             late_events: AtomicU64::default(),
             dead_letters: AtomicU64::default(),
             titles: AtomicU64::default(),
+            untitled_events: AtomicU64::default(),
             frontier_ms: AtomicU64::default(),
             changes_written: AtomicU64::default(),
             max_time_ms: AtomicU64::default(),
@@ -89,6 +94,8 @@ impl Shared {
         self.dead_letters
             .fetch_add(delta.dead_letters, Ordering::Relaxed);
         self.titles.fetch_add(delta.titles, Ordering::Relaxed);
+        self.untitled_events
+            .fetch_add(delta.untitled_events, Ordering::Relaxed);
     }
 
     pub fn counters(&self) -> Counters {
@@ -98,6 +105,7 @@ impl Shared {
             late_events: self.late_events.load(Ordering::Relaxed),
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             titles: self.titles.load(Ordering::Relaxed),
+            untitled_events: self.untitled_events.load(Ordering::Relaxed),
         }
     }
 

@@ -91,13 +91,31 @@ pub(crate) fn run(
 ) -> Result<(), EngineError> {
     let (index, peers) = (worker.index(), worker.peers());
     let output: Rc<RefCell<Vec<Update>>> = Rc::default();
-    let sink = output.clone();
+    let untitled: Rc<RefCell<Vec<(TimeMs, isize)>>> = Rc::default();
+    let (sink, untitled_sink) = (output.clone(), untitled.clone());
     let (events, titles, probe) = worker.dataflow::<TimeMs, _, _>(|scope| {
         let (events_in, events) = scope.new_collection::<Event, isize>();
         let (titles_in, titles) = scope.new_collection::<Title, isize>();
-        let (probe, _) = build_all(&Sources::new(events, titles), &library())
+        let known = titles.clone().map(|t| t.title_id).distinct();
+        let (probe, _) = build_all(&Sources::new(events.clone(), titles), &library())
             .inspect_batch(move |_, updates| sink.borrow_mut().extend_from_slice(updates))
             .probe();
+        // Events naming a title that has no record as of their time: a feature joining titles
+        // skips them. Summed per title and tick before the exchange, so it costs a record per
+        // title a batch, not one per event. An insert is an event that found no title; a title
+        // arriving later retracts, and is not counted.
+        events
+            .flat_map(|e| e.kind.title().cloned().map(|t| (t, ())))
+            .consolidate_stream()
+            .antijoin(known)
+            // antijoin is the records less their matches: only once consolidated does a
+            // matched event cancel out.
+            .consolidate()
+            .inspect_batch(move |_, updates| {
+                let found = updates.iter().filter(|u| u.2 > 0).map(|u| (u.1, u.2));
+                untitled_sink.borrow_mut().extend(found);
+            })
+            .probe_with(&probe);
         (events_in, titles_in, probe)
     });
     let mut ingest = Ingest::new(ctx, index, peers, events, titles);
@@ -106,6 +124,7 @@ pub(crate) fn run(
         index,
         tx,
         output,
+        untitled,
         reported: 0,
     };
     let result = ingest.drive(worker, &mut sources, &probe, &mut reporter);
@@ -362,7 +381,8 @@ impl<'a> Ingest<'a> {
             Err(reason) => return self.dead(record, reason),
         };
         // Titles carry no event time: a title takes effect at its record's Kafka timestamp,
-        // and one without a plausible timestamp at the partition's frontier.
+        // and one without a plausible timestamp at the partition's frontier. With
+        // `titles_from_start`, a title's first record applies from the start of time.
         let ts = record
             .timestamp_ms
             .map(|t| t.max(0) as u64)
@@ -370,7 +390,10 @@ impl<'a> Ingest<'a> {
         let floor = self.floor(i, record.offset);
         let policy = &self.ctx.config.policy;
         let clock = &mut self.parts[i].clock;
+        let first = !self.current_titles.contains_key(&title.title_id);
         let placed = match ts {
+            // As early as time still allows: reference data valid from the start.
+            _ if first && self.ctx.config.titles_from_start => floor.max(policy.tick_ms),
             Some(ts) => clock.place(ts, floor, policy).time,
             None => clock.frontier(policy).max(floor).max(policy.tick_ms),
         };
@@ -609,12 +632,13 @@ impl Outage {
     }
 }
 
-
 /// Hands completed output to the writer, once per frontier advance.
 struct Reporter {
     index: usize,
     tx: SyncSender<Report>,
     output: Rc<RefCell<Vec<Update>>>,
+    /// (tick, count) of events that found no title, not yet reported.
+    untitled: Rc<RefCell<Vec<(TimeMs, isize)>>>,
     reported: TimeMs,
 }
 
@@ -627,6 +651,20 @@ impl Reporter {
         let (updates, pending): (Vec<Update>, Vec<Update>) =
             output.drain(..).partition(|(_, time, _)| *time < frontier);
         *output = pending;
+        let mut untitled = self.untitled.borrow_mut();
+        let complete = untitled
+            .iter()
+            .filter(|u| u.0 < frontier)
+            .map(|u| u.1 as u64);
+        let count = complete.sum::<u64>();
+        untitled.retain(|u| u.0 >= frontier);
+        // Published here: a worker's last reports come after its last `advance`.
+        ingest.counters.untitled_events += count;
+        let delta = Counters {
+            untitled_events: count,
+            ..Counters::default()
+        };
+        ingest.ctx.shared.add(&delta);
         self.reported = self.reported.max(frontier);
         let positions = ingest.positions();
         ingest.ctx.shared.set_positions(&positions);

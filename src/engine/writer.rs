@@ -166,6 +166,7 @@ impl Writer {
                 ("late_events_total", total.late_events),
                 ("dead_letters_total", total.dead_letters),
                 ("titles_total", total.titles),
+                ("untitled_events_total", total.untitled_events),
             ],
             changes,
         };

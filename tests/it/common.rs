@@ -87,6 +87,7 @@ pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
         until_caught_up: true,
         // The oracle checks a finished log: every tick committed.
         seal: true,
+        titles_from_start: false,
         idle: Duration::from_secs(2),
         max_outage: Duration::from_secs(300),
         commit_interval: Duration::from_millis(50),

@@ -254,3 +254,86 @@ fn an_outage_past_the_limit_ends_the_run_clearly() {
     assert!(err.contains("has not answered for"), "{err}");
     assert!(err.contains("--max-outage-s"), "{err}");
 }
+
+/// A catalogue produced today, with ordinary record timestamps, is in force only from today:
+/// every earlier event finds no title. The run counts them, in its summary and the store, and
+/// says what to do; `titles_from_start` makes a title's first record valid for all history.
+#[test]
+fn events_without_a_title_are_counted_and_titles_from_start_fixes_them() {
+    let config = GenConfig {
+        viewers: 50,
+        titles: 10,
+        seed: 6,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 3_000);
+    let door = common::door();
+    let titled = events
+        .iter()
+        .filter(|r| {
+            let e = rewind::decode::decode_event(Some(r.json.as_bytes()), &door).unwrap();
+            e.kind.title().is_some()
+        })
+        .count() as u64;
+    let log = common::log(2);
+    let today = rewind::embedded::now_ms();
+    let stamped_today: Vec<Record> = titles
+        .iter()
+        .map(|t| Record {
+            ts_ms: today,
+            ..t.clone()
+        })
+        .collect();
+    common::produce(&log.brokers, common::TITLES, &stamped_today);
+    common::produce(&log.brokers, common::EVENTS, &events);
+
+    let plain = tempfile::tempdir().unwrap();
+    let run = common::run_caught_up(&log.brokers, plain.path(), 2);
+    assert_eq!(run.counters.untitled_events, titled);
+    let snap = ReadOnlyStore::open(plain.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    assert_eq!(
+        snap.meta_u64("untitled_events_total").unwrap(),
+        Some(titled)
+    );
+    let shares = |snap: &rewind_state::Snapshot| {
+        let rows = snap.history().unwrap().into_iter();
+        rows.filter(|r| r.feature == "viewer.genre_share_90d" && r.value_json.is_some())
+            .count()
+    };
+    assert_eq!(shares(&snap), 0, "no event saw a title");
+
+    let fixed = tempfile::tempdir().unwrap();
+    let mut from_start = common::config(&log.brokers, fixed.path(), 2);
+    from_start.titles_from_start = true;
+    let run = engine::run(from_start, Arc::new(Shared::default())).unwrap();
+    assert_eq!(run.counters.untitled_events, 0);
+    let snap = ReadOnlyStore::open(fixed.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    assert!(shares(&snap) > 0);
+
+    let cli = tempfile::tempdir().unwrap();
+    let out = common::rewind(&[
+        "run",
+        "--brokers",
+        &log.brokers,
+        "--store",
+        cli.path().to_str().unwrap(),
+        "--until-caught-up",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Unsealed, the run counts the events of the ticks it committed: what the store says.
+    let snap = ReadOnlyStore::open(cli.path()).unwrap().snapshot().unwrap();
+    let counted = snap.meta_u64("untitled_events_total").unwrap().unwrap();
+    assert!(counted > titled / 2, "{counted} of {titled}");
+    assert!(
+        stderr.contains(&format!("{counted} without a title"))
+            && stderr.contains("--titles-from-start"),
+        "{stderr}"
+    );
+}
