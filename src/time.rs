@@ -51,11 +51,13 @@ pub struct PartitionClock {
 impl PartitionClock {
     /// The smallest time any later event of this partition can be placed at; 0 before any.
     pub fn frontier(&self, policy: &TimePolicy) -> TimeMs {
-        match self.max_ts {
-            None => 0,
-            Some(max) => floor_tick(max.saturating_sub(policy.lateness_ms), policy.tick_ms)
-                .saturating_add(policy.tick_ms),
-        }
+        self.max_ts.map_or(0, |max| Self::frontier_of(max, policy))
+    }
+
+    /// The frontier of a partition whose newest event is at `max_ts`.
+    pub fn frontier_of(max_ts: TimeMs, policy: &TimePolicy) -> TimeMs {
+        floor_tick(max_ts.saturating_sub(policy.lateness_ms), policy.tick_ms)
+            .saturating_add(policy.tick_ms)
     }
 
     /// Places an event at `ts`, no earlier than `floor` (the input's current time), and moves
@@ -90,8 +92,6 @@ impl PartitionClock {
 pub fn vouches(next_ts: TimeMs, held_ts: TimeMs) -> bool {
     next_ts.saturating_add(MAX_JUMP_MS) >= held_ts
 }
-
-impl PartitionClock {}
 
 #[cfg(test)]
 mod tests {

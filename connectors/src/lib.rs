@@ -53,13 +53,24 @@ pub enum ConnectorError {
 impl ConnectorError {
     /// Whether the same call may succeed later.
     pub fn retryable(&self) -> bool {
+        use rdkafka::error::KafkaError::MessageConsumption;
+        use rdkafka::types::RDKafkaErrorCode as Code;
         match self {
-            ConnectorError::Consume(rdkafka::error::KafkaError::MessageConsumptionFatal(_)) => {
-                false
-            }
-            ConnectorError::Consume(_)
-            | ConnectorError::Metadata(_)
-            | ConnectorError::Unreachable(_) => true,
+            // The cluster or the way to it is down: librdkafka reconnects by itself. Anything
+            // else (a topic gone, no authorisation) will not heal by waiting.
+            ConnectorError::Consume(MessageConsumption(code)) => matches!(
+                code,
+                Code::AllBrokersDown
+                    | Code::BrokerTransportFailure
+                    | Code::NetworkException
+                    | Code::RequestTimedOut
+                    | Code::OperationTimedOut
+                    | Code::BrokerNotAvailable
+                    | Code::LeaderNotAvailable
+                    | Code::NotLeaderForPartition
+                    | Code::Resolve
+            ),
+            ConnectorError::Metadata(_) | ConnectorError::Unreachable(_) => true,
             _ => false,
         }
     }

@@ -389,7 +389,14 @@ pub(super) fn print_summary(summary: &RunSummary) {
     );
     // A catalogue stamped later than the events (produced today, with ordinary timestamps)
     // silently empties every feature that joins titles: say so when it is more than a few.
-    if c.untitled_events * 100 > c.events.max(1) {
+    if c.untitled_events * 100 > c.events.max(1) && c.titles == 0 {
+        eprintln!(
+            "rewind: warning: no title records were read, so the {} events that name a title \
+             found none, and features that join titles are empty: give the titles topic (or \
+             --titles-file)",
+            c.untitled_events
+        );
+    } else if c.untitled_events * 100 > c.events.max(1) {
         eprintln!(
             "rewind: warning: {} of {} events named a title with no titles record as of their \
              time; features that join titles skip them. If the catalogue was produced after the \

@@ -218,6 +218,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
 
 const META_TICK: &str = "tick_ms";
 const META_LATENESS: &str = "lateness_ms";
+const META_TITLES_FROM_START: &str = "titles_from_start";
 pub const META_LOG: &str = "log";
 /// The pseudonym key's fingerprint, never the key: see [`Pseudonymizer::fingerprint`].
 pub const META_KEY_FINGERPRINT: &str = "key_fingerprint";
@@ -237,6 +238,8 @@ fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineE
     let fixed = [
         (META_TICK, config.policy.tick_ms),
         (META_LATENESS, config.policy.lateness_ms),
+        // When a title takes effect is part of what every title-joining value means.
+        (META_TITLES_FROM_START, u64::from(config.titles_from_start)),
     ];
     for (key, wanted) in fixed {
         match snap.meta_u64(key)? {

@@ -220,6 +220,8 @@ impl<'a> Ingest<'a> {
         let mut outage = Outage::default();
         while !shared.stopping() {
             let read = if self.parts.iter().all(|p| p.done) {
+                // Waiting for the other workers to finish reading.
+                std::thread::sleep(IDLE_WAIT);
                 Ok(0)
             } else {
                 sources.drain(wait, |titles, polled| self.polled(titles, polled))
@@ -264,21 +266,26 @@ impl<'a> Ingest<'a> {
         reporter: &mut Reporter,
     ) -> Result<(), EngineError> {
         let shared = &self.ctx.shared;
+        // Settled: every worker has published its last input time.
+        let followed = shared.input_time_ms.load(Ordering::SeqCst);
         let end = if self.ctx.config.seal {
-            let last = shared.max_time_ms.load(Ordering::SeqCst);
-            let end = if last == 0 {
-                *self.events.time()
-            } else {
-                last + self.ctx.config.policy.tick_ms
-            };
-            self.events.advance_to(end.max(*self.events.time()));
-            self.titles.advance_to(end.max(*self.titles.time()));
-            end
+            match shared.max_time_ms.load(Ordering::SeqCst) {
+                0 => followed,
+                last => last + self.ctx.config.policy.tick_ms,
+            }
         } else {
-            // The dataflow's frontier is the smallest input time of all workers.
-            let end = shared.final_input_ms.load(Ordering::SeqCst);
-            if end == TimeMs::MAX { 0 } else { end }
+            // The smallest final input time of the workers that hold time back.
+            match shared.final_input_ms.load(Ordering::SeqCst) {
+                TimeMs::MAX => followed,
+                end => end,
+            }
         };
+        // Every partition is read, so no input can land below `end` any more: a worker that
+        // followed the others from behind moves up to it, or the frontier would wait for it.
+        if end > *self.events.time() {
+            self.events.advance_to(end);
+            self.titles.advance_to(end);
+        }
         self.events.flush();
         self.titles.flush();
         while probe.less_than(&end) && !shared.stopping() {
@@ -333,6 +340,14 @@ impl<'a> Ingest<'a> {
             Ok(event) => event,
             Err(reason) => return self.dead(record, reason),
         };
+        let behind = self.parts[i]
+            .clock
+            .max_ts()
+            .is_some_and(|max| event.ts_ms <= max);
+        if behind {
+            // A late event says nothing of a held one ahead: it neither confirms nor refutes.
+            return self.place_event(i, event, record.offset);
+        }
         if let Some(suspect) = self.parts[i].suspect.take() {
             if vouches(event.ts_ms, suspect.event.ts_ms) {
                 self.place_event(i, suspect.event, suspect.offset);
@@ -442,10 +457,17 @@ impl<'a> Ingest<'a> {
     /// and publishes this batch's counts.
     fn advance(&mut self) {
         let shared = &self.ctx.shared;
-        // Nothing of ours holds time back: follow the other workers.
-        let target = self
-            .holding_frontier()
-            .unwrap_or_else(|| shared.input_time_ms.load(Ordering::Relaxed));
+        // Nothing of ours holds time back: time may go as far as our idle partitions have
+        // seen (closing the ticks of their last events), or as the other workers have gone.
+        let target = self.holding_frontier().unwrap_or_else(|| {
+            let seen = self
+                .parts
+                .iter()
+                .filter(|p| !p.titles)
+                .map(|p| self.frontier(p));
+            let followed = shared.input_time_ms.load(Ordering::Relaxed);
+            seen.max().unwrap_or(0).max(followed)
+        });
         if target > *self.events.time() {
             self.events.advance_to(target);
             self.titles.advance_to(target);
@@ -476,19 +498,40 @@ impl<'a> Ingest<'a> {
             if p.titles {
                 !p.done && p.at_end_since.is_none()
             } else if config.until_caught_up {
-                p.clock.max_ts().is_some() || !p.done
+                p.clock.max_ts().is_some() || p.suspect.is_some() || !p.done
             } else {
                 !at_end_for(config.idle)
             }
         };
         let frontiers = self.parts.iter().filter(holds);
-        frontiers.map(|p| p.clock.frontier(&config.policy)).min()
+        frontiers.map(|p| self.frontier(p)).min()
     }
 
+    /// The smallest time a partition's next event can land at: its watermark, and once it
+    /// reads records new to the store, the store's frontier (the floor those records get).
+    fn frontier(&self, p: &Partition) -> TimeMs {
+        let policy = &self.ctx.config.policy;
+        let own = match (&p.suspect, p.clock.max_ts()) {
+            // A held first event holds time back where it would once placed: if it is real,
+            // events after it in this partition must find time where one run leaves it.
+            (Some(held), None) => PartitionClock::frontier_of(held.event.ts_ms, policy),
+            _ => p.clock.frontier(policy),
+        };
+        if p.next_offset >= p.resume_offset {
+            own.max(self.ctx.plan.resume_frontier_ms)
+        } else {
+            own
+        }
+    }
+
+    /// Where each partition's reading stands for the store: a held event is not yet applied,
+    /// so a restart must read it again as new to the store (it then lands no earlier than the
+    /// store's frontier).
     fn positions(&self) -> Vec<(String, u32, u64)> {
+        let position = |p: &Partition| p.suspect.as_ref().map_or(p.next_offset, |s| s.offset);
         self.parts
             .iter()
-            .map(|p| (p.topic.clone(), p.partition, p.next_offset))
+            .map(|p| (p.topic.clone(), p.partition, position(p)))
             .collect()
     }
 }
@@ -627,7 +670,11 @@ impl Outage {
         }
         shared.set_outage(Some(err.to_string()));
         self.backoff = (self.backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
-        std::thread::sleep(self.backoff);
+        // In slices, so a stop is heard at once.
+        let until = Instant::now() + self.backoff;
+        while Instant::now() < until && !shared.stopping() {
+            std::thread::sleep(FIRST_BACKOFF.min(until - Instant::now()));
+        }
         Ok(None)
     }
 }

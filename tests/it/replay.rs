@@ -248,3 +248,43 @@ fn replay_from_a_file_reads_every_line_however_large() {
     assert_eq!(snap.next_offsets().unwrap()[0].2, 150_002);
     assert!(ok(&verify(&store)).starts_with("ok: "));
 }
+
+/// A file is one partition, so a second worker has none: it follows the first, and the run
+/// must still end, every time, with the store one worker writes.
+#[test]
+fn replay_from_a_file_with_more_workers_than_partitions_ends_with_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, titles) = gen_files(
+        dir.path(),
+        &["--viewers", "30", "--titles", "10", "--events", "3000"],
+    );
+    let replay = |name: &str, workers: &str| {
+        let store = dir.path().join(name);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(["replay", "--file", &events, "--titles-file", &titles])
+            .args(["--store", store.to_str().unwrap(), "--workers", workers])
+            .env(
+                "REWIND_PSEUDONYM_KEY",
+                std::str::from_utf8(common::KEY).unwrap(),
+            )
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(60) {
+                child.kill().unwrap();
+                panic!("replay with {workers} workers did not end");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(child.wait().unwrap().success());
+        store
+    };
+    let twos: Vec<_> = (0..6).map(|r| replay(&format!("two-{r}"), "2")).collect();
+    let one_store = replay("one", "1");
+    let one = tables(&one_store);
+    for two in &twos {
+        assert_eq!(tables(two), one);
+    }
+}
