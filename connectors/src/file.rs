@@ -11,22 +11,6 @@ use std::path::{Path, PathBuf};
 use crate::kafka::{Polled, RecordRef};
 use crate::{ConnectorError, Result};
 
-/// Calls `f` with each non-empty line of `path`.
-pub fn for_each_line(path: &Path, mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
-    let file_err = |source| ConnectorError::File {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(file_err)?;
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(file_err)?;
-        if !line.trim().is_empty() {
-            f(&line)?;
-        }
-    }
-    Ok(())
-}
-
 /// Calls `f` with the number (from 1) and the bytes of each non-blank line of `path`, whatever
 /// its encoding: a line that is not UTF-8 is a bad record for the pipeline to judge, not a
 /// reason to stop reading. The line ending (`\n` or `\r\n`) is not part of the line.
