@@ -66,43 +66,17 @@ fn each_kind_of_bad_record_becomes_a_dead_letter_and_good_ones_count() {
         ),
         (bad(String::new()), "empty payload"),
     ];
-    let mut events = good.clone();
-    for (i, (record, _)) in cases.iter().enumerate() {
-        events.insert(100 + i * 300, record.clone());
-    }
-    let mut all_titles = titles.clone();
-    all_titles.push(Record {
+    let bad_title = Record {
         key: "tt-bad".into(),
         json: r#"{"title_id":"tt-bad"}"#.into(),
         ts_ms: 0,
         due_ms: 0,
-    });
-
-    let log = common::log(1);
-    common::produce_workload(&log.brokers, &all_titles, &events, config.start_ms);
-    let store = tempfile::tempdir().unwrap();
-    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
-
-    assert_eq!(summary.counters.events, good.len() as u64);
-    assert_eq!(summary.counters.dead_letters, cases.len() as u64 + 1);
+    };
+    let (store, letters) = run_with_bad_records(&config, &titles, &good, &cases, bad_title);
     let snap = ReadOnlyStore::open(store.path())
         .unwrap()
         .snapshot()
         .unwrap();
-    let letters = snap.dead_letters().unwrap();
-    assert_eq!(letters.len(), cases.len() + 1);
-    for (i, (_, reason)) in cases.iter().enumerate() {
-        let offset = (100 + i * 300) as u64;
-        let letter = letters
-            .iter()
-            .find(|l| l.topic == common::EVENTS && l.offset == offset);
-        let letter = letter.unwrap_or_else(|| panic!("no dead letter at offset {offset}"));
-        assert!(
-            letter.reason.contains(reason),
-            "offset {offset}: {:?} lacks {reason:?}",
-            letter.reason
-        );
-    }
     let title = letters.iter().find(|l| l.topic == common::TITLES).unwrap();
     assert!(title.reason.contains("`kind`"), "{}", title.reason);
     assert_eq!(
@@ -184,12 +158,7 @@ fn oversized_fields_become_dead_letters_naming_the_field_and_the_limit() {
             "exceeds the 65536-byte limit",
         ),
     ];
-    let mut events = good.clone();
-    for (i, (record, _)) in cases.iter().enumerate() {
-        events.insert(100 + i * 300, record.clone());
-    }
-    let mut all_titles = titles.clone();
-    all_titles.push(Record {
+    let bad_title = Record {
         key: "tt-long".into(),
         json: format!(
             r#"{{"title_id":"tt-long","kind":"movie","genres":["{}"]}}"#,
@@ -197,32 +166,8 @@ fn oversized_fields_become_dead_letters_naming_the_field_and_the_limit() {
         ),
         ts_ms: 0,
         due_ms: 0,
-    });
-
-    let log = common::log(1);
-    common::produce_workload(&log.brokers, &all_titles, &events, config.start_ms);
-    let store = tempfile::tempdir().unwrap();
-    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
-
-    assert_eq!(summary.counters.events, good.len() as u64);
-    assert_eq!(summary.counters.dead_letters, cases.len() as u64 + 1);
-    let snap = ReadOnlyStore::open(store.path())
-        .unwrap()
-        .snapshot()
-        .unwrap();
-    let letters = snap.dead_letters().unwrap();
-    for (i, (_, reason)) in cases.iter().enumerate() {
-        let offset = (100 + i * 300) as u64;
-        let letter = letters
-            .iter()
-            .find(|l| l.topic == common::EVENTS && l.offset == offset)
-            .unwrap_or_else(|| panic!("no dead letter at offset {offset}"));
-        assert!(
-            letter.reason.contains(reason),
-            "{offset}: {}",
-            letter.reason
-        );
-    }
+    };
+    let (store, letters) = run_with_bad_records(&config, &titles, &good, &cases, bad_title);
     let title = letters.iter().find(|l| l.topic == common::TITLES).unwrap();
     assert!(title.reason.contains("`genres`"), "{}", title.reason);
     assert!(title.reason.contains("128-byte limit"), "{}", title.reason);
@@ -344,4 +289,49 @@ fn produce_says_what_it_delivered_and_where_it_stopped() {
     let stored = common::read_back(&log.brokers, common::EVENTS);
     assert_eq!(stored.len(), 60);
     assert_eq!(stored[59].payload.as_deref(), Some(&lines[59][..]));
+}
+
+/// Produces `good` with each of `cases` inserted (at offsets 100, 400, ...), after `titles`
+/// and one `bad_title`, and runs to the end of the log. Checks that every good event counts
+/// and that each bad record is a dead letter at its offset with its reason. Returns the store
+/// and its dead letters.
+fn run_with_bad_records(
+    config: &GenConfig,
+    titles: &[Record],
+    good: &[Record],
+    cases: &[(Record, &str)],
+    bad_title: Record,
+) -> (tempfile::TempDir, Vec<rewind_state::DeadLetterRow>) {
+    let mut events = good.to_vec();
+    for (i, (record, _)) in cases.iter().enumerate() {
+        events.insert(100 + i * 300, record.clone());
+    }
+    let mut all_titles = titles.to_vec();
+    all_titles.push(bad_title);
+    let log = common::log(1);
+    common::produce_workload(&log.brokers, &all_titles, &events, config.start_ms);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+
+    assert_eq!(summary.counters.events, good.len() as u64);
+    assert_eq!(summary.counters.dead_letters, cases.len() as u64 + 1);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let letters = snap.dead_letters().unwrap();
+    assert_eq!(letters.len(), cases.len() + 1);
+    for (i, (_, reason)) in cases.iter().enumerate() {
+        let offset = (100 + i * 300) as u64;
+        let letter = letters
+            .iter()
+            .find(|l| l.topic == common::EVENTS && l.offset == offset);
+        let letter = letter.unwrap_or_else(|| panic!("no dead letter at offset {offset}"));
+        assert!(
+            letter.reason.contains(reason),
+            "offset {offset}: {:?} lacks {reason:?}",
+            letter.reason
+        );
+    }
+    (store, letters)
 }
