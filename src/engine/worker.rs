@@ -13,7 +13,11 @@ use rewind_connectors::file::FileSource;
 use rewind_connectors::{ConnectorError, KafkaSource, Polled, RecordRef};
 use rewind_dataflows::{Event, Sources, TimeMs, Title, build_all, library};
 use rewind_state::DeadLetter;
-use timely::dataflow::ProbeHandle;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::Probe;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 
 use super::shared::Counters;
@@ -97,9 +101,8 @@ pub(crate) fn run(
         let (events_in, events) = scope.new_collection::<Event, isize>();
         let (titles_in, titles) = scope.new_collection::<Title, isize>();
         let known = titles.clone().map(|t| t.title_id).distinct();
-        let (probe, _) = build_all(&Sources::new(events.clone(), titles), &library())
-            .inspect_batch(move |_, updates| sink.borrow_mut().extend_from_slice(updates))
-            .probe();
+        let outputs = build_all(&Sources::new(events.clone(), titles), &library());
+        let (probe, _) = take_into(outputs.inner, sink).probe();
         // Events naming a title that has no record as of their time: a feature joining titles
         // skips them. Summed per title and tick before the exchange, so it costs a record per
         // title a batch, not one per event. An insert is an event that found no title; a title
@@ -727,6 +730,19 @@ impl Reporter {
         // A closed channel means the writer failed; it has told `shared` why.
         let _ = self.tx.send(report);
     }
+}
+
+/// Moves every update of `stream` into `sink`, where the writer's reports take them from. The
+/// updates are moved, not copied: the output is the dataflow's largest stream, and a copy
+/// cost an allocation per entity id and value. The (empty) stream returned carries the
+/// input's frontier, for a probe: once it passes a time, that time's updates are in `sink`.
+fn take_into<'s, D: 'static>(
+    stream: Stream<'s, TimeMs, Vec<(D, TimeMs, isize)>>,
+    sink: Rc<RefCell<Vec<(D, TimeMs, isize)>>>,
+) -> Stream<'s, TimeMs, Vec<(D, TimeMs, isize)>> {
+    stream.unary::<CapacityContainerBuilder<_>, _, _, _>(Pipeline, "TakeOutput", |_, _| {
+        move |input, _output| input.for_each(|_, updates| sink.borrow_mut().append(updates))
+    })
 }
 
 /// The dataflow's output frontier: every time below it is complete. An empty frontier (all
