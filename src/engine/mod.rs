@@ -12,6 +12,7 @@
 //! writes only the ticks at or after the store's frontier. Placement depends only on each
 //! partition's own prefix, so the replayed ticks equal those an uninterrupted run would write.
 
+mod pool;
 mod shared;
 mod worker;
 mod writer;
@@ -186,10 +187,12 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         config: config.clone(),
         plan,
         shared: shared.clone(),
+        pool: pool::DecodePool::default(),
     });
     let tx = std::sync::Mutex::new(tx);
     let guards = timely::execute(timely::Config::process(workers), move |w| {
         let tx = tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let _stop = StopOnPanic(&context.shared);
         worker::run(w, &context, tx)
     })
     .map_err(EngineError::Workers)?;
@@ -198,7 +201,11 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => worker_error = worker_error.or(Some(e)),
-            Err(panic) => worker_error = worker_error.or(Some(EngineError::Workers(panic))),
+            // Timely hands over the panic as an opaque payload; its message is on stderr.
+            Err(_) => {
+                let panicked = EngineError::Workers("a worker panicked, as printed above".into());
+                worker_error = worker_error.or(Some(panicked));
+            }
         }
     }
     let written = writer
@@ -214,6 +221,18 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         resumed_from_ms,
         warnings,
     })
+}
+
+/// A worker that panics stops the others: they would otherwise wait for it forever, and the
+/// run would hang instead of ending with the panic as its error.
+struct StopOnPanic<'a>(&'a Shared);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop();
+        }
+    }
 }
 
 const META_TICK: &str = "tick_ms";

@@ -20,6 +20,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 
+use super::pool::{DecodePool, Decoded, Payloads};
 use super::shared::Counters;
 use super::writer::{Report, Update};
 use super::{EngineError, LogSource, Plan, RunConfig, Shared};
@@ -43,6 +44,8 @@ pub(crate) struct Context {
     pub config: RunConfig,
     pub plan: Plan,
     pub shared: std::sync::Arc<Shared>,
+    /// Where a worker with nothing to read decodes for the one that reads a file.
+    pub pool: DecodePool,
 }
 
 struct Partition {
@@ -86,6 +89,20 @@ struct Ingest<'a> {
     counters: Counters,
     unshared: Counters,
     max_time: TimeMs,
+    /// Other workers, which decode parts of each batch read from a file (one partition,
+    /// read by one worker); 0 for Kafka, whose partitions spread over the workers.
+    helpers: usize,
+    /// A file batch's records, decoded together once the batch is read.
+    batch: FileBatch,
+}
+
+/// Events read from a file but not yet decoded: their payloads and offsets, and whether the
+/// file's end came after them.
+#[derive(Default)]
+struct FileBatch {
+    payloads: Payloads,
+    offsets: Vec<u64>,
+    end: bool,
 }
 
 pub(crate) fn run(
@@ -196,6 +213,11 @@ impl<'a> Ingest<'a> {
             counters: Counters::default(),
             unshared: Counters::default(),
             max_time: 0,
+            helpers: match ctx.config.source {
+                LogSource::Files { .. } => peers - 1,
+                LogSource::Kafka { .. } => 0,
+            },
+            batch: FileBatch::default(),
         }
     }
 
@@ -223,11 +245,16 @@ impl<'a> Ingest<'a> {
         let mut outage = Outage::default();
         while !shared.stopping() {
             let read = if self.parts.iter().all(|p| p.done) {
-                // Waiting for the other workers to finish reading.
-                std::thread::sleep(IDLE_WAIT);
+                // Waiting for the other workers to finish reading: meanwhile, decoding for
+                // one that reads a file.
+                let door = &config.door;
+                let mut decode = |payload: &[u8]| decode::decode_event(Some(payload), door);
+                self.ctx.pool.help(IDLE_WAIT, &mut decode);
                 Ok(0)
             } else {
-                sources.drain(wait, |titles, polled| self.polled(titles, polled))
+                let read = sources.drain(wait, |titles, polled| self.polled(titles, polled));
+                self.ingest_file_batch();
+                read
             };
             // During an outage nothing was read, and the pause has been taken.
             let read = outage
@@ -300,19 +327,65 @@ impl<'a> Ingest<'a> {
 
     fn polled(&mut self, titles: bool, polled: Polled<'_>) {
         match polled {
-            Polled::Record(record) => self.ingest(titles, record),
-            Polled::End { partition } => {
-                if let Some(&i) = self.index.get(&(titles, partition)) {
-                    let part = &mut self.parts[i];
-                    part.at_end_since.get_or_insert_with(Instant::now);
-                    // The end of the log as it is now lies at or past its end as of start.
-                    part.done |= self.ctx.config.until_caught_up;
-                }
+            Polled::Record(record) if self.helpers > 0 && !titles => {
+                let batch = &mut self.batch;
+                batch.payloads.push(record.payload.unwrap_or_default());
+                batch.offsets.push(record.offset);
             }
+            Polled::End { .. } if self.helpers > 0 && !titles => self.batch.end = true,
+            Polled::Record(record) => self.ingest(titles, record, None),
+            Polled::End { partition } => self.partition_end(titles, partition),
         }
     }
 
-    fn ingest(&mut self, titles: bool, record: RecordRef<'_>) {
+    fn partition_end(&mut self, titles: bool, partition: u32) {
+        if let Some(&i) = self.index.get(&(titles, partition)) {
+            let part = &mut self.parts[i];
+            part.at_end_since.get_or_insert_with(Instant::now);
+            // The end of the log as it is now lies at or past its end as of start.
+            part.done |= self.ctx.config.until_caught_up;
+        }
+    }
+
+    /// Decodes the file batch just read, shared with the other workers, and ingests it in
+    /// the file's order, as if each record had been decoded as it was read.
+    fn ingest_file_batch(&mut self) {
+        let mut batch = std::mem::take(&mut self.batch);
+        if batch.offsets.is_empty() && !batch.end {
+            self.batch = batch;
+            return;
+        }
+        let door = &self.ctx.config.door;
+        let mut decode = |payload: &[u8]| decode::decode_event(Some(payload), door);
+        let payloads = std::sync::Arc::new(std::mem::take(&mut batch.payloads));
+        let (payloads, decoded) = self
+            .ctx
+            .pool
+            .decode_all(payloads, self.helpers, &mut decode);
+        let topic = self.ctx.plan.events.topic.clone();
+        for ((k, offset), decoded) in batch.offsets.iter().enumerate().zip(decoded) {
+            let record = RecordRef {
+                topic: &topic,
+                partition: 0,
+                offset: *offset,
+                timestamp_ms: None,
+                key: None,
+                payload: Some(payloads.get(k)),
+            };
+            self.ingest(false, record, Some(decoded));
+        }
+        if batch.end {
+            self.partition_end(false, 0);
+        }
+        // Kept for the next batch unless a helper still holds the part it found taken.
+        batch.payloads = std::sync::Arc::try_unwrap(payloads).unwrap_or_default();
+        batch.payloads.clear();
+        batch.offsets.clear();
+        batch.end = false;
+        self.batch = batch;
+    }
+
+    fn ingest(&mut self, titles: bool, record: RecordRef<'_>, decoded: Option<Decoded>) {
         let Some(&i) = self.index.get(&(titles, record.partition)) else {
             return;
         };
@@ -334,12 +407,14 @@ impl<'a> Ingest<'a> {
         if titles {
             self.ingest_title(i, record);
         } else {
-            self.ingest_event(i, record);
+            self.ingest_event(i, record, decoded);
         }
     }
 
-    fn ingest_event(&mut self, i: usize, record: RecordRef<'_>) {
-        let event = match decode::decode_event(record.payload, &self.ctx.config.door) {
+    fn ingest_event(&mut self, i: usize, record: RecordRef<'_>, decoded: Option<Decoded>) {
+        let decoded =
+            decoded.unwrap_or_else(|| decode::decode_event(record.payload, &self.ctx.config.door));
+        let event = match decoded {
             Ok(event) => event,
             Err(reason) => return self.dead(record, reason),
         };

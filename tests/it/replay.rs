@@ -256,8 +256,18 @@ fn replay_from_a_file_with_more_workers_than_partitions_ends_with_the_same_store
     let dir = tempfile::tempdir().unwrap();
     let (events, titles) = gen_files(
         dir.path(),
-        &["--viewers", "30", "--titles", "10", "--events", "3000"],
+        &["--viewers", "30", "--titles", "10", "--events", "6000"],
     );
+    // Bad lines and one event far ahead, spread over the batches other workers help decode:
+    // each must stay a dead letter at its own line, whoever decodes it.
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for (n, at) in [10usize, 1_500, 2_999, 4_700].into_iter().enumerate() {
+        lines.insert(at, format!("{{\"type\":\"heartbeat\",\"bad\":{n}"));
+    }
+    let far = lines[3_000].replacen("\"ts\":", "\"ts\":3786912000000, \"was\":", 1);
+    lines.insert(3_001, far);
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
     let replay = |name: &str, workers: &str| {
         let store = dir.path().join(name);
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
@@ -281,10 +291,19 @@ fn replay_from_a_file_with_more_workers_than_partitions_ends_with_the_same_store
         assert!(child.wait().unwrap().success());
         store
     };
+    let dead = |store: &Path| {
+        let snap = ReadOnlyStore::open(store).unwrap().snapshot().unwrap();
+        let letters = snap.dead_letters().unwrap().into_iter();
+        letters.map(|d| (d.offset, d.reason)).collect::<Vec<_>>()
+    };
     let twos: Vec<_> = (0..6).map(|r| replay(&format!("two-{r}"), "2")).collect();
     let one_store = replay("one", "1");
     let one = tables(&one_store);
+    let one_dead = dead(&one_store);
+    let offsets: Vec<u64> = one_dead.iter().map(|d| d.0).collect();
+    assert_eq!(offsets, [10, 1_500, 2_999, 3_001, 4_701]);
     for two in &twos {
         assert_eq!(tables(two), one);
+        assert_eq!(dead(two), one_dead);
     }
 }

@@ -1,0 +1,241 @@
+//! Decoding shared between workers, for a log that one worker reads alone.
+//!
+//! A file is one partition, so one worker reads all of it, and with it every event's JSON
+//! and pseudonym, while the other workers wait for the events it exchanges to them. Here the
+//! reading worker cuts each batch it reads into parts, decodes one itself, and leaves the rest
+//! to whichever worker is free; it then places every event itself, in log order. Placement in
+//! time depends only on the order of the log, so it is exactly what one worker decoding
+//! everything gives; the pool changes who decodes, never what a record becomes.
+//!
+//! No worker ever waits on a part nobody has taken: the reader decodes every part still queued
+//! when it needs the results, and waits only for parts another worker is decoding right now.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rewind_dataflows::Event;
+
+use crate::decode::DeadReason;
+
+pub(crate) type Decoded = Result<Event, DeadReason>;
+
+/// Records of one batch, as raw payloads back to back.
+#[derive(Default)]
+pub(crate) struct Payloads {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Payloads {
+    pub fn push(&mut self, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
+/// One part of a batch: a range of its records, and their decoded events once done.
+struct Part {
+    payloads: Arc<Payloads>,
+    range: std::ops::Range<usize>,
+    claimed: AtomicBool,
+    done: Mutex<Option<Vec<Decoded>>>,
+    finished: Condvar,
+}
+
+impl Part {
+    /// Decodes the part if nobody has yet; true if this caller did.
+    fn run(&self, decode: &mut dyn FnMut(&[u8]) -> Decoded) -> bool {
+        if self.claimed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let out = self
+            .range
+            .clone()
+            .map(|i| decode(self.payloads.get(i)))
+            .collect();
+        *lock(&self.done) = Some(out);
+        self.finished.notify_all();
+        true
+    }
+
+    fn wait(&self) -> Vec<Decoded> {
+        let mut done = lock(&self.done);
+        loop {
+            if let Some(out) = done.take() {
+                return out;
+            }
+            done = self.finished.wait(done).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The queue of parts waiting for a free worker.
+#[derive(Default)]
+pub(crate) struct DecodePool {
+    queue: Mutex<VecDeque<Arc<Part>>>,
+    queued: Condvar,
+}
+
+/// A batch smaller than this is decoded by its reader alone: handing it out costs more.
+const MIN_SHARED: usize = 1_024;
+
+impl DecodePool {
+    /// Decodes every payload of `payloads`, in order, with up to `helpers` other workers
+    /// taking parts. `decode` is the reader's own. The payloads come back shared: a helper
+    /// may still hold the part it found already taken.
+    pub fn decode_all(
+        &self,
+        payloads: Arc<Payloads>,
+        helpers: usize,
+        decode: &mut dyn FnMut(&[u8]) -> Decoded,
+    ) -> (Arc<Payloads>, Vec<Decoded>) {
+        let n = payloads.len();
+        if helpers == 0 || n < MIN_SHARED {
+            let out = (0..n).map(|i| decode(payloads.get(i))).collect();
+            return (payloads, out);
+        }
+        let step = n.div_ceil(helpers + 1);
+        let parts: Vec<Arc<Part>> = (0..n)
+            .step_by(step)
+            .map(|start| {
+                Arc::new(Part {
+                    payloads: payloads.clone(),
+                    range: start..(start + step).min(n),
+                    claimed: AtomicBool::new(false),
+                    done: Mutex::new(None),
+                    finished: Condvar::new(),
+                })
+            })
+            .collect();
+        lock(&self.queue).extend(parts[1..].iter().cloned());
+        self.queued.notify_all();
+        let mut out = Vec::with_capacity(n);
+        for part in &parts {
+            // Ours if nobody took it: the reader never waits on a part left in the queue.
+            part.run(decode);
+            out.extend(part.wait());
+        }
+        // Parts the reader ran itself are still queued; helpers skip claimed parts anyway.
+        lock(&self.queue).retain(|p| !p.claimed.load(Ordering::Acquire));
+        (payloads, out)
+    }
+
+    /// Decodes queued parts with `decode` until none is left; waits up to `wait` for one to
+    /// arrive first. Returns whether any part was decoded.
+    pub fn help(&self, wait: Duration, decode: &mut dyn FnMut(&[u8]) -> Decoded) -> bool {
+        let mut helped = false;
+        let mut queue = lock(&self.queue);
+        if queue.is_empty() {
+            queue = self
+                .queued
+                .wait_timeout(queue, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        while let Some(part) = queue.pop_front() {
+            drop(queue);
+            helped |= part.run(decode);
+            queue = lock(&self.queue);
+        }
+        helped
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use rewind_dataflows::{EventKind, ViewerId};
+
+    use super::*;
+
+    /// A stand-in decoder that says which thread ran it: the pool must give results in order,
+    /// exactly one per payload, whoever decodes.
+    fn decode_with(thread: u128) -> impl FnMut(&[u8]) -> Decoded {
+        move |payload| {
+            let n: u64 = std::str::from_utf8(payload).unwrap().parse().unwrap();
+            if n.is_multiple_of(7) {
+                return Err(DeadReason::Missing("ts"));
+            }
+            Ok(Event {
+                viewer: ViewerId(thread),
+                ts_ms: n,
+                kind: EventKind::Search {
+                    query: String::new(),
+                    title: None,
+                },
+            })
+        }
+    }
+
+    #[test]
+    fn every_record_is_decoded_once_in_order_with_or_without_helpers() {
+        let pool = Arc::new(DecodePool::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let helper = {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut decode = decode_with(2);
+                let mut helped = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    helped += usize::from(pool.help(Duration::from_millis(1), &mut decode));
+                }
+                helped
+            })
+        };
+        let mut decode = decode_with(1);
+        let mut payloads = Payloads::default();
+        for round in 0..200u64 {
+            payloads.clear();
+            let n = [0, 1, 1_023, 1_024, 5_000][round as usize % 5];
+            for i in 0..n {
+                payloads.push((round * 10_000 + i).to_string().as_bytes());
+            }
+            let (back, out) = pool.decode_all(Arc::new(payloads), 1, &mut decode);
+            payloads = Arc::try_unwrap(back).unwrap_or_default();
+            assert_eq!(out.len(), n as usize);
+            for (i, got) in out.iter().enumerate() {
+                let want = round * 10_000 + i as u64;
+                match got {
+                    Ok(event) => assert_eq!(event.ts_ms, want),
+                    Err(_) => assert!(want.is_multiple_of(7)),
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        helper.join().unwrap();
+        assert!(lock(&pool.queue).is_empty());
+    }
+
+    #[test]
+    fn the_reader_decodes_everything_when_no_worker_helps() {
+        let pool = DecodePool::default();
+        let mut payloads = Payloads::default();
+        for i in 1..=3_000u64 {
+            payloads.push(i.to_string().as_bytes());
+        }
+        let (_, out) = pool.decode_all(Arc::new(payloads), 3, &mut decode_with(1));
+        assert_eq!(out.len(), 3_000);
+        assert!(out.iter().flatten().all(|e| e.viewer == ViewerId(1)));
+    }
+}
