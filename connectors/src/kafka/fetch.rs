@@ -117,18 +117,7 @@ impl FetchQueue {
             } else {
                 1
             };
-            let timeout_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-            // SAFETY: the queue is live; librdkafka writes at most `want` <= CHUNK message
-            // pointers into `batch`, and returns how many (or -1 on error).
-            let got = unsafe {
-                rdsys::rd_kafka_consume_batch_queue(
-                    self.queue.as_ptr(),
-                    timeout_ms,
-                    batch.as_mut_ptr(),
-                    want,
-                )
-            };
-            let got = usize::try_from(got).unwrap_or(0);
+            let got = self.take(&mut batch[..want], wait);
             for &message in &batch[..got] {
                 // SAFETY: librdkafka handed us ownership of each message pointer it wrote;
                 // each is read while alive and destroyed exactly once, right after.
@@ -144,6 +133,23 @@ impl FetchQueue {
             }
         }
         handed
+    }
+
+    /// Fills the front of `batch` with messages, waiting up to `wait` for it to fill; returns
+    /// how many it took. The caller owns them and must destroy each.
+    fn take(&self, batch: &mut [*mut rdsys::rd_kafka_message_t], wait: Duration) -> usize {
+        let timeout_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: the queue is live; librdkafka writes at most `batch.len()` message pointers
+        // into `batch`, and returns how many (or -1 on error).
+        let got = unsafe {
+            rdsys::rd_kafka_consume_batch_queue(
+                self.queue.as_ptr(),
+                timeout_ms,
+                batch.as_mut_ptr(),
+                batch.len(),
+            )
+        };
+        usize::try_from(got).unwrap_or(0)
     }
 }
 
