@@ -9,10 +9,12 @@
 #
 # SQLite storage, because tansu's in-memory storage reports one offset per record batch as
 # the high watermark and cannot resume mid-batch. TANSU_PORT picks the port (default 19092).
+# To compare rewind's consumer with a plain one on a topic filled by `rewind produce`, run
+# connectors/examples/plain_consume.rs inside it (BENCHMARKS.md, "Kafka: the real broker").
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 

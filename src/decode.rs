@@ -127,25 +127,39 @@ impl std::fmt::Display for DeadReason {
 }
 
 /// The schema's fields and nothing else: serde skips every other key without decoding it.
+/// Strings borrow from the record unless they hold escapes ([`borrowed`]).
 #[derive(Deserialize)]
 struct WireEvent<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     event_id: Option<Cow<'a, str>>,
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "borrowed")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     user_id: Option<Cow<'a, str>>,
     ts: Option<u64>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     title_id: Option<Cow<'a, str>>,
     position_s: Option<f64>,
     interval_s: Option<f64>,
     to_s: Option<f64>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     row: Option<Cow<'a, str>>,
     rank: Option<i64>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     query: Option<Cow<'a, str>>,
+}
+
+/// An optional string that borrows from the record when it can. serde borrows a `Cow<str>`
+/// only when it is a field's whole type, not inside an `Option`: there, every string was
+/// copied (four allocations per event).
+fn borrowed<'de, D>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    let value = Option::<Borrowed<'de>>::deserialize(deserializer)?;
+    Ok(value.map(|Borrowed(text)| text))
 }
 
 /// Decodes one `events` record, pseudonymizing its viewer.

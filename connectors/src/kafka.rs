@@ -14,12 +14,16 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, Timestamp};
+use rdkafka::message::{BorrowedMessage, Message, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::{ConnectorError, Result};
+
+mod fetch;
+
+use fetch::{FetchQueue, Fetched};
 
 /// Metadata requests are answered in milliseconds on a healthy cluster; ten seconds leaves
 /// room for a broker that is starting up.
@@ -81,6 +85,8 @@ fn consumer_config(brokers: &str) -> ClientConfig {
 
 /// Reads assigned partitions of one or more topics, from offsets the caller chooses.
 pub struct KafkaSource {
+    /// Declared before `consumer`, so it is dropped first: a queue must not outlive its client.
+    fetch: FetchQueue,
     consumer: BaseConsumer,
     brokers: String,
 }
@@ -102,6 +108,7 @@ impl KafkaSource {
             .create()
             .map_err(ConnectorError::Setup)?;
         Ok(KafkaSource {
+            fetch: FetchQueue::new(&consumer).map_err(ConnectorError::Setup)?,
             consumer,
             brokers: brokers.to_string(),
         })
@@ -155,18 +162,22 @@ impl KafkaSource {
                 Offset::Offset(*next_offset as i64),
             )
             .map_err(ConnectorError::Setup)?;
+            self.fetch
+                .forward(topic, *partition as i32)
+                .map_err(ConnectorError::Setup)?;
         }
         self.consumer.assign(&list).map_err(ConnectorError::Setup)
     }
 
     /// Hands up to `max` available records to `f`, waiting at most `wait` for the first.
     ///
-    /// One wake-up drains what librdkafka has prefetched, so the caller pays for one dataflow
-    /// step per batch, not per record. Returns the number of records handed out.
+    /// One wake-up drains what librdkafka has prefetched, in batches, so the caller pays for
+    /// one dataflow step per batch, not per record. Returns the number of records handed out.
     ///
     /// While the cluster is unreachable librdkafka queues an error event per failed attempt,
     /// and reconnects by itself: a drain reads past them all, and fails with the last one
-    /// (retryable) only if it read no record.
+    /// (retryable) only if it read no record. A partition error that waiting cannot heal
+    /// fails the drain at once, after the records that came before it.
     pub fn drain(
         &self,
         max: usize,
@@ -174,71 +185,82 @@ impl KafkaSource {
         mut f: impl FnMut(Polled<'_>),
     ) -> Result<usize> {
         let mut count = 0;
-        let mut timeout = wait;
         let mut transient = None;
-        while count < max {
-            let Some(polled) = self.consumer.poll(timeout) else {
-                break;
-            };
-            timeout = Duration::ZERO;
-            let message = match polled {
-                Ok(message) => message,
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    f(Polled::End {
-                        partition: partition as u32,
-                    });
-                    continue;
+        let mut fatal = None;
+        self.fetch.consume(max, wait, |fetched| {
+            if fatal.is_some() {
+                return;
+            }
+            match fetched {
+                Fetched::Record(record) => {
+                    f(Polled::Record(record));
+                    count += 1;
                 }
-                Err(e) => match self.consume_error(e) {
-                    err if err.retryable() => {
-                        transient = Some(err);
-                        continue;
-                    }
-                    err => return Err(err),
+                Fetched::End { partition } => f(Polled::End { partition }),
+                Fetched::Error {
+                    topic,
+                    partition,
+                    offset,
+                    code,
+                } => match partition_error(topic, partition, offset, code) {
+                    err if err.retryable() => transient = Some(err),
+                    err => fatal = Some(err),
                 },
-            };
-            let timestamp_ms = match message.timestamp() {
-                Timestamp::NotAvailable => None,
-                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
-            };
-            f(Polled::Record(RecordRef {
-                topic: message.topic(),
-                partition: message.partition() as u32,
-                offset: message.offset() as u64,
-                timestamp_ms,
-                key: message.key(),
-                payload: message.payload(),
-            }));
-            count += 1;
+            }
+        });
+        if let Some(err) = fatal {
+            return Err(err);
+        }
+        // Client-wide errors (broker down, transport) stay on the consumer's own queue.
+        while let Some(polled) = self.consumer.poll(Duration::ZERO) {
+            match polled.map_err(ConnectorError::Consume) {
+                // Never happens (every assigned partition is forwarded to the fetch queue),
+                // but a record is never dropped.
+                Ok(message) => {
+                    f(Polled::Record(record_of(&message)));
+                    count += 1;
+                }
+                Err(err) if err.retryable() => transient = Some(err),
+                Err(err) => return Err(err),
+            }
         }
         match transient {
             Some(err) if count == 0 => Err(err),
             _ => Ok(count),
         }
     }
+}
 
-    fn consume_error(&self, err: KafkaError) -> ConnectorError {
-        if let KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) = err {
-            // librdkafka does not say which partition here; report the assignment's positions.
-            let (topic, partition, next_offset) = self.first_position().unwrap_or_default();
-            return ConnectorError::OffsetGone {
-                topic,
-                partition,
-                next_offset,
-            };
-        }
-        ConnectorError::Consume(err)
+/// A partition's error as rewind reports it: an offset the broker no longer holds is
+/// [`ConnectorError::OffsetGone`], never a silent jump.
+fn partition_error(
+    topic: &str,
+    partition: u32,
+    offset: i64,
+    code: RDKafkaErrorCode,
+) -> ConnectorError {
+    if code == RDKafkaErrorCode::AutoOffsetReset {
+        return ConnectorError::OffsetGone {
+            topic: topic.to_string(),
+            partition,
+            next_offset: offset.max(0) as u64,
+        };
     }
+    ConnectorError::Consume(KafkaError::MessageConsumption(code))
+}
 
-    fn first_position(&self) -> Option<(String, u32, u64)> {
-        let positions = self.consumer.position().ok()?;
-        let element = positions.elements().into_iter().next()?;
-        let offset = element.offset().to_raw().unwrap_or(0).max(0) as u64;
-        Some((
-            element.topic().to_string(),
-            element.partition() as u32,
-            offset,
-        ))
+fn record_of<'a>(message: &'a BorrowedMessage<'_>) -> RecordRef<'a> {
+    let timestamp_ms = match message.timestamp() {
+        Timestamp::NotAvailable => None,
+        Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+    };
+    RecordRef {
+        topic: message.topic(),
+        partition: message.partition() as u32,
+        offset: message.offset() as u64,
+        timestamp_ms,
+        key: message.key(),
+        payload: message.payload(),
     }
 }
 
@@ -343,3 +365,6 @@ impl Producer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -52,6 +52,31 @@ fn every_event_type_decodes() {
     }
 }
 
+/// Strings are borrowed from the record where they can be: escaped ones must still decode to
+/// the same text, and `null` still counts as missing.
+#[test]
+fn escaped_strings_decode_as_their_text_and_null_is_missing() {
+    let plain = format!(
+        r#"{{"event_id":"e","type":"impression","user_id":"u1","ts":{TS},"title_id":"t1","row":"a/b","rank":1}}"#
+    );
+    let escaped = format!(
+        r#"{{"event_id":"\u0065","type":"impr\u0065ssion","user_id":"u\u0031","ts":{TS},"title_id":"t\u0031","row":"a\/b","rank":1}}"#
+    );
+    assert_eq!(decode(&plain).unwrap(), decode(&escaped).unwrap());
+    let null_user =
+        format!(r#"{{"event_id":"e","type":"click","user_id":null,"ts":{TS},"title_id":"t"}}"#);
+    assert_eq!(decode(&null_user), Err(DeadReason::Missing("user_id")));
+    let number_user =
+        format!(r#"{{"event_id":"e","type":"click","user_id":7,"ts":{TS},"title_id":"t"}}"#);
+    assert_eq!(
+        decode(&number_user),
+        Err(DeadReason::WrongType {
+            field: "user_id",
+            expected: "a string"
+        })
+    );
+}
+
 #[test]
 fn each_kind_of_bad_record_gets_its_reason() {
     let good = |extra: &str| format!(r#"{{"event_id":"e","user_id":"u","ts":{TS}{extra}}}"#);
