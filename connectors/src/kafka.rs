@@ -295,13 +295,19 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// Batches for throughput: 5 ms of linger costs little freshness.
     pub fn connect(brokers: &str) -> Result<Producer> {
+        Producer::connect_lingering(brokers, Duration::from_millis(5))
+    }
+
+    /// Waits up to `linger` to fill a batch: a broker that pays per request (tansu commits a
+    /// transaction per partition per produce request) needs fewer, larger ones.
+    pub fn connect_lingering(brokers: &str, linger: Duration) -> Result<Producer> {
         let context = TrackingContext::default();
         let tracker = context.0.clone();
         let inner = ClientConfig::new()
             .set("bootstrap.servers", brokers)
-            // Batch for throughput; 5 ms of linger costs little freshness.
-            .set("linger.ms", "5")
+            .set("linger.ms", linger.as_millis().to_string())
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
