@@ -11,7 +11,7 @@
 //! feature columns follow, and no two columns share a name. A `ts` of a type that is not a
 //! time is refused, never cast: a cast would read a bool or a day count as ms.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use rewind_dataflows::window::floor_tick;
 use rewind_dataflows::{Entity, Feature, ValueType};
-use rewind_state::{Snapshot, StoreError};
+use rewind_state::{EntityRef, Snapshot, StoreError};
 
 use crate::privacy::Pseudonymizer;
 
@@ -215,41 +215,21 @@ pub fn cut(
             });
         }
     }
-    let history = snap.history_lookup()?;
     let as_of: Vec<u64> = times
         .iter()
         .map(|ts| floor_tick(*ts as u64, tick_ms))
         .collect();
-    // Rows by entity, so each (feature, entity) history is scanned once, not once per label.
-    let mut by_entity: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (row, id) in ids.iter().enumerate() {
-        by_entity.entry(id.as_str()).or_default().push(row);
-    }
+    let cells = sweep_cells(snap, &features, &ids, &as_of, &mut progress)?;
     let mut columns: Vec<FeatureColumn> = features.iter().map(FeatureColumn::new).collect();
-    let mut cells: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
-    for (f, (feature, column)) in features.iter().zip(columns.iter_mut()).enumerate() {
-        for (done, (id, rows)) in by_entity.iter().enumerate() {
-            let until = rows.iter().map(|r| as_of[*r]).max().unwrap_or(0);
-            let history = history.rows(feature.name, id, until)?;
-            for row in rows {
-                let at = history.partition_point(|(from, _)| *from <= as_of[*row]);
-                cells[*row] = at.checked_sub(1).and_then(|i| history[i].1.clone());
-            }
-            if done % 10_000 == 0 {
-                progress(f * by_entity.len() + done, features.len() * by_entity.len());
-            }
-        }
-        for (row, cell) in cells.iter_mut().enumerate() {
-            column
-                .push(cell.take().as_deref())
-                .map_err(|detail| SnapshotError::BadRow {
-                    row: row + 1,
-                    detail,
-                })?;
+    for (f, column) in columns.iter_mut().enumerate() {
+        for row in 0..ids.len() {
+            let value = cells.value(row, f);
+            column.push(value).map_err(|detail| SnapshotError::BadRow {
+                row: row + 1,
+                detail,
+            })?;
         }
     }
-    let total = features.len() * by_entity.len();
-    progress(total, total);
     assemble(
         labels,
         id_index,
@@ -259,6 +239,167 @@ pub fn cut(
         features,
         columns,
     )
+}
+
+/// Every (label row, feature) cell as a parsed value, `None` for the default.
+struct Cells {
+    features: usize,
+    /// Per row and feature, an index into `values`; [`Cells::DEFAULT`] for the default.
+    at: Vec<u32>,
+    values: Vec<serde_json::Value>,
+}
+
+impl Cells {
+    const DEFAULT: u32 = u32::MAX;
+
+    fn value(&self, row: usize, feature: usize) -> Option<&serde_json::Value> {
+        let at = self.at[row * self.features + feature];
+        (at != Cells::DEFAULT).then(|| &self.values[at as usize])
+    }
+}
+
+/// The current value of one (entity, feature) as the sweep passes, and its parsed form once a
+/// label row has needed it.
+#[derive(Default)]
+struct Slot {
+    json: Option<Vec<u8>>,
+    parsed: Option<u32>,
+}
+
+/// The label entities, by the ids the store keeps.
+struct Entities {
+    pseudonyms: HashMap<u128, usize>,
+    names: HashMap<String, usize>,
+    /// Entity of each label row.
+    of_row: Vec<usize>,
+}
+
+impl Entities {
+    fn new(ids: &[String]) -> Entities {
+        let mut entities = Entities {
+            pseudonyms: HashMap::new(),
+            names: HashMap::new(),
+            of_row: Vec::with_capacity(ids.len()),
+        };
+        for id in ids {
+            let next = entities.pseudonyms.len() + entities.names.len();
+            let e = match EntityRef::new(id) {
+                EntityRef::Pseudonym(n) => *entities.pseudonyms.entry(n).or_insert(next),
+                EntityRef::Name(name) => match entities.names.get(name) {
+                    Some(e) => *e,
+                    None => *entities.names.entry(name.to_string()).or_insert(next),
+                },
+            };
+            entities.of_row.push(e);
+        }
+        entities
+    }
+
+    fn len(&self) -> usize {
+        self.pseudonyms.len() + self.names.len()
+    }
+
+    fn get(&self, id: EntityRef<'_>) -> Option<usize> {
+        match id {
+            EntityRef::Pseudonym(n) => self.pseudonyms.get(&n).copied(),
+            EntityRef::Name(name) => self.names.get(name).copied(),
+        }
+    }
+}
+
+/// One time-ordered sweep of history for all label rows: rows sorted by their as-of tick,
+/// history blocks applied in tick order keeping the latest value of each requested (entity,
+/// feature), and each row's cells taken as the sweep passes its tick. One pass over history
+/// whatever the number of rows, and each stored value parsed at most once.
+fn sweep_cells(
+    snap: &Snapshot,
+    features: &[Feature],
+    ids: &[String],
+    as_of: &[u64],
+    progress: &mut impl FnMut(usize, usize),
+) -> Result<Cells, SnapshotError> {
+    let catalog = snap.catalog()?;
+    // Store feature index → requested column.
+    let mut column_of: Vec<Option<usize>> = vec![None; catalog.len()];
+    for (f, feature) in features.iter().enumerate() {
+        let kind = feature.entity().map_or("", |e| e.as_str());
+        if let Some(index) = catalog.index(kind, feature.name) {
+            column_of[usize::from(index)] = Some(f);
+        }
+    }
+    let entities = Entities::new(ids);
+    let width = features.len();
+    let mut slots: Vec<Slot> = (0..entities.len() * width)
+        .map(|_| Slot::default())
+        .collect();
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|row| as_of[*row]);
+    let mut cells = Cells {
+        features: width,
+        at: vec![Cells::DEFAULT; ids.len() * width],
+        values: Vec::new(),
+    };
+    let mut taken = 0;
+    let mut take_until = |tick: Option<u64>, slots: &mut [Slot], cells: &mut Cells| {
+        while let Some(&row) = order.get(taken) {
+            if tick.is_some_and(|t| as_of[row] >= t) {
+                break;
+            }
+            take_row(row, entities.of_row[row], slots, cells)?;
+            taken += 1;
+            if taken % 100_000 == 0 {
+                progress(taken, order.len());
+            }
+        }
+        Ok::<_, SnapshotError>(())
+    };
+    let until = as_of.iter().copied().max().unwrap_or(0);
+    let mut sweep = snap.sweep(0, until)?;
+    while let Some(block) = sweep.next_block()? {
+        take_until(Some(block.tick_ms), &mut slots, &mut cells)?;
+        for entry in block.entries() {
+            let entry = entry?;
+            let column = column_of.get(usize::from(entry.feature)).copied().flatten();
+            let (Some(f), Some(e)) = (column, entities.get(entry.entity)) else {
+                continue;
+            };
+            let slot = &mut slots[e * width + f];
+            slot.json = entry.value.map(<[u8]>::to_vec);
+            slot.parsed = None;
+        }
+    }
+    take_until(None, &mut slots, &mut cells)?;
+    progress(order.len(), order.len());
+    Ok(cells)
+}
+
+/// Takes label row `row`'s cells from its entity's current slots.
+fn take_row(
+    row: usize,
+    entity: usize,
+    slots: &mut [Slot],
+    cells: &mut Cells,
+) -> Result<(), SnapshotError> {
+    let width = cells.features;
+    for f in 0..width {
+        let slot = &mut slots[entity * width + f];
+        let Some(json) = &slot.json else { continue };
+        let at = match slot.parsed {
+            Some(at) => at,
+            None => {
+                let value = serde_json::from_slice(json).map_err(|e| SnapshotError::BadRow {
+                    row: row + 1,
+                    detail: format!("stored value: {e}"),
+                })?;
+                cells.values.push(value);
+                let at = (cells.values.len() - 1) as u32;
+                slot.parsed = Some(at);
+                at
+            }
+        };
+        cells.at[row * width + f] = at;
+    }
+    Ok(())
 }
 
 fn assemble(
@@ -525,12 +666,8 @@ impl FeatureColumn {
         }
     }
 
-    /// Appends a value (JSON from history) or the default.
-    fn push(&mut self, json: Option<&[u8]>) -> Result<(), String> {
-        let value: Option<serde_json::Value> = json
-            .map(serde_json::from_slice)
-            .transpose()
-            .map_err(|e| format!("stored value: {e}"))?;
+    /// Appends a value (parsed from history) or the default.
+    fn push(&mut self, value: Option<&serde_json::Value>) -> Result<(), String> {
         match (self, value) {
             (FeatureColumn::Int(b), v) => b.append_value(v.and_then(|v| v.as_i64()).unwrap_or(0)),
             (FeatureColumn::Float(b, nullable), v) => match v.and_then(|v| v.as_f64()) {

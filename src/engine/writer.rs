@@ -205,7 +205,7 @@ impl Writer {
             out.push(Change {
                 entity_kind,
                 feature,
-                entity_id: key.1.clone(),
+                entity_id: key.1.as_str().into(),
                 tick_ms: tick,
                 value,
             });
