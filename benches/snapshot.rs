@@ -38,6 +38,27 @@ fn number(name: &str, default: u64) -> u64 {
     })
 }
 
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`: on a shared
+/// machine, wall time measures the neighbours too.
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// Wall and CPU seconds of `f`.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64, f64) {
+    let (wall, cpu) = (Instant::now(), cpu_s());
+    let out = f();
+    (out, wall.elapsed().as_secs_f64(), cpu_s() - cpu)
+}
+
 fn main() {
     let Some(store) = arg("--store").map(PathBuf::from) else {
         eprintln!("usage: cargo bench --bench snapshot -- --store DIR [--labels N] [--span-s S]");
@@ -82,24 +103,23 @@ fn main() {
     let labels_path = dir.path().join("labels.parquet");
     snapshot::write(&labels, &labels_path).unwrap();
 
-    let started = Instant::now();
-    let labels = snapshot::read_labels(&labels_path).unwrap();
-    let read_s = started.elapsed().as_secs_f64();
+    let (labels, read_s, read_cpu) = timed(|| snapshot::read_labels(&labels_path).unwrap());
     let request = Request {
         features: Vec::new(),
         raw_ids: None,
     };
-    let started = Instant::now();
-    let batch = snapshot::cut(&store.snapshot().unwrap(), &labels, &request, |_, _| {}).unwrap();
-    let cut_s = started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    snapshot::write(&batch, &dir.path().join("out.parquet")).unwrap();
-    let write_s = started.elapsed().as_secs_f64();
+    let snap = store.snapshot().unwrap();
+    let (batch, cut_s, cut_cpu) =
+        timed(|| snapshot::cut(&snap, &labels, &request, |_, _| {}).unwrap());
+    let out = dir.path().join("out.parquet");
+    let ((), write_s, write_cpu) = timed(|| snapshot::write(&batch, &out).unwrap());
     println!(
-        "snapshot of {n} label rows x {} feature columns, {} viewers: read labels {read_s:.2} s, \
-         cut {cut_s:.2} s, write parquet {write_s:.2} s, total {:.2} s",
+        "snapshot of {n} label rows x {} feature columns, {} viewers, wall (cpu) seconds: read \
+         labels {read_s:.2} ({read_cpu:.2}), cut {cut_s:.2} ({cut_cpu:.2}), write parquet \
+         {write_s:.2} ({write_cpu:.2}), total {:.2} ({:.2})",
         batch.num_columns() - 2,
         viewers.len(),
-        read_s + cut_s + write_s
+        read_s + cut_s + write_s,
+        read_cpu + cut_cpu + write_cpu,
     );
 }

@@ -13,13 +13,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use rewind_dataflows::window::floor_tick;
 use rewind_dataflows::{Entity, Feature, ValueType};
@@ -220,16 +221,11 @@ pub fn cut(
         .map(|ts| floor_tick(*ts as u64, tick_ms))
         .collect();
     let cells = sweep_cells(snap, &features, &ids, &as_of, &mut progress)?;
-    let mut columns: Vec<FeatureColumn> = features.iter().map(FeatureColumn::new).collect();
-    for (f, column) in columns.iter_mut().enumerate() {
-        for row in 0..ids.len() {
-            let value = cells.value(row, f);
-            column.push(value).map_err(|detail| SnapshotError::BadRow {
-                row: row + 1,
-                detail,
-            })?;
-        }
-    }
+    let columns = features
+        .iter()
+        .enumerate()
+        .map(|(f, feature)| cells.column(feature, f))
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
     assemble(
         labels,
         id_index,
@@ -241,20 +237,28 @@ pub fn cut(
     )
 }
 
-/// Every (label row, feature) cell as a parsed value, `None` for the default.
+/// Every (label row, feature) cell: per feature, the distinct values label rows took, and per
+/// cell an index into them (`0` for the default, `i + 1` for value `i`).
 struct Cells {
     features: usize,
-    /// Per row and feature, an index into `values`; [`Cells::DEFAULT`] for the default.
     at: Vec<u32>,
-    values: Vec<serde_json::Value>,
+    values: Vec<Vec<serde_json::Value>>,
 }
 
 impl Cells {
-    const DEFAULT: u32 = u32::MAX;
-
-    fn value(&self, row: usize, feature: usize) -> Option<&serde_json::Value> {
-        let at = self.at[row * self.features + feature];
-        (at != Cells::DEFAULT).then(|| &self.values[at as usize])
+    /// Feature `f`'s column: its distinct values built once, then gathered by row.
+    fn column(&self, feature: &Feature, f: usize) -> Result<ArrayRef, SnapshotError> {
+        let bad = |detail: String| SnapshotError::BadRow { row: 0, detail };
+        let mut distinct = FeatureColumn::new(feature);
+        distinct.push(None).map_err(bad)?;
+        for value in &self.values[f] {
+            distinct.push(Some(value)).map_err(bad)?;
+        }
+        let distinct = distinct.finish();
+        let rows = self.at.len() / self.features.max(1);
+        let indices =
+            UInt32Array::from_iter_values((0..rows).map(|r| self.at[r * self.features + f]));
+        arrow_select::take::take(distinct.as_ref(), &indices, None).map_err(|e| bad(e.to_string()))
     }
 }
 
@@ -262,13 +266,50 @@ impl Cells {
 /// label row has needed it.
 #[derive(Default)]
 struct Slot {
-    json: Option<Vec<u8>>,
+    /// The value's JSON, when not at the default (the buffer is kept for the next value).
+    json: Vec<u8>,
+    default: bool,
     parsed: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_value;
+
+    #[test]
+    fn numbers_read_fast_are_what_a_full_parse_gives() {
+        let cases = [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "1.5",
+            "-0.25",
+            "1e3",
+            "2.5E-3",
+            "1.0",
+            "3600.0",
+            "9223372036854775807",
+            "18446744073709551616",
+            "1e400",
+            "null",
+            "{\"a\":0.5}",
+            "[\"x\"]",
+            "-",
+            "1-2",
+            "..",
+        ];
+        for case in cases {
+            let fast = parse_value(case.as_bytes()).ok();
+            let full: Option<serde_json::Value> = serde_json::from_str(case).ok();
+            assert_eq!(fast, full, "{case}");
+        }
+    }
 }
 
 /// The label entities, by the ids the store keeps.
 struct Entities {
-    pseudonyms: HashMap<u128, usize>,
+    pseudonyms: HashMap<u128, usize, BuildHasherDefault<PseudonymHasher>>,
     names: HashMap<String, usize>,
     /// Entity of each label row.
     of_row: Vec<usize>,
@@ -277,7 +318,7 @@ struct Entities {
 impl Entities {
     fn new(ids: &[String]) -> Entities {
         let mut entities = Entities {
-            pseudonyms: HashMap::new(),
+            pseudonyms: HashMap::default(),
             names: HashMap::new(),
             of_row: Vec::with_capacity(ids.len()),
         };
@@ -307,6 +348,27 @@ impl Entities {
     }
 }
 
+/// Pseudonyms are the leading bits of an HMAC: uniformly spread already, so their low 64 bits
+/// are as good a hash as any, at no cost (the sweep looks one up per history entry).
+#[derive(Default)]
+struct PseudonymHasher(u64);
+
+impl Hasher for PseudonymHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
 /// One time-ordered sweep of history for all label rows: rows sorted by their as-of tick,
 /// history blocks applied in tick order keeping the latest value of each requested (entity,
 /// feature), and each row's cells taken as the sweep passes its tick. One pass over history
@@ -330,14 +392,17 @@ fn sweep_cells(
     let entities = Entities::new(ids);
     let width = features.len();
     let mut slots: Vec<Slot> = (0..entities.len() * width)
-        .map(|_| Slot::default())
+        .map(|_| Slot {
+            default: true,
+            ..Slot::default()
+        })
         .collect();
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|row| as_of[*row]);
     let mut cells = Cells {
         features: width,
-        at: vec![Cells::DEFAULT; ids.len() * width],
-        values: Vec::new(),
+        at: vec![0; ids.len() * width],
+        values: vec![Vec::new(); width],
     };
     let mut taken = 0;
     let mut take_until = |tick: Option<u64>, slots: &mut [Slot], cells: &mut Cells| {
@@ -364,13 +429,38 @@ fn sweep_cells(
                 continue;
             };
             let slot = &mut slots[e * width + f];
-            slot.json = entry.value.map(<[u8]>::to_vec);
+            slot.json.clear();
+            slot.json.extend_from_slice(entry.value.unwrap_or_default());
+            slot.default = entry.value.is_none();
             slot.parsed = None;
         }
     }
     take_until(None, &mut slots, &mut cells)?;
     progress(order.len(), order.len());
     Ok(cells)
+}
+
+/// A stored JSON value. Numbers are most cells: they are read without building a generic
+/// document, into the same `serde_json::Value` a full parse gives (integers as integers,
+/// anything with a fraction or exponent as a float); everything else is parsed in full.
+fn parse_value(json: &[u8]) -> serde_json::Result<serde_json::Value> {
+    let text = std::str::from_utf8(json).unwrap_or_default();
+    let plain = |c: char| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E');
+    if !text.is_empty() && text.chars().all(plain) {
+        // serde_json reads "-0" as the float -0.0.
+        if let Some(i) = text
+            .parse::<i64>()
+            .ok()
+            .filter(|i| *i != 0 || !text.starts_with('-'))
+        {
+            return Ok(i.into());
+        }
+        let float = text.parse::<f64>().ok().filter(|f| f.is_finite());
+        if let Some(n) = float.and_then(serde_json::Number::from_f64) {
+            return Ok(serde_json::Value::Number(n));
+        }
+    }
+    serde_json::from_slice(json)
 }
 
 /// Takes label row `row`'s cells from its entity's current slots.
@@ -383,16 +473,18 @@ fn take_row(
     let width = cells.features;
     for f in 0..width {
         let slot = &mut slots[entity * width + f];
-        let Some(json) = &slot.json else { continue };
+        if slot.default {
+            continue;
+        }
         let at = match slot.parsed {
             Some(at) => at,
             None => {
-                let value = serde_json::from_slice(json).map_err(|e| SnapshotError::BadRow {
+                let value = parse_value(&slot.json).map_err(|e| SnapshotError::BadRow {
                     row: row + 1,
                     detail: format!("stored value: {e}"),
                 })?;
-                cells.values.push(value);
-                let at = (cells.values.len() - 1) as u32;
+                cells.values[f].push(value);
+                let at = cells.values[f].len() as u32;
                 slot.parsed = Some(at);
                 at
             }
@@ -409,7 +501,7 @@ fn assemble(
     entity: Entity,
     replaced: bool,
     features: Vec<Feature>,
-    columns: Vec<FeatureColumn>,
+    columns: Vec<ArrayRef>,
 ) -> Result<RecordBatch, SnapshotError> {
     let schema = labels.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -419,8 +511,7 @@ fn assemble(
         fields[id_index] = Field::new(format!("{}_id", entity.as_str()), DataType::Utf8, false);
         arrays[id_index] = Arc::new(StringArray::from(ids));
     }
-    for (feature, column) in features.iter().zip(columns) {
-        let array = column.finish();
+    for (feature, array) in features.iter().zip(columns) {
         fields.push(Field::new(
             feature.name,
             array.data_type().clone(),

@@ -6,7 +6,7 @@
 //! entity's features in one row makes a commit touch one online row per entity, not one per
 //! (entity, feature). Both are inserted in key order, leaf by leaf.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use redb::{ReadableTable, WriteTransaction};
 
@@ -106,21 +106,45 @@ fn rows<'c>(
 /// (tick, first key, payload).
 type Block = (u64, Vec<u8>, Vec<u8>);
 
-type OnlineRows<'r> = BTreeMap<(&'r str, &'r [u8]), Vec<OnlineFeature>>;
+/// The online rows of the entities a commit touches, in key order, and which one each change
+/// touches (by index, as the changes are ordered).
+struct OnlineRows<'r> {
+    entities: Vec<(&'r str, &'r [u8], Vec<OnlineFeature>)>,
+    of_row: Vec<usize>,
+}
 
-/// The online rows of every entity the rows touch.
+/// The online rows of every entity the rows touch, read in key order.
 fn read_online<'r>(txn: &WriteTransaction, rows: &'r [Row<'_>]) -> Result<OnlineRows<'r>> {
-    let mut online: OnlineRows<'r> = BTreeMap::new();
+    let mut index: HashMap<(&'r str, &'r [u8]), usize> = HashMap::with_capacity(rows.len());
+    let mut keys = Vec::new();
+    let mut first: Vec<usize> = Vec::with_capacity(rows.len());
     for row in rows {
-        online.entry((row.kind, row.entity())).or_default();
+        let key = (row.kind, row.entity());
+        let next = keys.len();
+        let e = *index.entry(key).or_insert_with(|| {
+            keys.push(key);
+            next
+        });
+        first.push(e);
+    }
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+    let mut rank = vec![0; keys.len()];
+    for (r, e) in order.iter().enumerate() {
+        rank[*e] = r;
     }
     let table = txn.open_table(ONLINE)?;
-    for ((kind, entity), features) in online.iter_mut() {
-        if let Some(stored) = table.get((*kind, *entity))? {
-            *features = crate::read::online_features(kind, entity, stored.value())?;
-        }
+    let mut entities = Vec::with_capacity(keys.len());
+    for e in order {
+        let (kind, entity) = keys[e];
+        let features = match table.get((kind, entity))? {
+            Some(stored) => crate::read::online_features(kind, entity, stored.value())?,
+            None => Vec::new(),
+        };
+        entities.push((kind, entity, features));
     }
-    Ok(online)
+    let of_row = first.into_iter().map(|e| rank[e]).collect();
+    Ok(OnlineRows { entities, of_row })
 }
 
 /// Links each row into its key's chain, updating the online rows; returns the history blocks
@@ -128,10 +152,8 @@ fn read_online<'r>(txn: &WriteTransaction, rows: &'r [Row<'_>]) -> Result<Online
 fn chain<'r>(rows: &'r [Row<'_>], online: &mut OnlineRows<'r>) -> Result<Vec<Block>> {
     let mut blocks = Vec::new();
     let mut block: Option<Block> = None;
-    for row in rows {
-        let features = online
-            .get_mut(&(row.kind, row.entity()))
-            .expect("read_online saw every entity");
+    for (row, e) in rows.iter().zip(&online.of_row) {
+        let features = &mut online.entities[*e].2;
         let at = features.binary_search_by_key(&row.feature(), |f| f.feature);
         let head = at.ok().map(|i| &features[i].head);
         if let Some(h) = head.filter(|h| h.tick_ms >= row.tick_ms) {
@@ -167,7 +189,7 @@ fn chain<'r>(rows: &'r [Row<'_>], online: &mut OnlineRows<'r>) -> Result<Vec<Blo
 fn write_online(txn: &WriteTransaction, online: &OnlineRows<'_>) -> Result<()> {
     let mut table = txn.open_table(ONLINE)?;
     let mut payload = Vec::new();
-    for ((kind, entity), features) in online {
+    for (kind, entity, features) in &online.entities {
         payload.clear();
         codec::put_online(&mut payload, features);
         let sealed = layout::online_row(kind, entity).seal(&payload);

@@ -132,7 +132,10 @@ fn the_key_file_wins_over_the_environment() {
     let text = String::from_utf8_lossy(&bytes);
     let file_door = Pseudonymizer::new(file_key.as_bytes());
     assert!(holds(&bytes, &file_door.viewer_id("u0000001").to_string()));
-    assert!(!holds(&bytes, &common::door().viewer_id("u0000001").to_string()));
+    assert!(!holds(
+        &bytes,
+        &common::door().viewer_id("u0000001").to_string()
+    ));
     assert!(text.contains(&file_door.fingerprint()));
 }
 
