@@ -277,7 +277,7 @@ mod tests {
     use super::parse_value;
 
     #[test]
-    fn numbers_read_fast_are_what_a_full_parse_gives() {
+    fn integers_read_fast_are_what_a_full_parse_gives() {
         let cases = [
             "0",
             "-0",
@@ -440,24 +440,20 @@ fn sweep_cells(
     Ok(cells)
 }
 
-/// A stored JSON value. Numbers are most cells: they are read without building a generic
-/// document, into the same `serde_json::Value` a full parse gives (integers as integers,
-/// anything with a fraction or exponent as a float); everything else is parsed in full.
+/// A stored JSON value. Integers (counts) are most cells: they are read without building a
+/// generic document, into the same `serde_json::Value` a full parse gives; everything else,
+/// floats included, is parsed by serde_json, so every cell is exactly what it was before.
 fn parse_value(json: &[u8]) -> serde_json::Result<serde_json::Value> {
-    let text = std::str::from_utf8(json).unwrap_or_default();
-    let plain = |c: char| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E');
-    if !text.is_empty() && text.chars().all(plain) {
-        // serde_json reads "-0" as the float -0.0.
-        if let Some(i) = text
-            .parse::<i64>()
-            .ok()
-            .filter(|i| *i != 0 || !text.starts_with('-'))
-        {
+    let digits = match json {
+        [b'-', rest @ ..] => rest,
+        all => all,
+    };
+    // "-0" is the float -0.0 to serde_json; a leading zero is not JSON.
+    let plain = matches!(digits, [b'1'..=b'9', ..] | [b'0']) && json != b"-0";
+    if plain && digits.iter().all(u8::is_ascii_digit) {
+        let text = std::str::from_utf8(json).unwrap_or_default();
+        if let Ok(i) = text.parse::<i64>() {
             return Ok(i.into());
-        }
-        let float = text.parse::<f64>().ok().filter(|f| f.is_finite());
-        if let Some(n) = float.and_then(serde_json::Number::from_f64) {
-            return Ok(serde_json::Value::Number(n));
         }
     }
     serde_json::from_slice(json)
