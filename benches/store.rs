@@ -27,7 +27,7 @@ fn commit_of(n: usize, tick: u64, viewers: u64) -> Commit {
             Change {
                 entity_kind: "viewer",
                 feature,
-                entity_id: format!("v_{:032x}", viewer.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                entity_id: format!("v_{:032x}", viewer.wrapping_mul(0x9e37_79b9_7f4a_7c15)).into(),
                 tick_ms: tick,
                 value: Some(value.into_bytes()),
             }

@@ -11,19 +11,20 @@
 //! feature columns follow, and no two columns share a name. A `ts` of a type that is not a
 //! time is refused, never cast: a cast would read a bool or a day count as ms.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use rewind_dataflows::window::floor_tick;
 use rewind_dataflows::{Entity, Feature, ValueType};
-use rewind_state::{Snapshot, StoreError};
+use rewind_state::{EntityRef, Snapshot, StoreError};
 
 use crate::privacy::Pseudonymizer;
 
@@ -215,41 +216,16 @@ pub fn cut(
             });
         }
     }
-    let history = snap.history_lookup()?;
     let as_of: Vec<u64> = times
         .iter()
         .map(|ts| floor_tick(*ts as u64, tick_ms))
         .collect();
-    // Rows by entity, so each (feature, entity) history is scanned once, not once per label.
-    let mut by_entity: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (row, id) in ids.iter().enumerate() {
-        by_entity.entry(id.as_str()).or_default().push(row);
-    }
-    let mut columns: Vec<FeatureColumn> = features.iter().map(FeatureColumn::new).collect();
-    let mut cells: Vec<Option<Vec<u8>>> = vec![None; ids.len()];
-    for (f, (feature, column)) in features.iter().zip(columns.iter_mut()).enumerate() {
-        for (done, (id, rows)) in by_entity.iter().enumerate() {
-            let until = rows.iter().map(|r| as_of[*r]).max().unwrap_or(0);
-            let history = history.rows(feature.name, id, until)?;
-            for row in rows {
-                let at = history.partition_point(|(from, _)| *from <= as_of[*row]);
-                cells[*row] = at.checked_sub(1).and_then(|i| history[i].1.clone());
-            }
-            if done % 10_000 == 0 {
-                progress(f * by_entity.len() + done, features.len() * by_entity.len());
-            }
-        }
-        for (row, cell) in cells.iter_mut().enumerate() {
-            column
-                .push(cell.take().as_deref())
-                .map_err(|detail| SnapshotError::BadRow {
-                    row: row + 1,
-                    detail,
-                })?;
-        }
-    }
-    let total = features.len() * by_entity.len();
-    progress(total, total);
+    let cells = sweep_cells(snap, &features, &ids, &as_of, &mut progress)?;
+    let columns = features
+        .iter()
+        .enumerate()
+        .map(|(f, feature)| cells.column(feature, f))
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
     assemble(
         labels,
         id_index,
@@ -261,6 +237,259 @@ pub fn cut(
     )
 }
 
+/// Every (label row, feature) cell: per feature, the distinct values label rows took, and per
+/// cell an index into them (`0` for the default, `i + 1` for value `i`).
+struct Cells {
+    features: usize,
+    at: Vec<u32>,
+    values: Vec<Vec<serde_json::Value>>,
+}
+
+impl Cells {
+    /// Feature `f`'s column: its distinct values built once, then gathered by row.
+    fn column(&self, feature: &Feature, f: usize) -> Result<ArrayRef, SnapshotError> {
+        let bad = |detail: String| SnapshotError::BadRow { row: 0, detail };
+        let mut distinct = FeatureColumn::new(feature);
+        distinct.push(None).map_err(bad)?;
+        for value in &self.values[f] {
+            distinct.push(Some(value)).map_err(bad)?;
+        }
+        let distinct = distinct.finish();
+        let rows = self.at.len() / self.features.max(1);
+        let indices =
+            UInt32Array::from_iter_values((0..rows).map(|r| self.at[r * self.features + f]));
+        arrow_select::take::take(distinct.as_ref(), &indices, None).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// The current value of one (entity, feature) as the sweep passes, and its parsed form once a
+/// label row has needed it.
+#[derive(Default)]
+struct Slot {
+    /// The value's JSON, when not at the default (the buffer is kept for the next value).
+    json: Vec<u8>,
+    default: bool,
+    parsed: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_value;
+
+    #[test]
+    fn integers_read_fast_are_what_a_full_parse_gives() {
+        let cases = [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "1.5",
+            "-0.25",
+            "1e3",
+            "2.5E-3",
+            "1.0",
+            "3600.0",
+            "9223372036854775807",
+            "18446744073709551616",
+            "1e400",
+            "null",
+            "{\"a\":0.5}",
+            "[\"x\"]",
+            "-",
+            "1-2",
+            "..",
+        ];
+        for case in cases {
+            let fast = parse_value(case.as_bytes()).ok();
+            let full: Option<serde_json::Value> = serde_json::from_str(case).ok();
+            assert_eq!(fast, full, "{case}");
+        }
+    }
+}
+
+/// The label entities, by the ids the store keeps.
+struct Entities {
+    pseudonyms: HashMap<u128, usize, BuildHasherDefault<PseudonymHasher>>,
+    names: HashMap<String, usize>,
+    /// Entity of each label row.
+    of_row: Vec<usize>,
+}
+
+impl Entities {
+    fn new(ids: &[String]) -> Entities {
+        let mut entities = Entities {
+            pseudonyms: HashMap::default(),
+            names: HashMap::new(),
+            of_row: Vec::with_capacity(ids.len()),
+        };
+        for id in ids {
+            let next = entities.pseudonyms.len() + entities.names.len();
+            let e = match EntityRef::new(id) {
+                EntityRef::Pseudonym(n) => *entities.pseudonyms.entry(n).or_insert(next),
+                EntityRef::Name(name) => match entities.names.get(name) {
+                    Some(e) => *e,
+                    None => *entities.names.entry(name.to_string()).or_insert(next),
+                },
+            };
+            entities.of_row.push(e);
+        }
+        entities
+    }
+
+    fn len(&self) -> usize {
+        self.pseudonyms.len() + self.names.len()
+    }
+
+    fn get(&self, id: EntityRef<'_>) -> Option<usize> {
+        match id {
+            EntityRef::Pseudonym(n) => self.pseudonyms.get(&n).copied(),
+            EntityRef::Name(name) => self.names.get(name).copied(),
+        }
+    }
+}
+
+/// Pseudonyms are the leading bits of an HMAC: uniformly spread already, so their low 64 bits
+/// are as good a hash as any, at no cost (the sweep looks one up per history entry).
+#[derive(Default)]
+struct PseudonymHasher(u64);
+
+impl Hasher for PseudonymHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// One time-ordered sweep of history for all label rows: rows sorted by their as-of tick,
+/// history blocks applied in tick order keeping the latest value of each requested (entity,
+/// feature), and each row's cells taken as the sweep passes its tick. One pass over history
+/// whatever the number of rows, and each stored value parsed at most once.
+fn sweep_cells(
+    snap: &Snapshot,
+    features: &[Feature],
+    ids: &[String],
+    as_of: &[u64],
+    progress: &mut impl FnMut(usize, usize),
+) -> Result<Cells, SnapshotError> {
+    let catalog = snap.catalog()?;
+    // Store feature index → requested column.
+    let mut column_of: Vec<Option<usize>> = vec![None; catalog.len()];
+    for (f, feature) in features.iter().enumerate() {
+        let kind = feature.entity().map_or("", |e| e.as_str());
+        if let Some(index) = catalog.index(kind, feature.name) {
+            column_of[usize::from(index)] = Some(f);
+        }
+    }
+    let entities = Entities::new(ids);
+    let width = features.len();
+    let mut slots: Vec<Slot> = (0..entities.len() * width)
+        .map(|_| Slot {
+            default: true,
+            ..Slot::default()
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|row| as_of[*row]);
+    let mut cells = Cells {
+        features: width,
+        at: vec![0; ids.len() * width],
+        values: vec![Vec::new(); width],
+    };
+    let mut taken = 0;
+    let mut take_until = |tick: Option<u64>, slots: &mut [Slot], cells: &mut Cells| {
+        while let Some(&row) = order.get(taken) {
+            if tick.is_some_and(|t| as_of[row] >= t) {
+                break;
+            }
+            take_row(row, entities.of_row[row], slots, cells)?;
+            taken += 1;
+            if taken % 100_000 == 0 {
+                progress(taken, order.len());
+            }
+        }
+        Ok::<_, SnapshotError>(())
+    };
+    let until = as_of.iter().copied().max().unwrap_or(0);
+    let mut sweep = snap.sweep(0, until)?;
+    while let Some(block) = sweep.next_block()? {
+        take_until(Some(block.tick_ms), &mut slots, &mut cells)?;
+        for entry in block.entries() {
+            let entry = entry?;
+            let column = column_of.get(usize::from(entry.feature)).copied().flatten();
+            let (Some(f), Some(e)) = (column, entities.get(entry.entity)) else {
+                continue;
+            };
+            let slot = &mut slots[e * width + f];
+            slot.json.clear();
+            slot.json.extend_from_slice(entry.value.unwrap_or_default());
+            slot.default = entry.value.is_none();
+            slot.parsed = None;
+        }
+    }
+    take_until(None, &mut slots, &mut cells)?;
+    progress(order.len(), order.len());
+    Ok(cells)
+}
+
+/// A stored JSON value. Integers (counts) are most cells: they are read without building a
+/// generic document, into the same `serde_json::Value` a full parse gives; everything else,
+/// floats included, is parsed by serde_json, so every cell is exactly what it was before.
+fn parse_value(json: &[u8]) -> serde_json::Result<serde_json::Value> {
+    let digits = match json {
+        [b'-', rest @ ..] => rest,
+        all => all,
+    };
+    // "-0" is the float -0.0 to serde_json; a leading zero is not JSON.
+    let plain = matches!(digits, [b'1'..=b'9', ..] | [b'0']) && json != b"-0";
+    if plain && digits.iter().all(u8::is_ascii_digit) {
+        let text = std::str::from_utf8(json).unwrap_or_default();
+        if let Ok(i) = text.parse::<i64>() {
+            return Ok(i.into());
+        }
+    }
+    serde_json::from_slice(json)
+}
+
+/// Takes label row `row`'s cells from its entity's current slots.
+fn take_row(
+    row: usize,
+    entity: usize,
+    slots: &mut [Slot],
+    cells: &mut Cells,
+) -> Result<(), SnapshotError> {
+    let width = cells.features;
+    for f in 0..width {
+        let slot = &mut slots[entity * width + f];
+        if slot.default {
+            continue;
+        }
+        let at = match slot.parsed {
+            Some(at) => at,
+            None => {
+                let value = parse_value(&slot.json).map_err(|e| SnapshotError::BadRow {
+                    row: row + 1,
+                    detail: format!("stored value: {e}"),
+                })?;
+                cells.values[f].push(value);
+                let at = cells.values[f].len() as u32;
+                slot.parsed = Some(at);
+                at
+            }
+        };
+        cells.at[row * width + f] = at;
+    }
+    Ok(())
+}
+
 fn assemble(
     labels: &RecordBatch,
     id_index: usize,
@@ -268,7 +497,7 @@ fn assemble(
     entity: Entity,
     replaced: bool,
     features: Vec<Feature>,
-    columns: Vec<FeatureColumn>,
+    columns: Vec<ArrayRef>,
 ) -> Result<RecordBatch, SnapshotError> {
     let schema = labels.schema();
     let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
@@ -278,8 +507,7 @@ fn assemble(
         fields[id_index] = Field::new(format!("{}_id", entity.as_str()), DataType::Utf8, false);
         arrays[id_index] = Arc::new(StringArray::from(ids));
     }
-    for (feature, column) in features.iter().zip(columns) {
-        let array = column.finish();
+    for (feature, array) in features.iter().zip(columns) {
         fields.push(Field::new(
             feature.name,
             array.data_type().clone(),
@@ -525,12 +753,8 @@ impl FeatureColumn {
         }
     }
 
-    /// Appends a value (JSON from history) or the default.
-    fn push(&mut self, json: Option<&[u8]>) -> Result<(), String> {
-        let value: Option<serde_json::Value> = json
-            .map(serde_json::from_slice)
-            .transpose()
-            .map_err(|e| format!("stored value: {e}"))?;
+    /// Appends a value (parsed from history) or the default.
+    fn push(&mut self, value: Option<&serde_json::Value>) -> Result<(), String> {
         match (self, value) {
             (FeatureColumn::Int(b), v) => b.append_value(v.and_then(|v| v.as_i64()).unwrap_or(0)),
             (FeatureColumn::Float(b, nullable), v) => match v.and_then(|v| v.as_f64()) {

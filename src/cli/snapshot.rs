@@ -55,7 +55,7 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     let batch = snapshot::cut(&store.snapshot()?, &labels, &request, |done, total| {
         if bar {
             eprint!(
-                "\r{:>5.1}% of (feature, entity) histories read",
+                "\r{:>5.1}% of label rows cut",
                 100.0 * done as f64 / total.max(1) as f64
             );
         }

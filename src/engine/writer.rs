@@ -12,12 +12,25 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rewind_dataflows::{TimeMs, Value, library};
-use rewind_state::{Change, Commit, DeadLetter, Store, StoreError};
+use rewind_state::{Change, Commit, DeadLetter, EntityId, Store, StoreError};
 
 use super::{Counters, RunConfig, Shared};
 
 /// One output update: ((feature index, entity id), value), time, diff.
 pub(crate) type Update = (((u16, String), Value), TimeMs, isize);
+
+/// The store's id of an output entity: a viewer pseudonym as its 128 bits (kept as 16 bytes),
+/// any other id as text. An entity type that already holds a viewer's u128 maps it straight
+/// to [`EntityId::Pseudonym`], with no text in between.
+pub(crate) trait StoreId {
+    fn store_id(&self) -> EntityId;
+}
+
+impl StoreId for String {
+    fn store_id(&self) -> EntityId {
+        EntityId::new(self)
+    }
+}
 
 /// What a worker hands over when its frontier advances.
 pub(crate) struct Report {
@@ -205,7 +218,7 @@ impl Writer {
             out.push(Change {
                 entity_kind,
                 feature,
-                entity_id: key.1.clone(),
+                entity_id: key.1.store_id(),
                 tick_ms: tick,
                 value,
             });

@@ -1,16 +1,22 @@
 //! The file's tables and how their values are sealed, for this crate and for tools that read
-//! or plant rows in the file directly (`docs/store.md` describes the same layout in prose).
+//! or plant rows in the file directly (`docs/store.md` describes the same layout in prose;
+//! [`crate::codec`] the bytes inside history blocks and online rows).
 //!
 //! Every value is its payload followed by [`SEAL_BYTES`] of checksum over the table name, the
-//! key and the payload; a history tombstone is an empty payload.
+//! key and the payload.
 
 use redb::TableDefinition;
 
 pub use crate::seal::{Crc, SEAL_BYTES};
 
-pub const ONLINE: TableDefinition<(&str, &str, &str), (u64, &[u8])> =
-    TableDefinition::new("online");
-pub const HISTORY: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("history");
+/// (entity kind, entity id bytes) → the entity's features, packed: one read per entity.
+pub const ONLINE: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("online");
+/// (tick, first key of the block) → a block of that tick's changes, sorted by key. Time-major
+/// and append-only: a commit adds blocks after every one already written.
+pub const HISTORY: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("history");
+/// Feature index → (entity kind, feature name): what the indexes in blocks and rows mean.
+/// Append-only: an index, once given, means the same feature for the life of the store.
+pub const CATALOG: TableDefinition<u16, &[u8]> = TableDefinition::new("catalog");
 pub const OFFSETS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("offsets");
 pub const DEAD_LETTERS: TableDefinition<(&str, u32, u64), &[u8]> =
     TableDefinition::new("dead_letters");
@@ -19,20 +25,21 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Meta key of the [`crate::FORMAT_VERSION`] a file was created with.
 pub const META_FORMAT: &str = "format";
 
-/// An online row's seal covers its valid_from tick too, which sits beside the value.
-pub fn online_row((kind, id, feature): (&str, &str, &str), valid_from_ms: u64) -> Crc {
-    Crc::row("online")
-        .part(kind.as_bytes())
-        .part(id.as_bytes())
-        .part(feature.as_bytes())
-        .int(valid_from_ms)
+/// A history block's payload stays under this many bytes (one value larger than it gets a
+/// block of its own): small enough that a point lookup checks and scans little, large enough
+/// that a busy tick is a few B-tree rows, not thousands.
+pub const BLOCK_BYTES: usize = 32 * 1024;
+
+pub fn online_row(kind: &str, entity: &[u8]) -> Crc {
+    Crc::row("online").part(kind.as_bytes()).part(entity)
 }
 
-pub fn history_row((feature, id, valid_from_ms): (&str, &str, u64)) -> Crc {
-    Crc::row("history")
-        .part(feature.as_bytes())
-        .part(id.as_bytes())
-        .int(valid_from_ms)
+pub fn history_block(tick_ms: u64, first_key: &[u8]) -> Crc {
+    Crc::row("history").int(tick_ms).part(first_key)
+}
+
+pub fn catalog_row(index: u16) -> Crc {
+    Crc::row("catalog").int(index.into())
 }
 
 pub fn offsets_row((topic, partition): (&str, u32)) -> Crc {
@@ -50,4 +57,9 @@ pub fn dead_letter_row((topic, partition, offset): (&str, u32, u64)) -> Crc {
 
 pub fn meta_row(key: &str) -> Crc {
     Crc::row("meta").part(key.as_bytes())
+}
+
+/// The bytes an online key holds for `entity_id` (a pseudonym packed, any other id as given).
+pub fn entity_key(entity_id: &str) -> Vec<u8> {
+    crate::codec::entity_key(crate::codec::EntityRef::new(entity_id))
 }

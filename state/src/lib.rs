@@ -1,9 +1,14 @@
 //! rewind's store: one redb file holding what the feature dataflows produced.
 //!
-//! Five tables (layout in `docs/store.md` and [`layout`]):
-//! - `online`: (entity kind, entity id, feature) → (valid_from tick, value): the current values.
-//! - `history`: (feature, entity id, valid_from tick) → value, or a tombstone when the feature
-//!   returned to its default: every change the dataflow produced.
+//! Six tables (layout in `docs/store.md`, [`layout`] and [`codec`]):
+//! - `online`: (entity kind, entity id) → every current feature value of the entity, packed,
+//!   each with the tick it is valid from: one read per entity.
+//! - `history`: (tick, first key) → a block of the changes of that tick, sorted by (feature,
+//!   entity): time-major and append-only, so a commit writes at the tree's edge. Each change
+//!   points to its key's previous change and to one earlier jump, so a point-in-time lookup
+//!   walks O(log n) blocks back from the key's online head; a training snapshot sweeps the
+//!   blocks in time order instead.
+//! - `catalog`: feature index → (entity kind, feature name), append-only.
 //! - `offsets`: (topic, partition) → next offset to read.
 //! - `dead_letters`: (topic, partition, offset) → reason.
 //! - `meta`: the output frontier, the time policy the store was built with, counters.
@@ -12,28 +17,36 @@
 //! what some prefix of the log produced. This crate knows nothing of features: values are opaque
 //! JSON bytes, entity kinds and feature names are strings.
 //!
-//! Every stored value carries a checksum of its row, checked on every read; a file that is
-//! damaged, empty, foreign or of another [`FORMAT_VERSION`] is a [`StoreError`] naming it, never
-//! a panic and never a fresh store.
+//! Every stored row (a history block, an entity's online row, …) carries a checksum, checked on
+//! every read; a file that is damaged, empty, foreign or of another [`FORMAT_VERSION`] is a
+//! [`StoreError`] naming it, never a panic and never a fresh store.
 //!
 //! The file is opened in redb's single-writer mode, so other processes may open it read-only
 //! with [`ReadOnlyStore`] while the writer runs, and see each commit as it lands. A reader that
 //! finds the file left unclean by a writer that died repairs it itself, so reading never waits
 //! for a writer to come back.
 
+mod catalog;
+pub mod codec;
 mod guard;
 pub mod layout;
 mod open;
 mod read;
 mod seal;
+mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, Durability, ReadableDatabase, StorageError, TableError, TransactionError};
 
-use layout::{DEAD_LETTERS, HISTORY, META, OFFSETS, ONLINE};
-pub use read::{DeadLetterRow, HistoryLookup, HistoryRow, OnlineRow, ReadOnlyStore, Snapshot};
+pub use catalog::Catalog;
+pub use codec::{BlockEntry, EntityId, EntityRef};
+use layout::META;
+pub use read::{
+    DeadLetterRow, HistoryBlock, HistoryLookup, HistoryRow, HistorySweep, OnlineRow, ReadOnlyStore,
+    Snapshot,
+};
 
 /// The store's file name inside its directory.
 pub const FILE_NAME: &str = "rewind.redb";
@@ -42,8 +55,9 @@ pub const FILE_NAME: &str = "rewind.redb";
 pub const META_FRONTIER: &str = "frontier_ms";
 
 /// The layout of the file this version writes and reads; a file of another is refused.
-/// 2: every value sealed with a checksum of its row (1, which recorded no version, had none).
-pub const FORMAT_VERSION: u64 = 2;
+/// 3: time-major history blocks, one online row per entity, a feature catalog. (2: a row per
+/// change, keyed by feature and entity; 1, which recorded no version, had no checksums.)
+pub const FORMAT_VERSION: u64 = 3;
 
 /// Errors of the store. Every variant crossed file I/O or redb; none is a bad record.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +113,11 @@ pub enum StoreError {
     /// this [`StoreError::Damaged`].
     #[error("the checksum of table {table} at key {key} does not match: the store is damaged")]
     Unsealed { table: &'static str, key: String },
+    /// Bytes that passed their seal but do not decode, or a history chain that points to a
+    /// change that is not there. Every public read names the file, making this
+    /// [`StoreError::Damaged`].
+    #[error("table {table} at key {key} does not decode: the store is damaged")]
+    Malformed { table: &'static str, key: String },
     #[error("store transaction failed: {0}")]
     Transaction(#[from] TransactionError),
     #[error("store table failed: {0}")]
@@ -109,6 +128,13 @@ pub enum StoreError {
     Commit(#[from] redb::CommitError),
     #[error("store meta {key:?} is malformed")]
     BadMeta { key: String },
+    #[error(
+        "a commit writes tick {tick_ms}, but the store's history already holds tick {last_ms}: \
+         history is append-only, and each tick lands once, complete"
+    )]
+    TickWritten { tick_ms: u64, last_ms: u64 },
+    #[error("the store's feature catalog is full (65,536 features)")]
+    CatalogFull,
 }
 
 impl StoreError {
@@ -122,6 +148,9 @@ impl StoreError {
             StoreError::Unsealed { table, key } => damaged(format!(
                 "the checksum of table {table} at key {key} does not match"
             )),
+            StoreError::Malformed { table, key } => {
+                damaged(format!("table {table} at key {key} does not decode"))
+            }
             StoreError::Storage(StorageError::Corrupted(detail))
             | StoreError::Table(TableError::Storage(StorageError::Corrupted(detail)))
             | StoreError::Transaction(TransactionError::Storage(StorageError::Corrupted(detail))) => {
@@ -139,7 +168,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Change {
     pub entity_kind: &'static str,
     pub feature: &'static str,
-    pub entity_id: String,
+    pub entity_id: EntityId,
     pub tick_ms: u64,
     /// The new value as JSON, or `None` when the feature returned to its default.
     pub value: Option<Vec<u8>>,
@@ -174,6 +203,8 @@ pub struct Store {
     db: Database,
     dir: PathBuf,
     path: Arc<Path>,
+    /// The file's catalog as of the last commit: only the writer adds to it.
+    catalog: Mutex<Catalog>,
 }
 
 impl Store {
@@ -193,12 +224,17 @@ impl Store {
             open::create_fresh(&path)?;
         }
         let db = open::writer(&path)?;
-        let store = Store {
+        let mut store = Store {
             db,
             dir: dir.to_path_buf(),
             path,
+            catalog: Mutex::default(),
         };
-        store.snapshot()?.check_format()?;
+        let snapshot = store.snapshot()?;
+        snapshot.check_format()?;
+        let catalog = snapshot.catalog()?.clone();
+        drop(snapshot);
+        store.catalog = Mutex::new(catalog);
         Ok(store)
     }
 
@@ -222,66 +258,17 @@ impl Store {
         Ok(())
     }
 
-    /// Lands `commit` atomically and durably.
+    /// Lands `commit` atomically and durably. Its ticks must all lie after every tick already
+    /// in the store's history ([`StoreError::TickWritten`] otherwise: nothing lands).
     pub fn commit(&self, commit: &Commit) -> Result<()> {
+        let mut current = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut catalog = current.clone();
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .expect("no savepoints are ever taken");
-        {
-            let mut online = txn.open_table(ONLINE)?;
-            let mut history = txn.open_table(HISTORY)?;
-            // In each table's key order: a B-tree takes sorted inserts leaf by leaf, where
-            // random ones walk and copy pages all over the tree.
-            let mut order: Vec<&Change> = commit.changes.iter().collect();
-            order.sort_by(|a, b| {
-                (a.feature, &a.entity_id, a.tick_ms).cmp(&(b.feature, &b.entity_id, b.tick_ms))
-            });
-            for c in &order {
-                let key = (c.feature, c.entity_id.as_str(), c.tick_ms);
-                let sealed = layout::history_row(key).seal(c.value.as_deref().unwrap_or(&[]));
-                history.insert(key, sealed.as_slice())?;
-            }
-            // Changes are in tick order, and the sort is stable: a key's last change wins.
-            order.sort_by(|a, b| {
-                (a.entity_kind, &a.entity_id, a.feature).cmp(&(
-                    b.entity_kind,
-                    &b.entity_id,
-                    b.feature,
-                ))
-            });
-            for c in &order {
-                let key = (c.entity_kind, c.entity_id.as_str(), c.feature);
-                match c.value.as_deref() {
-                    Some(v) => {
-                        let sealed = layout::online_row(key, c.tick_ms).seal(v);
-                        online.insert(key, (c.tick_ms, sealed.as_slice()))?;
-                    }
-                    None => {
-                        online.remove(key)?;
-                    }
-                }
-            }
-            let mut offsets = txn.open_table(OFFSETS)?;
-            for (topic, partition, next) in &commit.next_offsets {
-                let key = (topic.as_str(), *partition);
-                let sealed = layout::offsets_row(key).seal(&next.to_le_bytes());
-                offsets.insert(key, sealed.as_slice())?;
-            }
-            let mut dead = txn.open_table(DEAD_LETTERS)?;
-            for d in &commit.dead_letters {
-                let key = (d.topic.as_str(), d.partition, d.offset);
-                let sealed = layout::dead_letter_row(key).seal(d.reason.as_bytes());
-                dead.insert(key, sealed.as_slice())?;
-            }
-            let mut meta = txn.open_table(META)?;
-            let counters = commit.counters.iter().map(|(k, v)| (*k, *v));
-            for (key, value) in std::iter::once((META_FRONTIER, commit.frontier_ms)).chain(counters)
-            {
-                let sealed = layout::meta_row(key).seal(&value.to_le_bytes());
-                meta.insert(key, sealed.as_slice())?;
-            }
-        }
+        write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
         txn.commit()?;
+        *current = catalog;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Builder, ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, StorageError};
 
-use crate::layout::{self, DEAD_LETTERS, HISTORY, META, META_FORMAT, OFFSETS, ONLINE};
+use crate::layout::{self, CATALOG, DEAD_LETTERS, HISTORY, META, META_FORMAT, OFFSETS, ONLINE};
 use crate::{FILE_NAME, FORMAT_VERSION, Result, StoreError, guard};
 
 /// How long a reader waits for a writer that is repairing the file as it opens it.
@@ -54,6 +54,7 @@ fn initialise(db: &Database) -> Result<()> {
     let txn = db.begin_write()?;
     txn.open_table(ONLINE)?;
     txn.open_table(HISTORY)?;
+    txn.open_table(CATALOG)?;
     txn.open_table(OFFSETS)?;
     txn.open_table(DEAD_LETTERS)?;
     let format = layout::meta_row(META_FORMAT).seal(&FORMAT_VERSION.to_le_bytes());

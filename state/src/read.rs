@@ -1,15 +1,23 @@
 //! Reading the store: from the writer's own process ([`crate::Store::snapshot`]) or from another
 //! process that opened the file read-only ([`ReadOnlyStore`]). Every read goes through a
-//! [`Snapshot`], one redb read transaction, so a reader never sees half a commit. Every value
-//! read is checked against its row's seal, and every read runs inside the guard that turns a
-//! damaged file into [`StoreError::Damaged`].
+//! [`Snapshot`], one redb read transaction, so a reader never sees half a commit. Every row read
+//! is checked against its seal, and every read runs inside the guard that turns a damaged file
+//! into [`StoreError::Damaged`].
+//!
+//! Three ways into history: [`HistoryLookup`] for one key at one time (O(log n) blocks along the
+//! key's jump pointers), [`HistorySweep`] for everything in time order (training snapshots,
+//! verification), and [`Snapshot::history`], every row sorted by key, for tests and tools.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use redb::{ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
-use crate::layout::{self, Crc, DEAD_LETTERS, HISTORY, META, META_FORMAT, OFFSETS, ONLINE};
+use crate::catalog::Catalog;
+use crate::codec::{self, BlockEntries, BlockEntry, EntityRef, OnlineFeature};
+use crate::layout::{
+    self, CATALOG, Crc, DEAD_LETTERS, HISTORY, META, META_FORMAT, OFFSETS, ONLINE,
+};
 use crate::{
     FILE_NAME, FORMAT_VERSION, META_FRONTIER, Result, StoreError, decode_u64, guard, open,
 };
@@ -80,23 +88,117 @@ pub struct DeadLetterRow {
     pub reason: String,
 }
 
-/// Point-in-time lookups in one snapshot's history table.
-pub struct HistoryLookup {
-    table: redb::ReadOnlyTable<(&'static str, &'static str, u64), &'static [u8]>,
+/// An entity's online row, decoded; `kind` and `entity` name it in errors.
+pub(crate) fn online_features(
+    kind: &str,
+    entity: &[u8],
+    stored: &[u8],
+) -> Result<Vec<OnlineFeature>> {
+    let key = || online_key(kind, entity);
+    let payload = unseal(layout::online_row(kind, entity), stored, "online", key)?;
+    codec::take_online(payload).ok_or_else(|| StoreError::Malformed {
+        table: "online",
+        key: key(),
+    })
+}
+
+fn online_key(kind: &str, entity: &[u8]) -> String {
+    match codec::take_entity(&mut &entity[..]) {
+        Some(id) => format!("({kind:?}, \"{id}\")"),
+        None => format!("({kind:?}, {entity:?})"),
+    }
+}
+
+/// A history block's key as people read it.
+fn block_key(tick_ms: u64, first_key: &[u8]) -> String {
+    match codec::take_key(&mut &first_key[..]) {
+        Some((feature, id, _)) => format!("(tick {tick_ms}, feature #{feature}, \"{id}\")"),
+        None => format!("(tick {tick_ms}, {first_key:?})"),
+    }
+}
+
+type HistoryTable = redb::ReadOnlyTable<(u64, &'static [u8]), &'static [u8]>;
+type OnlineTable = redb::ReadOnlyTable<(&'static str, &'static [u8]), &'static [u8]>;
+
+/// One sealed history block: the changes of one tick (or part of them), in key order.
+pub struct HistoryBlock {
+    pub tick_ms: u64,
+    stored: redb::AccessGuard<'static, &'static [u8]>,
+    key: String,
+}
+
+impl HistoryBlock {
+    fn open(
+        tick_ms: u64,
+        first_key: &[u8],
+        stored: redb::AccessGuard<'static, &'static [u8]>,
+    ) -> Result<HistoryBlock> {
+        let key = block_key(tick_ms, first_key);
+        let row = layout::history_block(tick_ms, first_key);
+        unseal(row, stored.value(), "history", || key.clone())?;
+        Ok(HistoryBlock {
+            tick_ms,
+            stored,
+            key,
+        })
+    }
+
+    /// The block's changes in key order; an entry that does not decode is damage.
+    pub fn entries(&self) -> impl Iterator<Item = Result<BlockEntry<'_>>> {
+        let stored = self.stored.value();
+        let payload = &stored[..stored.len() - layout::SEAL_BYTES];
+        BlockEntries::new(payload, self.tick_ms).map(|e| {
+            e.map_err(|_| StoreError::Malformed {
+                table: "history",
+                key: self.key.clone(),
+            })
+        })
+    }
+}
+
+/// Every history block from a tick on, in time order: a training snapshot's sweep.
+pub struct HistorySweep {
+    range: redb::Range<'static, (u64, &'static [u8]), &'static [u8]>,
+    until_ms: u64,
     path: Arc<Path>,
 }
 
-/// A history value: `None` for a tombstone (back to the default).
-fn history_value(key: (&str, &str, u64), stored: &[u8]) -> Result<Option<Vec<u8>>> {
-    let payload = unseal(layout::history_row(key), stored, "history", || {
-        format!("{key:?}")
-    })?;
-    Ok((!payload.is_empty()).then(|| payload.to_vec()))
+impl HistorySweep {
+    /// The next block at or before the sweep's last tick, its seal checked.
+    pub fn next_block(&mut self) -> Result<Option<HistoryBlock>> {
+        guard::reading(&self.path, || {
+            let Some(entry) = self.range.next() else {
+                return Ok(None);
+            };
+            let (key, stored) = entry?;
+            let (tick_ms, first_key) = key.value();
+            if tick_ms > self.until_ms {
+                return Ok(None);
+            }
+            HistoryBlock::open(tick_ms, first_key, stored).map(Some)
+        })
+    }
+}
+
+/// Point-in-time lookups in one snapshot's history.
+pub struct HistoryLookup {
+    online: OnlineTable,
+    history: HistoryTable,
+    catalog: Catalog,
+    path: Arc<Path>,
+}
+
+/// One change found in history: its tick, its value, and its previous change's tick.
+struct Found {
+    tick_ms: u64,
+    prev_ms: Option<u64>,
+    jump_ms: Option<u64>,
+    value: Option<Vec<u8>>,
 }
 
 impl HistoryLookup {
     /// Every row of (`feature`, `entity_id`) with `valid_from <= until_ms`, oldest first:
-    /// `(valid_from, value)`, `None` for a tombstone. One scan answers many lookups.
+    /// `(valid_from, value)`, `None` for a tombstone. One walk answers many lookups.
     pub fn rows(
         &self,
         feature: &str,
@@ -105,14 +207,16 @@ impl HistoryLookup {
     ) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
         guard::reading(&self.path, || {
             let mut rows = Vec::new();
-            for entry in self
-                .table
-                .range((feature, entity_id, 0)..=(feature, entity_id, until_ms))?
-            {
-                let (key, value) = entry?;
-                let key = key.value();
-                rows.push((key.2, history_value(key, value.value())?));
+            for (kind, index) in self.indexes(feature) {
+                let key = history_key(index, entity_id);
+                let mut at = self.latest(&kind, &key, until_ms)?.map(|f| f.tick_ms);
+                while let Some(tick_ms) = at {
+                    let found = self.entry(tick_ms, &key)?;
+                    rows.push((tick_ms, found.value));
+                    at = found.prev_ms;
+                }
             }
+            rows.reverse();
             Ok(rows)
         })
     }
@@ -121,27 +225,119 @@ impl HistoryLookup {
     /// `None` means the default (no row, or a tombstone).
     pub fn as_of(&self, feature: &str, entity_id: &str, as_of_ms: u64) -> Result<Option<Vec<u8>>> {
         guard::reading(&self.path, || {
-            let range = (feature, entity_id, 0)..=(feature, entity_id, as_of_ms);
-            match self.table.range(range)?.next_back() {
-                Some(entry) => {
-                    let (key, value) = entry?;
-                    history_value(key.value(), value.value())
+            for (kind, index) in self.indexes(feature) {
+                let key = history_key(index, entity_id);
+                if let Some(found) = self.latest(&kind, &key, as_of_ms)? {
+                    return Ok(found.value);
                 }
-                None => Ok(None),
             }
+            Ok(None)
         })
     }
+
+    /// The catalog entries named `feature` (one, unless two entity kinds share a name).
+    fn indexes(&self, feature: &str) -> Vec<(String, u16)> {
+        (0..self.catalog.len() as u16)
+            .filter_map(|i| {
+                let (kind, name) = self.catalog.feature(i)?;
+                (name == feature).then(|| (kind.to_string(), i))
+            })
+            .collect()
+    }
+
+    /// The latest change of `key` at or before `t`: from the key's online head, back along the
+    /// jump pointers (Myers' rule: take the jump while it is still after `t`, else step back
+    /// one change), O(log n) blocks.
+    fn latest(&self, kind: &str, key: &[u8], t: u64) -> Result<Option<Found>> {
+        let entity = &key[2..];
+        let feature = u16::from_be_bytes([key[0], key[1]]);
+        let Some(stored) = self.online.get((kind, entity))? else {
+            return Ok(None);
+        };
+        let features = online_features(kind, entity, stored.value())?;
+        let Some(head) = features.into_iter().find(|f| f.feature == feature) else {
+            return Ok(None);
+        };
+        if head.head.tick_ms <= t {
+            let found = Found {
+                tick_ms: head.head.tick_ms,
+                prev_ms: None,
+                jump_ms: None,
+                value: head.value,
+            };
+            return Ok(Some(found));
+        }
+        let mut at = head.head.tick_ms;
+        loop {
+            let found = self.entry(at, key)?;
+            if at <= t {
+                return Ok(Some(found));
+            }
+            at = match (found.jump_ms, found.prev_ms) {
+                (Some(jump), _) if jump > t => jump,
+                (_, Some(prev)) => prev,
+                (_, None) => return Ok(None),
+            };
+        }
+    }
+
+    fn entry(&self, tick_ms: u64, key: &[u8]) -> Result<Found> {
+        self.with_entry(tick_ms, key, |e| Found {
+            tick_ms,
+            prev_ms: e.prev_ms,
+            jump_ms: e.jump_ms,
+            value: e.value.map(<[u8]>::to_vec),
+        })
+    }
+
+    /// `read` of `key`'s change at `tick_ms`, which its chain says is there.
+    fn with_entry<T>(
+        &self,
+        tick_ms: u64,
+        key: &[u8],
+        read: impl FnOnce(&BlockEntry<'_>) -> T,
+    ) -> Result<T> {
+        let range = (tick_ms, &[][..])..=(tick_ms, key);
+        if let Some(block) = self.history.range::<(u64, &[u8])>(range)?.next_back() {
+            let (block_key, stored) = block?;
+            let block = HistoryBlock::open(tick_ms, block_key.value().1, stored)?;
+            for entry in block.entries() {
+                let entry = entry?;
+                if entry.key == key {
+                    return Ok(read(&entry));
+                }
+            }
+        }
+        Err(StoreError::Malformed {
+            table: "history",
+            key: format!(
+                "{}: a change its chain points to is missing",
+                block_key(tick_ms, key)
+            ),
+        })
+    }
+}
+
+fn history_key(feature: u16, entity_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(20);
+    codec::put_key(&mut key, feature, EntityRef::new(entity_id));
+    key
 }
 
 /// A consistent view of one commit of the store.
 pub struct Snapshot {
     txn: ReadTransaction,
     path: Arc<Path>,
+    catalog: OnceLock<Catalog>,
 }
 
 impl Snapshot {
     pub(crate) fn new(txn: ReadTransaction, path: Arc<Path>) -> Snapshot {
-        Snapshot { txn, path }
+        Snapshot {
+            txn,
+            path,
+            catalog: OnceLock::new(),
+        }
     }
 
     /// Refuses a file that is not a rewind store of this [`FORMAT_VERSION`].
@@ -171,6 +367,15 @@ impl Snapshot {
                 found,
             }),
         }
+    }
+
+    /// The feature catalog: what the feature indexes in history blocks mean.
+    pub fn catalog(&self) -> Result<&Catalog> {
+        if let Some(catalog) = self.catalog.get() {
+            return Ok(catalog);
+        }
+        let catalog = guard::reading(&self.path, || Catalog::load(&self.txn.open_table(CATALOG)?))?;
+        Ok(self.catalog.get_or_init(|| catalog))
     }
 
     /// The output frontier: every tick strictly below it is final. `None` before the first
@@ -212,36 +417,44 @@ impl Snapshot {
         self.meta(key)?.map(|b| decode_u64(key, &b)).transpose()
     }
 
-    /// The current values of one entity, in feature order.
+    /// The current values of one entity, in feature order: one read.
     pub fn online(&self, entity_kind: &str, entity_id: &str) -> Result<Vec<OnlineRow>> {
+        let catalog = self.catalog()?;
         guard::reading(&self.path, || {
             let table = self.txn.open_table(ONLINE)?;
-            let mut rows = Vec::new();
-            for entry in table.range((entity_kind, entity_id, "")..)? {
-                let (key, value) = entry?;
-                let (kind, id, _) = key.value();
-                if kind != entity_kind || id != entity_id {
-                    break;
-                }
-                rows.push(online_row(key.value(), value.value())?);
-            }
-            Ok(rows)
+            let entity = layout::entity_key(entity_id);
+            let Some(stored) = table.get((entity_kind, entity.as_slice()))? else {
+                return Ok(Vec::new());
+            };
+            let features = online_features(entity_kind, &entity, stored.value())?;
+            online_rows(catalog, entity_kind, &entity, features)
         })
     }
 
-    /// Every current value: (entity kind, entity id, row).
+    /// Every current value: (entity kind, entity id, row), in that order.
     pub fn online_all(&self) -> Result<Vec<(String, String, OnlineRow)>> {
-        guard::reading(&self.path, || {
+        let catalog = self.catalog()?;
+        let mut all = guard::reading(&self.path, || {
             let table = self.txn.open_table(ONLINE)?;
-            let mut rows = Vec::new();
+            let mut all = Vec::new();
             for entry in table.iter()? {
-                let (key, value) = entry?;
-                let (kind, id, _) = key.value();
-                let row = online_row(key.value(), value.value())?;
-                rows.push((kind.to_string(), id.to_string(), row));
+                let (key, stored) = entry?;
+                let (kind, entity) = key.value();
+                let features = online_features(kind, entity, stored.value())?;
+                let id =
+                    codec::take_entity(&mut &entity[..]).ok_or_else(|| StoreError::Malformed {
+                        table: "online",
+                        key: online_key(kind, entity),
+                    })?;
+                let id = id.to_string();
+                for row in online_rows(catalog, kind, entity, features)? {
+                    all.push((kind.to_string(), id.clone(), row));
+                }
             }
-            Ok(rows)
-        })
+            Ok(all)
+        })?;
+        all.sort_unstable_by(|a, b| (&a.0, &a.1, &a.2.feature).cmp(&(&b.0, &b.1, &b.2.feature)));
+        Ok(all)
     }
 
     /// The value of `feature` for `entity_id` as of tick `as_of_ms`: the latest history row with
@@ -250,11 +463,27 @@ impl Snapshot {
         self.history_lookup()?.as_of(feature, entity_id, as_of_ms)
     }
 
-    /// The history table opened once, for many point-in-time lookups (training snapshots).
+    /// The tables opened once, for many point-in-time lookups.
     pub fn history_lookup(&self) -> Result<HistoryLookup> {
+        let catalog = self.catalog()?.clone();
         guard::reading(&self.path, || {
             Ok(HistoryLookup {
-                table: self.txn.open_table(HISTORY)?,
+                online: self.txn.open_table(ONLINE)?,
+                history: self.txn.open_table(HISTORY)?,
+                catalog,
+                path: self.path.clone(),
+            })
+        })
+    }
+
+    /// Every history block with a tick in `from_ms..=until_ms`, in time order.
+    pub fn sweep(&self, from_ms: u64, until_ms: u64) -> Result<HistorySweep> {
+        guard::reading(&self.path, || {
+            let table = self.txn.open_table(HISTORY)?;
+            let range = table.range::<(u64, &[u8])>((from_ms, &[][..])..)?;
+            Ok(HistorySweep {
+                range,
+                until_ms,
                 path: self.path.clone(),
             })
         })
@@ -262,22 +491,29 @@ impl Snapshot {
 
     /// Every history row, in (feature, entity, valid_from) order.
     pub fn history(&self) -> Result<Vec<HistoryRow>> {
-        guard::reading(&self.path, || {
-            let table = self.txn.open_table(HISTORY)?;
-            let mut rows = Vec::new();
-            for entry in table.iter()? {
-                let (key, value) = entry?;
-                let key = key.value();
-                let (feature, entity_id, valid_from_ms) = key;
+        let catalog = self.catalog()?;
+        let mut sweep = self.sweep(0, u64::MAX)?;
+        let mut rows = Vec::new();
+        while let Some(block) = sweep.next_block()? {
+            for entry in block.entries() {
+                let entry = entry?;
+                let (_, feature) =
+                    catalog
+                        .feature(entry.feature)
+                        .ok_or_else(|| StoreError::Malformed {
+                            table: "history",
+                            key: format!("{}: a feature the catalog lacks", block.key),
+                        })?;
                 rows.push(HistoryRow {
                     feature: feature.to_string(),
-                    entity_id: entity_id.to_string(),
-                    valid_from_ms,
-                    value_json: history_value(key, value.value())?,
+                    entity_id: entry.entity.to_string(),
+                    valid_from_ms: block.tick_ms,
+                    value_json: entry.value.map(<[u8]>::to_vec),
                 });
             }
-            Ok(rows)
-        })
+        }
+        rows.sort_unstable();
+        Ok(rows)
     }
 
     /// (topic, partition) → next offset to read, for every partition the store has read.
@@ -321,12 +557,28 @@ impl Snapshot {
     }
 }
 
-fn online_row(key: (&str, &str, &str), (valid_from_ms, stored): (u64, &[u8])) -> Result<OnlineRow> {
-    let row = layout::online_row(key, valid_from_ms);
-    let json = unseal(row, stored, "online", || format!("{key:?}"))?;
-    Ok(OnlineRow {
-        feature: key.2.to_string(),
-        valid_from_ms,
-        value_json: json.to_vec(),
-    })
+/// The features of one online row that hold a value (not back at their default), by name.
+fn online_rows(
+    catalog: &Catalog,
+    kind: &str,
+    entity: &[u8],
+    features: Vec<OnlineFeature>,
+) -> Result<Vec<OnlineRow>> {
+    let mut rows = Vec::with_capacity(features.len());
+    for f in features {
+        let Some(value) = f.value else { continue };
+        let (_, name) = catalog
+            .feature(f.feature)
+            .ok_or_else(|| StoreError::Malformed {
+                table: "online",
+                key: format!("{}: a feature the catalog lacks", online_key(kind, entity)),
+            })?;
+        rows.push(OnlineRow {
+            feature: name.to_string(),
+            valid_from_ms: f.head.tick_ms,
+            value_json: value,
+        });
+    }
+    rows.sort_unstable_by(|a, b| a.feature.cmp(&b.feature));
+    Ok(rows)
 }

@@ -4,7 +4,7 @@ fn change(feature: &'static str, id: &str, tick_ms: u64, value: Option<&str>) ->
     Change {
         entity_kind: "viewer",
         feature,
-        entity_id: id.to_string(),
+        entity_id: id.into(),
         tick_ms,
         value: value.map(|v| v.as_bytes().to_vec()),
     }
@@ -158,7 +158,12 @@ fn write_unsealed_store(dir: &std::path::Path, format: Option<u64>) {
 
 #[test]
 fn a_store_of_another_format_is_refused_by_writer_and_reader() {
-    for (format, says) in [(None, "format 1"), (Some(FORMAT_VERSION + 1), "format 3")] {
+    let cases = [
+        (None, "format 1"),
+        (Some(2), "format 2"),
+        (Some(FORMAT_VERSION + 1), "format 4"),
+    ];
+    for (format, says) in cases {
         let dir = tempfile::tempdir().unwrap();
         write_unsealed_store(dir.path(), format);
         for err in [
@@ -167,6 +172,7 @@ fn a_store_of_another_format_is_refused_by_writer_and_reader() {
         ] {
             assert!(matches!(err, StoreError::Format { .. }), "{err}");
             assert!(err.to_string().contains(says), "{err}");
+            assert!(err.to_string().contains("rewind replay"), "{err}");
         }
     }
 }
@@ -177,7 +183,10 @@ fn a_value_that_fails_its_checksum_is_damage_named_by_file_table_and_key() {
     let store = Store::open(dir.path()).unwrap();
     let commit = Commit {
         frontier_ms: 3000,
-        changes: vec![change("viewer.a", "v_1", 1000, Some("15"))],
+        changes: vec![
+            change("viewer.a", "v_1", 1000, Some("15")),
+            change("viewer.a", "v_1", 2000, Some("17")),
+        ],
         next_offsets: vec![("events".into(), 0, 42)],
         ..Commit::default()
     };
@@ -192,10 +201,16 @@ fn a_value_that_fails_its_checksum_is_damage_named_by_file_table_and_key() {
     let txn = db.begin_write().unwrap();
     {
         let mut history = txn.open_table(layout::HISTORY).unwrap();
-        let key = ("viewer.a", "v_1", 1000);
-        let mut stored = history.get(key).unwrap().unwrap().value().to_vec();
-        stored[1] = b'6';
-        history.insert(key, stored.as_slice()).unwrap();
+        let (key, mut stored) = {
+            let (key, stored) = history.first().unwrap().unwrap();
+            let (tick, first) = key.value();
+            ((tick, first.to_vec()), stored.value().to_vec())
+        };
+        let at = stored.windows(2).position(|w| w == b"15").unwrap();
+        stored[at + 1] = b'6';
+        history
+            .insert((key.0, key.1.as_slice()), stored.as_slice())
+            .unwrap();
         let mut offsets = txn.open_table(layout::OFFSETS).unwrap();
         offsets
             .insert(("events", 0), 43u64.to_le_bytes().as_slice())
@@ -205,10 +220,15 @@ fn a_value_that_fails_its_checksum_is_damage_named_by_file_table_and_key() {
     drop(db);
 
     let snap = ReadOnlyStore::open(dir.path()).unwrap().snapshot().unwrap();
-    assert_eq!(snap.online("viewer", "v_1").unwrap()[0].value_json, b"15");
+    // The online row holds the latest value, whole; lookups before it walk into history.
+    assert_eq!(snap.online("viewer", "v_1").unwrap()[0].value_json, b"17");
+    assert_eq!(
+        snap.as_of("viewer.a", "v_1", 2000).unwrap(),
+        Some(b"17".to_vec())
+    );
     for err in [
         snap.history().err().unwrap(),
-        snap.as_of("viewer.a", "v_1", 2000).err().unwrap(),
+        snap.as_of("viewer.a", "v_1", 1500).err().unwrap(),
         snap.next_offsets().err().unwrap(),
     ] {
         assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
@@ -220,7 +240,7 @@ fn a_value_that_fails_its_checksum_is_damage_named_by_file_table_and_key() {
     }
     let text = snap.history().err().unwrap().to_string();
     assert!(
-        text.contains("history") && text.contains("\"v_1\""),
+        text.contains("history") && text.contains("tick 1000") && text.contains("\"v_1\""),
         "{text}"
     );
 }
@@ -237,4 +257,257 @@ fn a_second_writer_is_told_the_store_is_being_written() {
     );
     // Readers are not writers: they still get in.
     assert!(ReadOnlyStore::open(dir.path()).is_ok());
+}
+
+/// A seeded stream of numbers, so the tests below need no dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn viewer(n: u64) -> String {
+    format!("v_{:032x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Commits of random changes (values, tombstones, ids of both shapes, blocks split within a
+/// tick) checked against a plain map of every row: `history()`, `online`, every `as_of` and
+/// `rows`, and a sweep, at every tick.
+#[test]
+fn history_and_online_match_a_model_across_blocks_ticks_and_tombstones() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut rng = Lcg(7);
+    let features = ["viewer.a", "viewer.b", "title.c"];
+    let mut model: BTreeMap<(String, String), BTreeMap<u64, Option<Vec<u8>>>> = BTreeMap::new();
+    let ids: Vec<String> = (0..40)
+        .map(|n| match n % 4 {
+            0 => format!("tt{n:04}"),
+            _ => viewer(n),
+        })
+        .collect();
+    let mut tick = 1000;
+    for _ in 0..12 {
+        let mut changes = Vec::new();
+        for _ in 0..1 + rng.below(4) {
+            tick += 1000 * (1 + rng.below(3));
+            // Now and then a tick far larger than a block.
+            let n = if rng.below(5) == 0 {
+                2500
+            } else {
+                rng.below(30)
+            };
+            for _ in 0..n {
+                let feature = features[rng.below(3) as usize];
+                let id = &ids[rng.below(ids.len() as u64) as usize];
+                let value = match rng.below(6) {
+                    0 => None,
+                    v => Some(format!(
+                        "{{\"x\":{v},\"pad\":\"{}\"}}",
+                        "p".repeat(v as usize * 9)
+                    )),
+                };
+                let kind = if feature.starts_with("title") {
+                    "title"
+                } else {
+                    "viewer"
+                };
+                changes.push(Change {
+                    entity_kind: kind,
+                    feature,
+                    entity_id: id.as_str().into(),
+                    tick_ms: tick,
+                    value: value.clone().map(String::into_bytes),
+                });
+                let rows = model.entry((feature.to_string(), id.clone())).or_default();
+                rows.insert(tick, value.map(String::into_bytes));
+            }
+        }
+        store
+            .commit(&Commit {
+                frontier_ms: tick + 1000,
+                changes,
+                ..Commit::default()
+            })
+            .unwrap();
+    }
+    let snap = store.snapshot().unwrap();
+    let want: Vec<HistoryRow> = model
+        .iter()
+        .flat_map(|((feature, id), rows)| {
+            rows.iter().map(move |(t, v)| HistoryRow {
+                feature: feature.clone(),
+                entity_id: id.clone(),
+                valid_from_ms: *t,
+                value_json: v.clone(),
+            })
+        })
+        .collect();
+    assert_eq!(snap.history().unwrap(), want);
+    let lookup = snap.history_lookup().unwrap();
+    for ((feature, id), rows) in &model {
+        for t in (0..=tick + 1000).step_by(1000) {
+            let expected = rows.range(..=t).next_back().and_then(|(_, v)| v.clone());
+            assert_eq!(
+                lookup.as_of(feature, id, t).unwrap(),
+                expected,
+                "{feature} {id} {t}"
+            );
+            let upto: Vec<_> = rows.range(..=t).map(|(t, v)| (*t, v.clone())).collect();
+            assert_eq!(
+                lookup.rows(feature, id, t).unwrap(),
+                upto,
+                "{feature} {id} {t}"
+            );
+        }
+        let kind = if feature.starts_with("title") {
+            "title"
+        } else {
+            "viewer"
+        };
+        let latest = rows.iter().next_back().unwrap();
+        let online = snap.online(kind, id).unwrap();
+        let row = online.iter().find(|r| &r.feature == feature);
+        let got = row.map(|r| (r.valid_from_ms, r.value_json.clone()));
+        assert_eq!(
+            got,
+            latest.1.clone().map(|v| (*latest.0, v)),
+            "{feature} {id}"
+        );
+    }
+    let mut sweep = snap.sweep(0, u64::MAX).unwrap();
+    let (mut last, mut swept, mut blocks) = ((0, Vec::new()), 0, 0);
+    while let Some(block) = sweep.next_block().unwrap() {
+        blocks += 1;
+        for entry in block.entries() {
+            let key = (block.tick_ms, entry.unwrap().key.to_vec());
+            assert!(key > last, "the sweep goes in (tick, key) order");
+            last = key;
+            swept += 1;
+        }
+    }
+    assert_eq!(swept, want.len());
+    assert!(blocks > 12 * 2, "some ticks were split into several blocks");
+}
+
+#[test]
+fn a_long_chain_finds_any_time_in_few_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ticks: Vec<u64> = (1..=3000).map(|n| n * 1000).collect();
+    for chunk in ticks.chunks(500) {
+        let changes = chunk
+            .iter()
+            .map(|t| change("viewer.a", "v_1", *t, Some(&t.to_string())))
+            .collect();
+        let frontier_ms = chunk.last().unwrap() + 1000;
+        let commit = Commit {
+            frontier_ms,
+            changes,
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+    let snap = store.snapshot().unwrap();
+    for t in [999, 1000, 1500, 2_000_000, 2_999_999, 3_000_000] {
+        let want = (t >= 1000).then(|| (t / 1000 * 1000).to_string().into_bytes());
+        assert_eq!(snap.as_of("viewer.a", "v_1", t).unwrap(), want, "{t}");
+    }
+}
+
+#[test]
+fn a_tick_already_in_history_is_refused_and_nothing_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let first = Commit {
+        frontier_ms: 3000,
+        changes: vec![change("viewer.a", "v_1", 2000, Some("1"))],
+        ..Commit::default()
+    };
+    store.commit(&first).unwrap();
+    let again = Commit {
+        frontier_ms: 4000,
+        changes: vec![
+            change("viewer.a", "v_2", 3000, Some("2")),
+            change("viewer.b", "v_3", 2000, Some("3")),
+        ],
+        ..Commit::default()
+    };
+    let err = store.commit(&again).err().unwrap();
+    assert!(matches!(err, StoreError::TickWritten { .. }), "{err}");
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.frontier_ms().unwrap(), Some(3000));
+    assert_eq!(snap.history().unwrap().len(), 1);
+    // The catalog did not keep the feature of the failed commit either.
+    assert_eq!(snap.catalog().unwrap().len(), 1);
+    let later = Commit {
+        frontier_ms: 5000,
+        changes: vec![change("viewer.b", "v_3", 4000, Some("3"))],
+        ..Commit::default()
+    };
+    store.commit(&later).unwrap();
+    let names: Vec<_> = (0..2)
+        .map(|i| {
+            store
+                .snapshot()
+                .unwrap()
+                .catalog()
+                .unwrap()
+                .feature(i)
+                .unwrap()
+                .1
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, ["viewer.a", "viewer.b"]);
+}
+
+#[test]
+fn a_reader_in_another_handle_follows_each_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let reader = ReadOnlyStore::open(dir.path()).unwrap();
+    let before = reader.snapshot().unwrap();
+    for (n, tick) in [1000u64, 2000, 3000].into_iter().enumerate() {
+        let commit = Commit {
+            frontier_ms: tick + 1000,
+            changes: vec![change("viewer.a", "v_1", tick, Some(&n.to_string()))],
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+        let snap = reader.snapshot().unwrap();
+        assert_eq!(snap.frontier_ms().unwrap(), Some(tick + 1000));
+        let online = snap.online("viewer", "v_1").unwrap();
+        assert_eq!(online[0].value_json, n.to_string().into_bytes());
+        assert_eq!(snap.history().unwrap().len(), n + 1);
+    }
+    // A snapshot taken earlier stays as it was: one commit, whole.
+    assert_eq!(before.frontier_ms().unwrap(), None);
+    assert!(before.history().unwrap().is_empty());
+}
+
+#[test]
+fn a_reopened_writer_continues_the_chains_it_left() {
+    let dir = tempfile::tempdir().unwrap();
+    for tick in [1000u64, 2000, 3000, 4000] {
+        let store = Store::open(dir.path()).unwrap();
+        let commit = Commit {
+            frontier_ms: tick + 1000,
+            changes: vec![change("viewer.a", "v_1", tick, Some(&tick.to_string()))],
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+    let snap = ReadOnlyStore::open(dir.path()).unwrap().snapshot().unwrap();
+    for tick in [1000u64, 2000, 3000, 4000] {
+        let got = snap.as_of("viewer.a", "v_1", tick + 500).unwrap();
+        assert_eq!(got, Some(tick.to_string().into_bytes()));
+    }
 }

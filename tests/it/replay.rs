@@ -150,32 +150,34 @@ fn verify_finds_a_planted_difference() {
 /// Overwrites one online value behind the writer's back; returns its (feature, entity).
 fn plant(dir: &Path) -> (String, String) {
     use redb::ReadableTable;
-    use rewind_state::layout::{ONLINE, online_row};
+    use rewind_state::{codec, layout};
+    let (kind, id, feature, index) = {
+        let snap = ReadOnlyStore::open(dir).unwrap().snapshot().unwrap();
+        let (kind, id, row) = snap.online_all().unwrap().into_iter().next().unwrap();
+        let index = snap.catalog().unwrap().index(&kind, &row.feature).unwrap();
+        (kind, id, row.feature, index)
+    };
     let db = redb::Builder::new()
         .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
         .open(dir.join(rewind_state::FILE_NAME))
         .unwrap();
     let txn = db.begin_write().unwrap();
-    let key = {
-        let mut table = txn.open_table(ONLINE).unwrap();
-        let (kind, id, feature, from) = {
-            let (k, v) = table.iter().unwrap().next().unwrap().unwrap();
-            let (kind, id, feature) = k.value();
-            (
-                kind.to_string(),
-                id.to_string(),
-                feature.to_string(),
-                v.value().0,
-            )
-        };
+    {
+        let mut table = txn.open_table(layout::ONLINE).unwrap();
+        let entity = layout::entity_key(&id);
+        let key = (kind.as_str(), entity.as_slice());
+        let stored = table.get(key).unwrap().unwrap().value().to_vec();
+        let row = layout::online_row(&kind, &entity);
+        let mut features = codec::take_online(row.clone().open(&stored).unwrap()).unwrap();
+        let planted = features.iter_mut().find(|f| f.feature == index).unwrap();
+        planted.value = Some(b"999".to_vec());
+        let mut payload = Vec::new();
+        codec::put_online(&mut payload, &features);
         // Sealed as the store seals it: a difference in agreeing, intact rows.
-        let key = (kind.as_str(), id.as_str(), feature.as_str());
-        let sealed = online_row(key, from).seal(b"999");
-        table.insert(key, (from, sealed.as_slice())).unwrap();
-        (feature, id)
-    };
+        table.insert(key, row.seal(&payload).as_slice()).unwrap();
+    }
     txn.commit().unwrap();
-    key
+    (feature, id)
 }
 
 /// Writes `rewind gen` files into `dir`; returns (events, titles) paths.

@@ -1,0 +1,221 @@
+//! One commit's writes: history blocks appended after every tick already written, one
+//! read-modify-write of each touched entity's online row, then offsets, dead letters and meta.
+//!
+//! Why this shape: a B-tree insert at a random key copies a leaf page, and a commit copies
+//! each page it touches once. Time-major blocks touch only the tree's right edge, and packing an
+//! entity's features in one row makes a commit touch one online row per entity, not one per
+//! (entity, feature). Both are inserted in key order, leaf by leaf.
+
+use std::collections::HashMap;
+
+use redb::{ReadableTable, WriteTransaction};
+
+use crate::catalog::{self, Catalog};
+use crate::codec::{self, Head, OnlineFeature};
+use crate::layout::{self, BLOCK_BYTES, DEAD_LETTERS, HISTORY, META, OFFSETS, ONLINE};
+use crate::{Commit, META_FRONTIER, Result, StoreError};
+
+/// One change, keyed as history keeps it.
+struct Row<'c> {
+    tick_ms: u64,
+    /// Feature index (big-endian), then the entity's bytes.
+    key: Vec<u8>,
+    kind: &'c str,
+    value: Option<&'c [u8]>,
+}
+
+impl Row<'_> {
+    fn entity(&self) -> &[u8] {
+        &self.key[2..]
+    }
+
+    fn feature(&self) -> u16 {
+        u16::from_be_bytes([self.key[0], self.key[1]])
+    }
+}
+
+/// Writes `commit` into `txn`, adding features new to `catalog` to it.
+pub(crate) fn commit(txn: &WriteTransaction, catalog: &mut Catalog, commit: &Commit) -> Result<()> {
+    let rows = rows(txn, catalog, commit)?;
+    let mut online = read_online(txn, &rows)?;
+    let blocks = chain(&rows, &mut online)?;
+    {
+        let mut history = txn.open_table(HISTORY)?;
+        if let (Some(first), Some((last, _))) = (rows.first(), history.last()?) {
+            let last_ms = last.value().0;
+            if first.tick_ms <= last_ms {
+                return Err(StoreError::TickWritten {
+                    tick_ms: first.tick_ms,
+                    last_ms,
+                });
+            }
+        }
+        for (tick_ms, first_key, payload) in &blocks {
+            let sealed = layout::history_block(*tick_ms, first_key).seal(payload);
+            history.insert((*tick_ms, first_key.as_slice()), sealed.as_slice())?;
+        }
+    }
+    write_online(txn, &online)?;
+    write_positions(txn, commit)
+}
+
+/// The changes as rows in (tick, key) order, one per key and tick (the last given wins).
+fn rows<'c>(
+    txn: &WriteTransaction,
+    catalog: &mut Catalog,
+    commit: &'c Commit,
+) -> Result<Vec<Row<'c>>> {
+    let mut added = Vec::new();
+    let mut known: Vec<((&str, &str), u16)> = Vec::new();
+    let mut rows = Vec::with_capacity(commit.changes.len());
+    for c in &commit.changes {
+        let names = (c.entity_kind, c.feature);
+        let feature = match known.iter().find(|(n, _)| *n == names) {
+            Some((_, index)) => *index,
+            None => {
+                let (index, row) = catalog
+                    .index_or_add(c.entity_kind, c.feature)
+                    .ok_or(StoreError::CatalogFull)?;
+                added.extend(row.map(|r| (index, r)));
+                known.push((names, index));
+                index
+            }
+        };
+        let mut key = Vec::with_capacity(20);
+        codec::put_key(&mut key, feature, c.entity_id.as_ref());
+        rows.push(Row {
+            tick_ms: c.tick_ms,
+            key,
+            kind: c.entity_kind,
+            value: c.value.as_deref(),
+        });
+    }
+    catalog::insert(txn, &added)?;
+    // Stable: of two changes of one key at one tick, the later stays last.
+    rows.sort_by(|a, b| (a.tick_ms, &a.key).cmp(&(b.tick_ms, &b.key)));
+    let mut deduped: Vec<Row<'c>> = Vec::with_capacity(rows.len());
+    for row in rows {
+        match deduped.last_mut() {
+            Some(last) if last.tick_ms == row.tick_ms && last.key == row.key => *last = row,
+            _ => deduped.push(row),
+        }
+    }
+    Ok(deduped)
+}
+
+/// (tick, first key, payload).
+type Block = (u64, Vec<u8>, Vec<u8>);
+
+/// The online rows of the entities a commit touches, in key order, and which one each change
+/// touches (by index, as the changes are ordered).
+struct OnlineRows<'r> {
+    entities: Vec<(&'r str, &'r [u8], Vec<OnlineFeature>)>,
+    of_row: Vec<usize>,
+}
+
+/// The online rows of every entity the rows touch, read in key order.
+fn read_online<'r>(txn: &WriteTransaction, rows: &'r [Row<'_>]) -> Result<OnlineRows<'r>> {
+    let mut index: HashMap<(&'r str, &'r [u8]), usize> = HashMap::with_capacity(rows.len());
+    let mut keys = Vec::new();
+    let mut first: Vec<usize> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = (row.kind, row.entity());
+        let next = keys.len();
+        let e = *index.entry(key).or_insert_with(|| {
+            keys.push(key);
+            next
+        });
+        first.push(e);
+    }
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|a, b| keys[*a].cmp(&keys[*b]));
+    let mut rank = vec![0; keys.len()];
+    for (r, e) in order.iter().enumerate() {
+        rank[*e] = r;
+    }
+    let table = txn.open_table(ONLINE)?;
+    let mut entities = Vec::with_capacity(keys.len());
+    for e in order {
+        let (kind, entity) = keys[e];
+        let features = match table.get((kind, entity))? {
+            Some(stored) => crate::read::online_features(kind, entity, stored.value())?,
+            None => Vec::new(),
+        };
+        entities.push((kind, entity, features));
+    }
+    let of_row = first.into_iter().map(|e| rank[e]).collect();
+    Ok(OnlineRows { entities, of_row })
+}
+
+/// Links each row into its key's chain, updating the online rows; returns the history blocks
+/// as (tick, first key, payload).
+fn chain<'r>(rows: &'r [Row<'_>], online: &mut OnlineRows<'r>) -> Result<Vec<Block>> {
+    let mut blocks = Vec::new();
+    let mut block: Option<Block> = None;
+    for (row, e) in rows.iter().zip(&online.of_row) {
+        let features = &mut online.entities[*e].2;
+        let at = features.binary_search_by_key(&row.feature(), |f| f.feature);
+        let head = at.ok().map(|i| &features[i].head);
+        if let Some(h) = head.filter(|h| h.tick_ms >= row.tick_ms) {
+            return Err(StoreError::TickWritten {
+                tick_ms: row.tick_ms,
+                last_ms: h.tick_ms,
+            });
+        }
+        let (next, pointers) = Head::append(head, row.tick_ms);
+        let entry = OnlineFeature {
+            feature: row.feature(),
+            value: row.value.map(<[u8]>::to_vec),
+            head: next,
+        };
+        match at {
+            Ok(i) => features[i] = entry,
+            Err(i) => features.insert(i, entry),
+        }
+        let full = block.as_ref().is_some_and(|(tick, _, payload)| {
+            *tick != row.tick_ms || payload.len() + row.key.len() + 24 > BLOCK_BYTES
+        });
+        if full {
+            blocks.extend(block.take());
+        }
+        let (_, _, payload) =
+            block.get_or_insert_with(|| (row.tick_ms, row.key.clone(), Vec::new()));
+        codec::put_entry(payload, &row.key, row.tick_ms, pointers, row.value);
+    }
+    blocks.extend(block);
+    Ok(blocks)
+}
+
+fn write_online(txn: &WriteTransaction, online: &OnlineRows<'_>) -> Result<()> {
+    let mut table = txn.open_table(ONLINE)?;
+    let mut payload = Vec::new();
+    for (kind, entity, features) in &online.entities {
+        payload.clear();
+        codec::put_online(&mut payload, features);
+        let sealed = layout::online_row(kind, entity).seal(&payload);
+        table.insert((*kind, *entity), sealed.as_slice())?;
+    }
+    Ok(())
+}
+
+fn write_positions(txn: &WriteTransaction, commit: &Commit) -> Result<()> {
+    let mut offsets = txn.open_table(OFFSETS)?;
+    for (topic, partition, next) in &commit.next_offsets {
+        let key = (topic.as_str(), *partition);
+        let sealed = layout::offsets_row(key).seal(&next.to_le_bytes());
+        offsets.insert(key, sealed.as_slice())?;
+    }
+    let mut dead = txn.open_table(DEAD_LETTERS)?;
+    for d in &commit.dead_letters {
+        let key = (d.topic.as_str(), d.partition, d.offset);
+        let sealed = layout::dead_letter_row(key).seal(d.reason.as_bytes());
+        dead.insert(key, sealed.as_slice())?;
+    }
+    let mut meta = txn.open_table(META)?;
+    let counters = commit.counters.iter().map(|(k, v)| (*k, *v));
+    for (key, value) in std::iter::once((META_FRONTIER, commit.frontier_ms)).chain(counters) {
+        let sealed = layout::meta_row(key).seal(&value.to_le_bytes());
+        meta.insert(key, sealed.as_slice())?;
+    }
+    Ok(())
+}
