@@ -288,6 +288,36 @@ proptest! {
     }
 
     #[test]
+    fn share_by_title_with_changing_titles_matches_a_naive_share(
+        events in proptest::collection::vec(event_strategy(), 0..60),
+        w in 1u64..6,
+        change in 2u64..LAST_TICK,
+    ) {
+        let window = w * TICK;
+        let change = change * TICK;
+        let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(heartbeats().by_viewer()
+                .share_by_title(|title| title.genres.clone(), |h| h.interval_ms).over(window));
+        let model = |t| {
+            let mut ms: BTreeMap<ViewerId, BTreeMap<&str, u64>> = BTreeMap::new();
+            for e in in_window(&events, window, t) {
+                if let EventKind::Heartbeat { title, interval_ms, .. } = &e.kind {
+                    // A genre with no seconds has no share (and no entry).
+                    if *interval_ms == 0 { continue; }
+                    for genre in genres_at(title, t, change) {
+                        *ms.entry(e.viewer).or_default().entry(genre).or_default() += interval_ms;
+                    }
+                }
+            }
+            render(ms.into_iter().filter_map(|(v, genres)| {
+                let sum: u64 = genres.values().sum();
+                (sum > 0).then(|| (v, Value::Map(genres.iter().map(|(g, m)| (g.to_string(), F64::new(*m as f64 / sum as f64))).collect())))
+            }).collect())
+        };
+        check(feature, events.clone(), titles(change), model)?;
+    }
+
+    #[test]
     fn ratio_matches_a_naive_ratio(events in proptest::collection::vec(event_strategy(), 0..60), w in 1u64..6) {
         let window = w * TICK;
         let feature = Feature::new("title.x").describe("x").purposes(&[Purpose::Analytics])
