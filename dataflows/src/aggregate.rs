@@ -19,7 +19,7 @@ use crate::event::{TimeMs, Title, TitleId, ViewerId};
 use crate::source::{HasTitle, HasViewer, Record, Select};
 use crate::value::{F64, Value, ValueType};
 use crate::window::{RETENTION_MS, sliding};
-use crate::{Entity, Output, Sources, Window};
+use crate::{Entity, EntityId, Output, Sources, Window};
 
 /// Builds a feature's output collection in a worker's dataflow: the escape hatch. Any
 /// differential computation over [`Sources`] that yields at most one `(entity id, value)` per
@@ -35,8 +35,8 @@ impl Compute for for<'s> fn(&Sources<'s>) -> Output<'s> {
 }
 
 /// Entity keys: what an aggregation groups by.
-pub trait EntityKey: Record + Display {}
-impl<K: Record + Display> EntityKey for K {}
+pub trait EntityKey: Record + Into<EntityId> {}
+impl<K: Record + Into<EntityId>> EntityKey for K {}
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> Option<K> + Send + Sync>;
 
@@ -302,7 +302,7 @@ impl<T: Record, K: EntityKey> Compute for Total<T, K> {
             key(&t).map(|k| (k, weight(&t) as isize))
         })
         .count_total()
-        .map(move |(k, total)| (k.to_string(), render(total as i64)))
+        .map(move |(k, total)| (k.into(), render(total as i64)))
     }
 }
 
@@ -322,7 +322,7 @@ impl<T: Record, K: EntityKey, V: Record> Compute for Distinct<T, K, V> {
         .distinct_total()
         .map(|(k, _)| k)
         .count_total()
-        .map(|(k, n)| (k.to_string(), Value::Int(n as i64)))
+        .map(|(k, n)| (k.into(), Value::Int(n as i64)))
     }
 }
 
@@ -350,7 +350,7 @@ impl<T: Record, K: EntityKey, V: Record + Display> Compute for LastDistinct<T, K
         .reduce(|_, times, out| out.push((*times[times.len() - 1].0, 1)))
         .map(|((key, value), latest)| (key, (latest, value)))
         .reduce(move |_, seen, out| out.push((Value::List(newest_first(seen, k)), 1)))
-        .map(|(key, value)| (key.to_string(), value))
+        .map(|(key, value)| (key.into(), value))
     }
 }
 
@@ -431,7 +431,7 @@ fn share_per_entity<'s, K: EntityKey, S: Record + Display>(
                 out.push((shares, 1));
             }
         })
-        .map(|(entity, value)| (entity.to_string(), value))
+        .map(|(entity, value)| (entity.into(), value))
 }
 
 /// Each key's share of the sum; `None` when the sum is zero.

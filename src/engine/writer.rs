@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use rewind_dataflows::{TimeMs, Value, library};
+use rewind_dataflows::{EntityId, TimeMs, Value, library};
 use rewind_state::{Change, Commit, DeadLetter, Store, StoreError};
 
 use super::{Counters, RunConfig, Shared};
 
 /// One output update: ((feature index, entity id), value), time, diff.
-pub(crate) type Update = (((u16, String), Value), TimeMs, isize);
+pub(crate) type Update = (((u16, EntityId), Value), TimeMs, isize);
 
 /// What a worker hands over when its frontier advances.
 pub(crate) struct Report {
@@ -183,7 +183,7 @@ impl Writer {
     /// The history rows of one tick: per key, the value that rose, or a tombstone.
     fn tick_changes(&self, tick: TimeMs, mut updates: Vec<Update>, out: &mut Vec<Change>) {
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut net: Vec<(&(u16, String), &Value, isize)> = Vec::new();
+        let mut net: Vec<(&(u16, EntityId), &Value, isize)> = Vec::new();
         for (data, _, diff) in &updates {
             match net.last_mut() {
                 Some((k, v, d)) if *k == &data.0 && *v == &data.1 => *d += diff,
@@ -205,7 +205,7 @@ impl Writer {
             out.push(Change {
                 entity_kind,
                 feature,
-                entity_id: key.1.clone(),
+                entity_id: key.1.to_string(),
                 tick_ms: tick,
                 value,
             });

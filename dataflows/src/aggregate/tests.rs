@@ -42,6 +42,7 @@ fn run(feature: Feature, events: Vec<(Event, u64)>, titles: Vec<(Title, u64, isi
     recv.extract()
         .into_iter()
         .flat_map(|(_, batch)| batch)
+        .map(|((entity, value), time, diff)| ((entity.to_string(), value), time, diff))
         .collect()
 }
 
@@ -353,7 +354,7 @@ fn a_custom_collection_is_a_feature() {
         });
         crate::window::sliding(s, 2 * TICK)
             .count_total()
-            .map(|(v, n)| (v.to_string(), Value::Int(n as i64)))
+            .map(|(v, n)| (v.into(), Value::Int(n as i64)))
     }
     let hatch: for<'s> fn(&Sources<'s>) -> Output<'s> = searches;
     let feature = Feature::new("viewer.s")
