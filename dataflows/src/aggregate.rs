@@ -4,9 +4,11 @@
 //! - [`Keyed::count`] and [`Keyed::sum`] are abelian: each record is an insert at its tick
 //!   and a retraction one window later, its weight riding as the update's diff, and the state
 //!   is one running total per key (plus the pending retractions).
-//! - [`Keyed::count_distinct`], [`Keyed::last_distinct`] and [`Keyed::share_by`] need the
-//!   values themselves: they keep the windowed (key, value) pairs and recompute a key's value
-//!   from them when they change.
+//! - [`Keyed::count_distinct`] and [`Keyed::last_distinct`] need the values themselves: they
+//!   keep the windowed (key, value) pairs and recompute a key's value from them when they
+//!   change.
+//! - [`Keyed::share_by`] and [`Keyed::share_by_title`] sum the weight per (key, share key) as
+//!   the diff, and rebuild a key's map from those sums when they change.
 //! - [`ratio`] combines two finished aggregations per key: cheap, one pair per key.
 
 use std::fmt::Display;
