@@ -186,6 +186,38 @@ fn by_viewer<T>(events: impl Iterator<Item = (ViewerId, T)>) -> BTreeMap<ViewerI
     map
 }
 
+/// Each viewer's share of heartbeat seconds per genre as of `t`, title "a" changing genres
+/// at `change`.
+fn genre_shares(
+    events: &[(Event, u64)],
+    window: u64,
+    change: u64,
+    t: u64,
+) -> BTreeMap<String, String> {
+    let mut ms: BTreeMap<ViewerId, BTreeMap<&str, u64>> = BTreeMap::new();
+    for e in in_window(events, window, t) {
+        if let EventKind::Heartbeat {
+            title, interval_ms, ..
+        } = &e.kind
+        {
+            // A genre with no seconds has no share (and no entry).
+            if *interval_ms == 0 {
+                continue;
+            }
+            for genre in genres_at(title, t, change) {
+                *ms.entry(e.viewer).or_default().entry(genre).or_default() += interval_ms;
+            }
+        }
+    }
+    let shares = ms.into_iter().filter_map(|(v, genres)| {
+        let sum: u64 = genres.values().sum();
+        let share = |m: &u64| F64::new(*m as f64 / sum as f64);
+        let map = genres.iter().map(|(g, m)| (g.to_string(), share(m)));
+        (sum > 0).then(|| (v, Value::Map(map.collect())))
+    });
+    render(shares.collect())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -269,22 +301,7 @@ proptest! {
         let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
             .aggregate(heartbeats().enrich().by_viewer()
                 .share_by(|(_, title)| title.genres.clone(), |(h, _)| h.interval_ms).over(window));
-        let model = |t| {
-            let mut ms: BTreeMap<ViewerId, BTreeMap<&str, u64>> = BTreeMap::new();
-            for e in in_window(&events, window, t) {
-                if let EventKind::Heartbeat { title, interval_ms, .. } = &e.kind {
-                    // A genre with no seconds has no share (and no entry).
-                    if *interval_ms == 0 { continue; }
-                    for genre in genres_at(title, t, change) {
-                        *ms.entry(e.viewer).or_default().entry(genre).or_default() += interval_ms;
-                    }
-                }
-            }
-            render(ms.into_iter().filter_map(|(v, genres)| {
-                let sum: u64 = genres.values().sum();
-                (sum > 0).then(|| (v, Value::Map(genres.iter().map(|(g, m)| (g.to_string(), F64::new(*m as f64 / sum as f64))).collect())))
-            }).collect())
-        };
+        let model = |t| genre_shares(&events, window, change, t);
         check(feature, events.clone(), titles(change), model)?;
     }
 
@@ -299,22 +316,7 @@ proptest! {
         let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
             .aggregate(heartbeats().by_viewer()
                 .share_by_title(|title| title.genres.clone(), |h| h.interval_ms).over(window));
-        let model = |t| {
-            let mut ms: BTreeMap<ViewerId, BTreeMap<&str, u64>> = BTreeMap::new();
-            for e in in_window(&events, window, t) {
-                if let EventKind::Heartbeat { title, interval_ms, .. } = &e.kind {
-                    // A genre with no seconds has no share (and no entry).
-                    if *interval_ms == 0 { continue; }
-                    for genre in genres_at(title, t, change) {
-                        *ms.entry(e.viewer).or_default().entry(genre).or_default() += interval_ms;
-                    }
-                }
-            }
-            render(ms.into_iter().filter_map(|(v, genres)| {
-                let sum: u64 = genres.values().sum();
-                (sum > 0).then(|| (v, Value::Map(genres.iter().map(|(g, m)| (g.to_string(), F64::new(*m as f64 / sum as f64))).collect())))
-            }).collect())
-        };
+        let model = |t| genre_shares(&events, window, change, t);
         check(feature, events.clone(), titles(change), model)?;
     }
 
