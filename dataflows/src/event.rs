@@ -23,6 +23,35 @@ impl std::fmt::Display for ViewerId {
         write!(f, "v_{:032x}", self.0)
     }
 }
+/// Whose value it is: a viewer or a title, by id. Outputs carry the ids themselves (16 bytes
+/// or a shared string) and are rendered as text only where a row is written.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EntityId {
+    Viewer(ViewerId),
+    Title(TitleId),
+}
+
+impl std::fmt::Display for EntityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntityId::Viewer(viewer) => viewer.fmt(f),
+            EntityId::Title(title) => f.write_str(title),
+        }
+    }
+}
+
+impl From<ViewerId> for EntityId {
+    fn from(viewer: ViewerId) -> EntityId {
+        EntityId::Viewer(viewer)
+    }
+}
+
+impl From<TitleId> for EntityId {
+    fn from(title: TitleId) -> EntityId {
+        EntityId::Title(title)
+    }
+}
+
 /// A title id. Shared: every feature's operators copy the records they read, and a shared id
 /// makes that copy a reference count rather than an allocation.
 pub type TitleId = Arc<str>;

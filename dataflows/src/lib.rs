@@ -32,7 +32,7 @@ pub mod window;
 
 use differential_dataflow::VecCollection;
 
-pub use event::{Event, EventKind, TimeMs, Title, TitleKind, ViewerId};
+pub use event::{EntityId, Event, EventKind, TimeMs, Title, TitleKind, ViewerId};
 pub use feature::{DefinitionError, DefinitionErrors, Feature, Purpose, validate};
 pub use value::{F64, Value, ValueType};
 
@@ -50,7 +50,7 @@ pub mod prelude {
     };
     pub use crate::value::{Value, ValueType};
     pub use crate::window::{days, hours, minutes};
-    pub use crate::{Entity, Output, Sources, Window};
+    pub use crate::{Entity, EntityId, Output, Sources, Window};
 }
 
 /// The decoded inputs every feature is built from.
@@ -94,10 +94,10 @@ impl<'scope> Sources<'scope> {
 }
 
 /// One feature's output: `(entity id, value)`.
-pub type Output<'scope> = VecCollection<'scope, TimeMs, (String, Value)>;
+pub type Output<'scope> = VecCollection<'scope, TimeMs, (EntityId, Value)>;
 
 /// Every feature's output, keyed by `(feature index in the library, entity id)`.
-pub type AllOutputs<'scope> = VecCollection<'scope, TimeMs, ((u16, String), Value)>;
+pub type AllOutputs<'scope> = VecCollection<'scope, TimeMs, ((u16, EntityId), Value)>;
 
 /// Whose feature it is: the entity its values are keyed by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

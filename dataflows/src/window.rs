@@ -6,6 +6,8 @@
 //! abelian (count, sum) then need nothing but the running total per key; the windowed input is
 //! never materialised.
 
+use std::collections::BTreeMap;
+
 use differential_dataflow::VecCollection;
 use differential_dataflow::difference::Abelian;
 
@@ -52,12 +54,76 @@ where
     D: differential_dataflow::Data,
     R: Abelian + differential_dataflow::ExchangeData,
 {
-    // `delay` must only move times forward, monotonically: adding a constant does both.
-    let expired = collection
-        .clone()
-        .negate()
-        .delay(move |t| t.saturating_add(window_ms));
+    let expired = expire_after(collection.clone(), window_ms);
     collection.concat(expired)
+}
+
+/// Each update of `collection`, negated, at its time plus `window_ms` (saturating).
+///
+/// Unlike differential's `delay`, which sends the retraction downstream at once, this holds
+/// the retractions back until the input frontier reaches their time. Sent early, a 90-day
+/// retraction would wait in the next arrangement's batcher, which re-merges everything it
+/// holds each time its frontier moves: the cost of every tick would grow with the window's
+/// contents. Held here, in time order, a retraction costs one insert and one removal.
+fn expire_after<'scope, D, R>(
+    collection: VecCollection<'scope, TimeMs, D, R>,
+    window_ms: u64,
+) -> VecCollection<'scope, TimeMs, D, R>
+where
+    D: differential_dataflow::Data,
+    R: Abelian + differential_dataflow::ExchangeData,
+{
+    use differential_dataflow::AsCollection;
+    use differential_dataflow::consolidation::consolidate;
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::Capability;
+    use timely::dataflow::operators::generic::Operator;
+
+    let stream = collection
+        .inner
+        .unary_frontier(Pipeline, "Expire", move |_, _| {
+            let mut pending: BTreeMap<TimeMs, Vec<(D, R)>> = BTreeMap::new();
+            // A capability at the earliest pending time: it lets the retractions out later, and
+            // keeps downstream from completing their times before they are out.
+            let mut held: Option<Capability<TimeMs>> = None;
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let mut earliest = TimeMs::MAX;
+                    for (datum, time, mut diff) in data.drain(..) {
+                        let expiry = time.saturating_add(window_ms);
+                        earliest = earliest.min(expiry);
+                        diff.negate();
+                        pending.entry(expiry).or_default().push((datum, diff));
+                    }
+                    if !pending.is_empty() && held.as_ref().is_none_or(|h| *h.time() > earliest) {
+                        held = Some(cap.delayed(&earliest, output.output_index()));
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    // Due once nothing earlier can arrive: downstream then seals it right away.
+                    if frontier.less_than(entry.key()) {
+                        break;
+                    }
+                    let (time, mut updates) = entry.remove_entry();
+                    consolidate(&mut updates);
+                    let cap = held
+                        .as_ref()
+                        .expect("a capability covers every pending time");
+                    let mut session = output.session(cap);
+                    for (datum, diff) in updates {
+                        session.give((datum, time, diff));
+                    }
+                }
+                match pending.keys().next() {
+                    Some(next) => held
+                        .as_mut()
+                        .expect("a capability covers every pending time")
+                        .downgrade(next),
+                    None => held = None,
+                }
+            }
+        });
+    stream.as_collection()
 }
 
 #[cfg(test)]

@@ -11,24 +11,20 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use rewind_dataflows::{TimeMs, Value, library};
-use rewind_state::{Change, Commit, DeadLetter, EntityId, Store, StoreError};
+use rewind_dataflows::{EntityId, TimeMs, Value, library};
+use rewind_state::{Change, Commit, DeadLetter, Store, StoreError};
 
 use super::{Counters, RunConfig, Shared};
 
 /// One output update: ((feature index, entity id), value), time, diff.
-pub(crate) type Update = (((u16, String), Value), TimeMs, isize);
+pub(crate) type Update = (((u16, EntityId), Value), TimeMs, isize);
 
-/// The store's id of an output entity: a viewer pseudonym as its 128 bits (kept as 16 bytes),
-/// any other id as text. An entity type that already holds a viewer's u128 maps it straight
-/// to [`EntityId::Pseudonym`], with no text in between.
-pub(crate) trait StoreId {
-    fn store_id(&self) -> EntityId;
-}
-
-impl StoreId for String {
-    fn store_id(&self) -> EntityId {
-        EntityId::new(self)
+/// The store's id of an output entity: a viewer pseudonym as its 128 bits (kept as 16 bytes,
+/// with no text in between), any other id as text.
+fn store_id(entity: &EntityId) -> rewind_state::EntityId {
+    match entity {
+        EntityId::Viewer(viewer) => rewind_state::EntityId::Pseudonym(viewer.0),
+        EntityId::Title(title) => rewind_state::EntityId::new(title),
     }
 }
 
@@ -196,7 +192,7 @@ impl Writer {
     /// The history rows of one tick: per key, the value that rose, or a tombstone.
     fn tick_changes(&self, tick: TimeMs, mut updates: Vec<Update>, out: &mut Vec<Change>) {
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut net: Vec<(&(u16, String), &Value, isize)> = Vec::new();
+        let mut net: Vec<(&(u16, EntityId), &Value, isize)> = Vec::new();
         for (data, _, diff) in &updates {
             match net.last_mut() {
                 Some((k, v, d)) if *k == &data.0 && *v == &data.1 => *d += diff,
@@ -218,7 +214,7 @@ impl Writer {
             out.push(Change {
                 entity_kind,
                 feature,
-                entity_id: key.1.store_id(),
+                entity_id: store_id(&key.1),
                 tick_ms: tick,
                 value,
             });

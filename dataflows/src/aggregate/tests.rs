@@ -42,6 +42,7 @@ fn run(feature: Feature, events: Vec<(Event, u64)>, titles: Vec<(Title, u64, isi
     recv.extract()
         .into_iter()
         .flat_map(|(_, batch)| batch)
+        .map(|((entity, value), time, diff)| ((entity.to_string(), value), time, diff))
         .collect()
 }
 
@@ -185,6 +186,38 @@ fn by_viewer<T>(events: impl Iterator<Item = (ViewerId, T)>) -> BTreeMap<ViewerI
     map
 }
 
+/// Each viewer's share of heartbeat seconds per genre as of `t`, title "a" changing genres
+/// at `change`.
+fn genre_shares(
+    events: &[(Event, u64)],
+    window: u64,
+    change: u64,
+    t: u64,
+) -> BTreeMap<String, String> {
+    let mut ms: BTreeMap<ViewerId, BTreeMap<&str, u64>> = BTreeMap::new();
+    for e in in_window(events, window, t) {
+        if let EventKind::Heartbeat {
+            title, interval_ms, ..
+        } = &e.kind
+        {
+            // A genre with no seconds has no share (and no entry).
+            if *interval_ms == 0 {
+                continue;
+            }
+            for genre in genres_at(title, t, change) {
+                *ms.entry(e.viewer).or_default().entry(genre).or_default() += interval_ms;
+            }
+        }
+    }
+    let shares = ms.into_iter().filter_map(|(v, genres)| {
+        let sum: u64 = genres.values().sum();
+        let share = |m: &u64| F64::new(*m as f64 / sum as f64);
+        let map = genres.iter().map(|(g, m)| (g.to_string(), share(m)));
+        (sum > 0).then(|| (v, Value::Map(map.collect())))
+    });
+    render(shares.collect())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -268,22 +301,22 @@ proptest! {
         let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
             .aggregate(heartbeats().enrich().by_viewer()
                 .share_by(|(_, title)| title.genres.clone(), |(h, _)| h.interval_ms).over(window));
-        let model = |t| {
-            let mut ms: BTreeMap<ViewerId, BTreeMap<&str, u64>> = BTreeMap::new();
-            for e in in_window(&events, window, t) {
-                if let EventKind::Heartbeat { title, interval_ms, .. } = &e.kind {
-                    // A genre with no seconds has no share (and no entry).
-                    if *interval_ms == 0 { continue; }
-                    for genre in genres_at(title, t, change) {
-                        *ms.entry(e.viewer).or_default().entry(genre).or_default() += interval_ms;
-                    }
-                }
-            }
-            render(ms.into_iter().filter_map(|(v, genres)| {
-                let sum: u64 = genres.values().sum();
-                (sum > 0).then(|| (v, Value::Map(genres.iter().map(|(g, m)| (g.to_string(), F64::new(*m as f64 / sum as f64))).collect())))
-            }).collect())
-        };
+        let model = |t| genre_shares(&events, window, change, t);
+        check(feature, events.clone(), titles(change), model)?;
+    }
+
+    #[test]
+    fn share_by_title_with_changing_titles_matches_a_naive_share(
+        events in proptest::collection::vec(event_strategy(), 0..60),
+        w in 1u64..6,
+        change in 2u64..LAST_TICK,
+    ) {
+        let window = w * TICK;
+        let change = change * TICK;
+        let feature = Feature::new("viewer.x").describe("x").purposes(&[Purpose::Analytics])
+            .aggregate(heartbeats().by_viewer()
+                .share_by_title(|title| title.genres.clone(), |h| h.interval_ms).over(window));
+        let model = |t| genre_shares(&events, window, change, t);
         check(feature, events.clone(), titles(change), model)?;
     }
 
@@ -323,7 +356,7 @@ fn a_custom_collection_is_a_feature() {
         });
         crate::window::sliding(s, 2 * TICK)
             .count_total()
-            .map(|(v, n)| (v.to_string(), Value::Int(n as i64)))
+            .map(|(v, n)| (v.into(), Value::Int(n as i64)))
     }
     let hatch: for<'s> fn(&Sources<'s>) -> Output<'s> = searches;
     let feature = Feature::new("viewer.s")

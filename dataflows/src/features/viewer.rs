@@ -21,15 +21,15 @@ pub fn features() -> Vec<Feature> {
             .describe("number of play_start events in the last 24 hours")
             .purposes(&[Personalization, Analytics])
             .aggregate(play_starts().by_viewer().count().over(hours(24))),
-        // Share: sums per (viewer, genre) are abelian; the map is rebuilt per viewer from them.
+        // Share: seconds summed per (viewer, title) before the window and the join with titles;
+        // the map is rebuilt per viewer from the sums per genre.
         Feature::new("viewer.genre_share_90d")
             .describe("genre -> share of heartbeat seconds in the last 90 days (a title's seconds count for each of its genres)")
             .purposes(&[Personalization])
             .aggregate(
                 heartbeats()
-                    .enrich()
                     .by_viewer()
-                    .share_by(|(_, title)| title.genres.clone(), |(h, _)| h.interval_ms)
+                    .share_by_title(|title| title.genres.clone(), |h| h.interval_ms)
                     .over(days(90)),
             ),
         // Last-k distinct: needs the values (latest play per title), not abelian.
