@@ -213,20 +213,48 @@ impl KafkaSource {
         }
         // Client-wide errors (broker down, transport) stay on the consumer's own queue.
         while let Some(polled) = self.consumer.poll(Duration::ZERO) {
-            match polled.map_err(ConnectorError::Consume) {
-                // Never happens (every assigned partition is forwarded to the fetch queue),
-                // but a record is never dropped.
+            match polled {
+                // Records and partition events never come here (every assigned partition is
+                // forwarded to the fetch queue), but if one does it is handled as there: a
+                // record is never dropped, an end is an end, a trimmed log is `OffsetGone`.
                 Ok(message) => {
                     f(Polled::Record(record_of(&message)));
                     count += 1;
                 }
-                Err(err) if err.retryable() => transient = Some(err),
-                Err(err) => return Err(err),
+                Err(KafkaError::PartitionEOF(partition)) => f(Polled::End {
+                    partition: partition as u32,
+                }),
+                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
+                    return Err(self.offset_gone());
+                }
+                Err(err) => match ConnectorError::Consume(err) {
+                    err if err.retryable() => transient = Some(err),
+                    err => return Err(err),
+                },
             }
         }
         match transient {
             Some(err) if count == 0 => Err(err),
             _ => Ok(count),
+        }
+    }
+}
+
+impl KafkaSource {
+    /// An offset gone, reported on the consumer's own queue, where librdkafka does not say
+    /// which partition: the assignment's first position stands for it.
+    fn offset_gone(&self) -> ConnectorError {
+        let first = self.consumer.position().ok().and_then(|list| {
+            list.elements().first().map(|e| {
+                let offset = e.offset().to_raw().unwrap_or(0).max(0) as u64;
+                (e.topic().to_string(), e.partition() as u32, offset)
+            })
+        });
+        let (topic, partition, next_offset) = first.unwrap_or_default();
+        ConnectorError::OffsetGone {
+            topic,
+            partition,
+            next_offset,
         }
     }
 }

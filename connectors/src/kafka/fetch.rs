@@ -118,7 +118,8 @@ impl FetchQueue {
                 1
             };
             let got = self.take(&mut batch[..want], wait);
-            for &message in &batch[..got] {
+            let mut owned = Owned(&mut batch[..got]);
+            while let Some(message) = owned.next() {
                 // SAFETY: librdkafka handed us ownership of each message pointer it wrote;
                 // each is read while alive and destroyed exactly once, right after.
                 unsafe {
@@ -236,4 +237,28 @@ unsafe fn fetched<'a>(
 unsafe fn bytes<'a>(data: *mut std::ffi::c_void, len: usize) -> Option<&'a [u8]> {
     // SAFETY: the caller's promise.
     (!data.is_null()).then(|| unsafe { std::slice::from_raw_parts(data as *const u8, len) })
+}
+
+/// Messages librdkafka handed over and not yet destroyed. If the callback panics, the rest are
+/// destroyed as the stack unwinds: librdkafka must see every message destroyed before its
+/// client, or destroying the client waits for them forever.
+struct Owned<'a>(&'a mut [*mut rdsys::rd_kafka_message_t]);
+
+impl Owned<'_> {
+    /// Takes the next message; it is the caller's to destroy.
+    fn next(&mut self) -> Option<*mut rdsys::rd_kafka_message_t> {
+        let (first, rest) = std::mem::take(&mut self.0).split_first_mut()?;
+        self.0 = rest;
+        Some(*first)
+    }
+}
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        for &message in self.0.iter() {
+            // SAFETY: each pointer left here was handed over by librdkafka and never
+            // destroyed: `next` removes a message before the caller reads it.
+            unsafe { rdsys::rd_kafka_message_destroy(message) };
+        }
+    }
 }
