@@ -54,8 +54,26 @@ struct Part {
     payloads: Arc<Payloads>,
     range: std::ops::Range<usize>,
     claimed: AtomicBool,
-    done: Mutex<Option<Vec<Decoded>>>,
+    done: Mutex<Option<Outcome>>,
     finished: Condvar,
+}
+
+enum Outcome {
+    Decoded(Vec<Decoded>),
+    /// The worker decoding it panicked: its reader must not wait for it forever.
+    Panicked,
+}
+
+/// Marks a claimed part as panicked if its decoding unwinds, and wakes its reader.
+struct PanicGuard<'a>(&'a Part);
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            *lock(&self.0.done) = Some(Outcome::Panicked);
+            self.0.finished.notify_all();
+        }
+    }
 }
 
 impl Part {
@@ -64,21 +82,27 @@ impl Part {
         if self.claimed.swap(true, Ordering::AcqRel) {
             return false;
         }
+        let guard = PanicGuard(self);
         let out = self
             .range
             .clone()
             .map(|i| decode(self.payloads.get(i)))
             .collect();
-        *lock(&self.done) = Some(out);
+        drop(guard);
+        *lock(&self.done) = Some(Outcome::Decoded(out));
         self.finished.notify_all();
         true
     }
 
+    /// The part's events; panics if the worker decoding it did, so the reader's run ends
+    /// with the others' instead of waiting for a result that never comes.
     fn wait(&self) -> Vec<Decoded> {
         let mut done = lock(&self.done);
         loop {
-            if let Some(out) = done.take() {
-                return out;
+            match done.take() {
+                Some(Outcome::Decoded(out)) => return out,
+                Some(Outcome::Panicked) => panic!("a worker decoding for this one panicked"),
+                None => {}
             }
             done = self.finished.wait(done).unwrap_or_else(|p| p.into_inner());
         }
@@ -225,6 +249,33 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         helper.join().unwrap();
         assert!(lock(&pool.queue).is_empty());
+    }
+
+    #[test]
+    fn a_helper_that_panics_ends_its_readers_wait() {
+        let pool = Arc::new(DecodePool::default());
+        let helper = {
+            let pool = pool.clone();
+            thread::spawn(move || {
+                let mut decode = |_: &[u8]| -> Decoded { panic!("a decoding bug") };
+                while !pool.help(Duration::from_millis(1), &mut decode) {}
+            })
+        };
+        let reader = thread::spawn(move || {
+            let mut payloads = Payloads::default();
+            for i in 1..=4_000u64 {
+                payloads.push(i.to_string().as_bytes());
+            }
+            // Slow on its own part, so the helper takes the next one.
+            let mut first = decode_with(1);
+            let mut decode = |p: &[u8]| {
+                thread::sleep(Duration::from_micros(50));
+                first(p)
+            };
+            pool.decode_all(Arc::new(payloads), 1, &mut decode).1.len()
+        });
+        assert!(helper.join().is_err(), "the helper's decoder panics");
+        assert!(reader.join().is_err(), "the reader must not wait forever");
     }
 
     #[test]
