@@ -315,7 +315,8 @@ pub struct Head {
 fn skew_weights(mut depth: u64) -> Vec<u64> {
     let mut weights = Vec::new();
     while depth > 0 {
-        let k = 64 - (depth + 1).leading_zeros() - 1;
+        // Saturating: a depth read from a file may be anything its seal vouches for.
+        let k = 64 - depth.saturating_add(1).leading_zeros() - 1;
         let w = (1u64 << k) - 1;
         weights.push(w);
         depth -= w;
@@ -349,7 +350,7 @@ impl Head {
         };
         let next = Head {
             tick_ms,
-            depth: h.depth + 1,
+            depth: h.depth.saturating_add(1),
             spine,
         };
         (next, (Some(h.tick_ms), jump))
@@ -414,6 +415,22 @@ pub fn take_online(mut input: &[u8]) -> Option<Vec<OnlineFeature>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sealed row vouches for its bytes, not for their sense: a chain head of any depth
+    /// appends without overflowing.
+    #[test]
+    fn a_head_of_any_depth_appends() {
+        for depth in [u64::MAX, u64::MAX - 1, 1 << 63] {
+            let head = Head {
+                tick_ms: 1_000,
+                depth,
+                spine: vec![500],
+            };
+            let (next, (prev, _)) = Head::append(Some(&head), 2_000);
+            assert_eq!(prev, Some(1_000));
+            assert!(next.depth >= depth);
+        }
+    }
 
     #[test]
     fn pseudonyms_render_back_to_the_same_text_and_other_ids_stay_names() {

@@ -216,7 +216,9 @@ impl HistoryLookup {
                     at = found.prev_ms;
                 }
             }
+            // Oldest first; stable, so a kind's own order holds where two kinds share a name.
             rows.reverse();
+            rows.sort_by_key(|r| r.0);
             Ok(rows)
         })
     }
@@ -237,8 +239,10 @@ impl HistoryLookup {
 
     /// The catalog entries named `feature` (one, unless two entity kinds share a name).
     fn indexes(&self, feature: &str) -> Vec<(String, u16)> {
-        (0..self.catalog.len() as u16)
+        // Over usize: a full catalog holds 65,536 entries, and `len() as u16` would be 0.
+        (0..self.catalog.len())
             .filter_map(|i| {
+                let i = u16::try_from(i).ok()?;
                 let (kind, name) = self.catalog.feature(i)?;
                 (name == feature).then(|| (kind.to_string(), i))
             })
