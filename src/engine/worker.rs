@@ -705,6 +705,8 @@ struct Outage {
     since: Option<Instant>,
     last_error: Option<Instant>,
     backoff: Duration,
+    /// When records last came: an error just after them may be a stale report.
+    last_read: Option<Instant>,
 }
 
 impl Outage {
@@ -718,7 +720,12 @@ impl Outage {
         shared: &Shared,
     ) -> Result<Option<usize>, EngineError> {
         let err = match read {
-            Ok(read) if self.since.is_none() => return Ok(Some(read)),
+            Ok(read) if self.since.is_none() => {
+                if read > 0 {
+                    self.last_read = Some(Instant::now());
+                }
+                return Ok(Some(read));
+            }
             Ok(read) => {
                 let quiet = self
                     .last_error
@@ -727,7 +734,10 @@ impl Outage {
                     return Ok(Some(0));
                 }
                 if read > 0 || sources.reachable() {
-                    *self = Outage::default();
+                    *self = Outage {
+                        last_read: (read > 0).then(Instant::now),
+                        ..Outage::default()
+                    };
                     shared.set_outage(None);
                     return Ok(Some(read));
                 }
@@ -735,7 +745,18 @@ impl Outage {
                 let why = shared.outage().map(|o| o.1).unwrap_or_default();
                 ConnectorError::Unreachable(why)
             }
-            Err(err) if err.retryable() => err,
+            // librdkafka may still report a connection it lost a moment ago, or is re-making,
+            // after records flow again: right after records, an error starts an outage only
+            // if the cluster does not answer.
+            Err(err) if err.retryable() => {
+                let flowing = self
+                    .last_read
+                    .is_some_and(|t| t.elapsed() < QUIET_AFTER_OUTAGE);
+                if self.since.is_none() && flowing && sources.reachable() {
+                    return Ok(Some(0));
+                }
+                err
+            }
             Err(err) => return Err(err.into()),
         };
         self.last_error = Some(Instant::now());
