@@ -160,7 +160,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&store_dir);
     }
     let report = result?;
-    print!("{}", report.table());
+    super::out(format_args!("{}", report.table()))?;
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;

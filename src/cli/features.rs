@@ -1,5 +1,6 @@
 //! `rewind features`: the catalog of the feature library.
 
+use super::outln;
 use clap::Args;
 use rewind_dataflows::{Feature, library};
 use serde_json::json;
@@ -16,15 +17,19 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     let features = library();
     if args.json {
         let rows: Vec<_> = features.iter().map(entry).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<26} {:<7} {:<20} {:<9} {:<34} DESCRIPTION",
-        "NAME", "ENTITY", "TYPE", "WINDOW", "PURPOSES"
-    );
+        "NAME",
+        "ENTITY",
+        "TYPE",
+        "WINDOW",
+        "PURPOSES"
+    )?;
     for f in &features {
-        println!(
+        outln!(
             "{:<26} {:<7} {:<20} {:<9} {:<34} {}",
             f.name,
             f.entity().map_or("?", |e| e.as_str()),
@@ -32,7 +37,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
             f.window().map_or("-".into(), |w| w.to_string()),
             purposes(f).join(","),
             f.description
-        );
+        )?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `rewind get`: current feature values of one entity, read-only, while a run may write.
 
+use super::outln;
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -77,6 +78,6 @@ pub fn run(args: GetArgs) -> anyhow::Result<()> {
         "as_of_ms": snap.meta_u64("as_of_ms")?,
         "features": features,
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?)?;
     Ok(())
 }

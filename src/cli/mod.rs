@@ -1,14 +1,17 @@
-//! Subcommands: `run`, `bench`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`. Each file holds one, with its arguments.
+//! Subcommands: `run`, `bench`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`, `privacy`. Each file holds one, with its arguments.
 
 mod bench;
 mod features;
 mod get;
+mod privacy;
 mod produce;
 mod replay;
 mod run;
 mod snapshot;
 mod verify;
 mod workload;
+
+use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +34,7 @@ enum Command {
     Replay(replay::ReplayArgs),
     Snapshot(snapshot::SnapshotArgs),
     Verify(verify::VerifyArgs),
+    Privacy(privacy::PrivacyArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -44,5 +48,25 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Privacy(args) => privacy::run(args),
     }
 }
+
+/// Writes a command's output to stdout. A reader that closes the pipe early (`rewind features |
+/// head -1`) has what it wanted: that ends the command quietly and successfully, as it does for
+/// `ls` or `cat`, instead of the panic `println!` gives.
+pub(crate) fn out(text: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        result => Ok(result?),
+    }
+}
+
+/// `println!` through [`out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        crate::cli::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;

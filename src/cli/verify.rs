@@ -1,5 +1,6 @@
 //! `rewind verify`: online values against history, for every entity and feature.
 
+use super::outln;
 use std::path::PathBuf;
 
 use anyhow::bail;
@@ -20,14 +21,14 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let store = ReadOnlyStore::open(&args.store)?;
     let report = verify::verify(&store.snapshot()?)?;
     let Some(as_of) = report.as_of_ms else {
-        println!(
+        outln!(
             "{}: no output committed yet; nothing to verify",
             args.store.display()
-        );
+        )?;
         return Ok(());
     };
     for difference in report.differences.iter().take(100) {
-        println!("{difference}");
+        outln!("{difference}")?;
     }
     let found = report.differences.len();
     if found > 0 {
@@ -36,12 +37,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             utc::format_ms(as_of)
         );
     }
-    println!(
+    outln!(
         "ok: {} online values equal history ({} rows) as of {}; every stored value's checksum \
          holds",
         report.online_rows,
         report.history_rows,
         utc::format_ms(as_of)
-    );
+    )?;
     Ok(())
 }

@@ -295,3 +295,27 @@ fn bench_ingest_measures_a_short_run_as_a_table_and_json() {
     assert!(report["samples"].as_array().unwrap().len() >= 4);
     assert!(report["rss_mib"]["peak"].as_f64().unwrap() > 0.0);
 }
+
+/// `rewind features | head -1`: a reader that stops early is not an error of rewind's, and
+/// never a panic.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    for args in [&["features"][..], &["features", "--json"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before anything is read.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
