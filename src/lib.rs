@@ -6,6 +6,7 @@
 //! of `rewind-state`. [`embedded`] wires an in-process Kafka cluster and the workload
 //! generator ([`workload`]) to the engine: the one-command default of `rewind run`.
 
+pub mod audit;
 pub mod bench;
 pub mod decode;
 pub mod embedded;

@@ -9,7 +9,7 @@ pub mod embedded;
 pub mod file;
 pub mod kafka;
 
-pub use admin::ensure_topic;
+pub use admin::{ensure_topic, topic_retention_ms};
 pub use embedded::EmbeddedCluster;
 pub use kafka::{KafkaSource, Polled, Producer, RecordRef, TopicInfo};
 
