@@ -47,10 +47,16 @@ pub fn check(services: &[FeatureService], library: &[Feature]) -> Vec<String> {
     let mut problems = Vec::new();
     for (i, service) in services.iter().enumerate() {
         if services[..i].iter().any(|s| s.name == service.name) {
-            problems.push(format!("feature service {:?} is defined twice", service.name));
+            problems.push(format!(
+                "feature service {:?} is defined twice",
+                service.name
+            ));
         }
         if service.features.is_empty() {
-            problems.push(format!("feature service {:?} lists no feature", service.name));
+            problems.push(format!(
+                "feature service {:?} lists no feature",
+                service.name
+            ));
         }
         for (j, feature) in service.features.iter().enumerate() {
             if !library.iter().any(|f| f.name == *feature) {

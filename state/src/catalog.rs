@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use redb::ReadableTable;
 
 use crate::codec::{put_varint, take_varint};
 use crate::layout::{self, CATALOG};
@@ -105,7 +105,7 @@ impl CatalogCache {
     /// each tree's length in its root).
     pub(crate) fn get(
         &self,
-        table: &(impl ReadableTable<u16, &'static [u8]> + ReadableTableMetadata),
+        table: &impl ReadableTable<u16, &'static [u8]>,
     ) -> Result<Arc<Catalog>> {
         let cached = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
         if cached.len() as u64 == table.len()? {

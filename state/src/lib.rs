@@ -211,6 +211,12 @@ pub struct Store {
     read_catalog: Arc<catalog::CatalogCache>,
 }
 
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
 impl Store {
     /// Opens the store in `dir`. Only a missing file starts a fresh store: an empty or foreign
     /// file is refused, and an existing store must be of this [`FORMAT_VERSION`].

@@ -139,6 +139,24 @@ impl View<'_> {
         self.frontier_ms
     }
 
+    /// One meta entry of this view's commit (see `docs/store.md`).
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        guard::reading(&self.reader.path, || {
+            let table = self.txn.open_table(META)?;
+            let Some(stored) = table.get(key)? else {
+                return Ok(None);
+            };
+            let payload =
+                layout::meta_row(key)
+                    .open(stored.value())
+                    .ok_or_else(|| StoreError::Unsealed {
+                        table: "meta",
+                        key: format!("{key:?}"),
+                    })?;
+            Ok(Some(payload.to_vec()))
+        })
+    }
+
     /// What the feature indexes of [`CurrentValue`]s mean, as of this view.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
