@@ -6,7 +6,7 @@
 use rewind_dataflows::{Entity, services};
 
 use super::ApiError;
-use super::lookup::{self, LibFeature, ServedEntity};
+use super::lookup::{self, LibFeature, ServedEntity, Status};
 use super::request::{FeastRequest, IdValue};
 use crate::privacy::Pseudonymizer;
 
@@ -291,7 +291,10 @@ pub fn render(plan: &Plan, served: &[Vec<ServedEntity>]) -> Vec<u8> {
         let entities = &served[v];
         out.extend_from_slice(br#"{"values":["#);
         write_list(&mut out, entities.iter(), |out, e| {
-            out.extend_from_slice(&e.values[k].value_json)
+            match e.values[k].status {
+                Status::NotFound => out.extend_from_slice(b"null"),
+                _ => out.extend_from_slice(&e.values[k].value_json),
+            }
         });
         column_tail(&mut out, rows, |row| {
             let value = &entities[row].values[k];

@@ -40,6 +40,13 @@ pub fn features() -> &'static [LibFeature] {
     })
 }
 
+impl LibFeature {
+    /// The default JSON of the library feature named `full` (`viewer.plays_24h`).
+    pub fn default_of(full: &str) -> Option<&'static str> {
+        by_full_name(full).map(|f| f.default_json)
+    }
+}
+
 pub fn by_full_name(full: &str) -> Option<&'static LibFeature> {
     features().iter().find(|f| f.full == full)
 }
@@ -76,7 +83,8 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedValue {
     pub feature: &'static LibFeature,
-    /// The JSON served: the stored value, or the feature's default.
+    /// The stored value, or the feature's default (for NOT_FOUND too, which Feast's format
+    /// sends as null).
     pub value_json: Vec<u8>,
     /// The tick the value holds from; `None` for a default that held from the start, and for
     /// an entity the store has never seen.
@@ -101,8 +109,9 @@ pub struct Lookup<'f> {
 }
 
 impl Lookup<'_> {
-    /// Reads `id` in `view`. An entity without a row is `found: false`: NOT_FOUND with a null
-    /// value, as Feast serves a key its online store lacks.
+    /// Reads `id` in `view`. An entity without a row is `found: false`, each value NOT_FOUND
+    /// (which Feast's format sends as null, as Feast serves a key its online store lacks) and
+    /// its default (which the native API sends, as `rewind get` shows it).
     pub fn read(&self, view: &mut View<'_>, id: &str) -> rewind_state::Result<ServedEntity> {
         let kind = self.entity.as_str();
         let row = view.entity(kind, id)?;
@@ -110,7 +119,7 @@ impl Lookup<'_> {
         let values = self.features.iter().map(|feature| match &row {
             None => ServedValue {
                 feature,
-                value_json: b"null".to_vec(),
+                value_json: feature.default_json.as_bytes().to_vec(),
                 valid_from_ms: None,
                 status: Status::NotFound,
             },
