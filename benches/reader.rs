@@ -116,6 +116,12 @@ fn percentiles(name: &str, reader: &Reader, ids: &[String]) {
         black_box(one(reader, id));
         single.record(started.elapsed().as_nanos() as u64).unwrap();
     }
+    let mut views = Histogram::<u64>::new(3).unwrap();
+    for _ in 0..100_000 {
+        let started = Instant::now();
+        black_box(reader.view().unwrap().as_of_ms());
+        views.record(started.elapsed().as_nanos() as u64).unwrap();
+    }
     let mut batches = Histogram::<u64>::new(3).unwrap();
     for _ in 0..10_000 {
         let at = rng.random_range(0..ids.len() - 100);
@@ -123,7 +129,12 @@ fn percentiles(name: &str, reader: &Reader, ids: &[String]) {
         black_box(batch(reader, &ids[at..at + 100]));
         batches.record(started.elapsed().as_nanos() as u64).unwrap();
     }
-    for (what, h) in [("one entity", &single), ("batch of 100", &batches)] {
+    let all = [
+        ("one entity", &single),
+        ("view alone", &views),
+        ("batch of 100", &batches),
+    ];
+    for (what, h) in all {
         println!(
             "reader/{name} {what}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs ({} reads)",
             h.value_at_quantile(0.5) as f64 / 1e3,

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, watch};
 
+use super::io::WriteDeadline;
 use super::lookup::{self, Lookup, ServedEntity};
 use super::request::{self, BodyError};
 use super::slot::Slot;
@@ -82,6 +83,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let write_timeout = state.config.limits.write_timeout;
         tokio::spawn(async move {
             let _open = Connection::open(state.hooks.clone());
             let service = hyper::service::service_fn(|req| handle(state.clone(), req));
@@ -89,7 +91,10 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(state.config.limits.header_timeout)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(
+                    TokioIo::new(WriteDeadline::new(stream, write_timeout)),
+                    service,
+                );
             let _ = conn.await;
             drop(permit);
         });

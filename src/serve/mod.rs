@@ -15,6 +15,7 @@
 
 mod feast;
 mod http;
+mod io;
 mod lookup;
 mod native;
 mod request;
@@ -101,6 +102,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// For a request's whole body.
     pub body_timeout: Duration,
+    /// For a response write that makes no progress (a client that stopped reading).
+    pub write_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
 }
@@ -117,6 +120,7 @@ impl Default for Limits {
             // connection closed while idle. 10 s bounds what a silent client holds.
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             max_connections: 1024,
         }
     }
