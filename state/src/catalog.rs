@@ -144,3 +144,54 @@ pub(crate) fn insert(txn: &redb::WriteTransaction, rows: &[(u16, Vec<u8>)]) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Change, Commit, ReadOnlyStore, Store};
+
+    fn commit(store: &Store, feature: &'static str, tick_ms: u64) {
+        let change = Change {
+            entity_kind: "viewer",
+            feature,
+            entity_id: "v_1".into(),
+            tick_ms,
+            value: Some(b"1".to_vec()),
+        };
+        let commit = Commit {
+            frontier_ms: tick_ms + 1000,
+            changes: vec![change],
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+
+    #[test]
+    fn snapshots_share_the_cached_catalog_until_the_writer_adds_a_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        commit(&store, "viewer.a", 1000);
+        let reader = ReadOnlyStore::open(dir.path()).unwrap();
+        let first = reader.snapshot().unwrap();
+        let again = reader.snapshot().unwrap();
+        assert_eq!(first.catalog().unwrap().len(), 1);
+        assert_eq!(
+            again.catalog().unwrap().feature(0),
+            Some(("viewer", "viewer.a"))
+        );
+        commit(&store, "viewer.b", 2000);
+        // The old snapshot keeps its commit's catalog; a new one sees the added feature.
+        assert_eq!(first.catalog().unwrap().len(), 1);
+        let newer = reader.snapshot().unwrap();
+        assert_eq!(
+            newer.catalog().unwrap().feature(1),
+            Some(("viewer", "viewer.b"))
+        );
+        let names: Vec<_> = newer
+            .history()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.feature)
+            .collect();
+        assert_eq!(names, vec!["viewer.a", "viewer.b"]);
+    }
+}

@@ -712,3 +712,30 @@ fn a_slow_client_does_not_hold_up_others() {
     let _ = stalled_body.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+#[test]
+fn user_ids_are_refused_when_the_servers_key_is_not_the_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, "another key, not the store's one").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let served = serve_store(&store, &["--key-file", other.to_str().unwrap()], false);
+    served.wait_healthy();
+    let body = json!({"features": ["viewer:plays_24h"], "entities": {"user_id": ["u0000001"]}});
+    let reply = served.post("/get-online-features", &body);
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not the one the store")
+    );
+    // Pseudonyms need no key, and are served.
+    let body = json!({"features": ["viewer:plays_24h"], "entities": {"viewer_id": [viewer(1)]}});
+    assert_eq!(served.post("/get-online-features", &body).status, 200);
+}
