@@ -322,7 +322,7 @@ fn native_entity(state: &State, path: &str, request_id: &str) -> Result<Reply, A
     ) {
         (Some(id), _) => (rewind_dataflows::Entity::Viewer, id),
         (_, Some(id)) => (rewind_dataflows::Entity::Title, id),
-        _ => unreachable!("routed by prefix"),
+        _ => return Err(ApiError::not_found(format!("no such path {path:?}"), path)),
     };
     let id = percent_decode(id)
         .ok_or_else(|| ApiError::bad_request("the id is not valid UTF-8 once decoded"))?;
@@ -550,4 +550,18 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn path_ids_are_percent_decoded_and_bad_escapes_refused() {
+        assert_eq!(percent_decode("tt%20001").as_deref(), Some("tt 001"));
+        assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
+        assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
 }
