@@ -301,7 +301,8 @@ fn health(state: &State) -> Result<Reply, ApiError> {
 }
 
 fn metrics(state: &State) -> Result<Reply, ApiError> {
-    let Some(text) = state.hooks.metrics() else {
+    let reader = state.slot.reader().ok();
+    let Some(text) = state.hooks.metrics(reader.as_deref()) else {
         return Err(ApiError::not_found(
             "this server exports no metrics",
             "/metrics",

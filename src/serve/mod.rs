@@ -46,8 +46,11 @@ pub trait ServeHooks: Send + Sync + 'static {
     /// Values were served, exactly as the response carries them; called before the response
     /// is sent. Viewer ids are pseudonyms (a `user_id` request's too): never raw account ids.
     fn served(&self, _served: &Served<'_>) {}
-    /// The body of `GET /metrics` (Prometheus' text format); `None` answers 404.
-    fn metrics(&self) -> Option<String> {
+    /// The body of `GET /metrics` (Prometheus' text format); `None` answers 404. `store` is
+    /// the server's reader when it has one, for figures kept in the store (its meta counters,
+    /// frontier and as-of: `reader.view()?.meta(..)`), which is where `rewind serve` finds
+    /// them; `rewind run --serve` also has the engine's own.
+    fn metrics(&self, _store: Option<&rewind_state::Reader>) -> Option<String> {
         None
     }
 }
