@@ -3,6 +3,7 @@
 //! or go away, so every block ever written keeps its meaning; a new feature only adds one.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use redb::ReadableTable;
 
@@ -94,6 +95,32 @@ impl Catalog {
     }
 }
 
+/// The catalog as last loaded, shared by every snapshot of one handle: the catalog only grows,
+/// so a snapshot whose table holds as many entries as the cache reuses it instead of reloading.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogCache(RwLock<Arc<Catalog>>);
+
+impl CatalogCache {
+    /// The catalog `table` holds, from the cache when it has as many entries (O(1): redb keeps
+    /// each tree's length in its root).
+    pub(crate) fn get(
+        &self,
+        table: &impl ReadableTable<u16, &'static [u8]>,
+    ) -> Result<Arc<Catalog>> {
+        let cached = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if cached.len() as u64 == table.len()? {
+            return Ok(cached);
+        }
+        let loaded = Arc::new(Catalog::load(table)?);
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        // Another snapshot may have loaded a newer one meanwhile: keep the larger.
+        if slot.len() < loaded.len() {
+            *slot = loaded.clone();
+        }
+        Ok(loaded)
+    }
+}
+
 fn decode(mut payload: &[u8]) -> Option<(&str, &str)> {
     let len = usize::try_from(take_varint(&mut payload)?).ok()?;
     if payload.len() < len {
@@ -116,4 +143,55 @@ pub(crate) fn insert(txn: &redb::WriteTransaction, rows: &[(u16, Vec<u8>)]) -> R
         table.insert(*index, sealed.as_slice())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Change, Commit, ReadOnlyStore, Store};
+
+    fn commit(store: &Store, feature: &'static str, tick_ms: u64) {
+        let change = Change {
+            entity_kind: "viewer",
+            feature,
+            entity_id: "v_1".into(),
+            tick_ms,
+            value: Some(b"1".to_vec()),
+        };
+        let commit = Commit {
+            frontier_ms: tick_ms + 1000,
+            changes: vec![change],
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+
+    #[test]
+    fn snapshots_share_the_cached_catalog_until_the_writer_adds_a_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        commit(&store, "viewer.a", 1000);
+        let reader = ReadOnlyStore::open(dir.path()).unwrap();
+        let first = reader.snapshot().unwrap();
+        let again = reader.snapshot().unwrap();
+        assert_eq!(first.catalog().unwrap().len(), 1);
+        assert_eq!(
+            again.catalog().unwrap().feature(0),
+            Some(("viewer", "viewer.a"))
+        );
+        commit(&store, "viewer.b", 2000);
+        // The old snapshot keeps its commit's catalog; a new one sees the added feature.
+        assert_eq!(first.catalog().unwrap().len(), 1);
+        let newer = reader.snapshot().unwrap();
+        assert_eq!(
+            newer.catalog().unwrap().feature(1),
+            Some(("viewer", "viewer.b"))
+        );
+        let names: Vec<_> = newer
+            .history()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.feature)
+            .collect();
+        assert_eq!(names, vec!["viewer.a", "viewer.b"]);
+    }
 }
