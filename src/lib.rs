@@ -10,6 +10,7 @@ pub mod bench;
 pub mod decode;
 pub mod embedded;
 pub mod engine;
+pub mod metrics;
 pub mod privacy;
 pub mod snapshot;
 pub mod time;
