@@ -14,6 +14,7 @@
 //! seconds since the Unix epoch, or seconds of age; see [`FRONTIER_AGE_HELP`] for how event
 //! time and wall time meet.
 
+mod follow;
 mod timings;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rewind_state::{Snapshot, StoreError};
 
+pub use follow::StoreFollower;
 pub use timings::{COMMIT_BOUNDS_S, Timings, TimingsSnapshot};
 
 use crate::engine::{Committed, Shared};
@@ -61,8 +63,18 @@ pub enum MetricsError {
 pub enum Figures {
     /// `rewind run --serve`: the engine of this process.
     Engine(Arc<Shared>),
-    /// `rewind serve`: a fresh read of the store, which another process writes.
+    /// `rewind serve`: a fresh read of the store, which another process writes (see
+    /// [`StoreFollower`]).
     Store(Box<dyn Fn() -> Result<Snapshot, StoreError> + Send + Sync>),
+}
+
+impl Figures {
+    /// The figures of the store in `dir`, read at each scrape, following the file if a new
+    /// store replaces it.
+    pub fn of_dir(dir: std::path::PathBuf) -> Figures {
+        let follower = StoreFollower::new(dir);
+        Figures::Store(Box::new(move || follower.snapshot()))
+    }
 }
 
 impl std::fmt::Debug for Figures {

@@ -302,3 +302,24 @@ fn the_writer_publishes_what_it_committed_and_a_reader_finds_the_same() {
         }
     );
 }
+
+#[test]
+fn a_store_directory_is_followed_from_missing_to_written_to_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Metrics::new(Figures::of_dir(dir.path().to_path_buf()));
+    assert_eq!(
+        scrape(&metrics).value("rewind_store_readable", &[]),
+        Some(0.0)
+    );
+    commit_into(dir.path());
+    let s = scrape(&metrics);
+    assert_eq!(s.value("rewind_store_readable", &[]), Some(1.0));
+    assert_eq!(s.value("rewind_events_committed_total", &[]), Some(50.0));
+    // A fresh store in its place, as an embedded run makes when its old log died.
+    let file = dir.path().join(rewind_state::FILE_NAME);
+    std::fs::rename(&file, dir.path().join("old.redb")).unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    let s = scrape(&metrics);
+    assert_eq!(s.value("rewind_events_committed_total", &[]), Some(0.0));
+    assert_eq!(s.value("rewind_frontier_timestamp_seconds", &[]), None);
+}
