@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod engine;
 pub mod metrics;
 pub mod privacy;
+pub mod serve;
 pub mod snapshot;
 pub mod time;
 pub mod utc;

@@ -3,10 +3,10 @@
 //! second (or a scrape) and written once a batch; the mutexes guard a few entries per partition,
 //! written once a report or a commit.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use rewind_state::{Snapshot, StoreError};
+use rewind_state::{Snapshot, Store, StoreError};
 
 use crate::metrics::{COMMIT_BOUNDS_S, Timings};
 
@@ -102,6 +102,8 @@ pub struct Shared {
     pub(crate) commit_durations: Timings,
     /// (topic, partition) → end of its log, as [`Shared::lag`] last asked the cluster.
     log_ends: Mutex<Vec<(String, u32, u64)>>,
+    /// The store while the engine has it open: what `rewind run --serve` reads through.
+    store: Mutex<Option<Arc<Store>>>,
 }
 
 impl Default for Shared {
@@ -125,11 +127,21 @@ impl Default for Shared {
             committed: Mutex::default(),
             commit_durations: Timings::new(&COMMIT_BOUNDS_S),
             log_ends: Mutex::default(),
+            store: Mutex::default(),
         }
     }
 }
 
 impl Shared {
+    /// The store the engine writes, once it has opened it and until it ends.
+    pub fn store(&self) -> Option<Arc<Store>> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_store(&self, store: Option<Arc<Store>>) {
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = store;
+    }
+
     /// Asks every worker to stop after committing what is complete.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);

@@ -49,7 +49,7 @@ pub(crate) struct WriterSummary {
 }
 
 pub(crate) struct Writer {
-    store: Store,
+    store: Arc<Store>,
     /// (feature name, entity kind) by feature index.
     names: Vec<(&'static str, &'static str)>,
     tick_ms: u64,
@@ -69,7 +69,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(
-        store: Store,
+        store: Arc<Store>,
         config: &RunConfig,
         workers: usize,
         committed_ms: TimeMs,
