@@ -15,6 +15,7 @@
 //! time and wall time meet.
 
 mod follow;
+mod hooks;
 mod timings;
 
 use std::sync::Arc;
