@@ -13,8 +13,8 @@ use rewind::privacy::{KeyError, KeySource, Pseudonymizer, STORE_KEY_FILE};
 use rewind::serve::{Limits, ServeConfig, Server, Source};
 
 /// Serve the store's current feature values over HTTP: Feast's `POST /get-online-features`,
-/// the native `GET /v1/viewers/{id}`, `GET /v1/titles/{id}` and `POST /v1/batch`, and
-/// `GET /health`.
+/// the native `GET /v1/viewers/{id}`, `GET /v1/titles/{id}` and `POST /v1/batch`,
+/// `GET /health`, and Prometheus figures at `GET /metrics`.
 ///
 /// Reads the store read-only while `rewind run` writes it, following each commit. It may start
 /// before the store exists: it answers 503 until the run creates it.
