@@ -234,9 +234,9 @@ fn encode_engine(encoder: &mut DescriptorEncoder, shared: &Shared) -> std::fmt::
     let timings = shared.commit_durations().snapshot();
     let help = "Time the store writer takes to land one commit (blocks, rows, offsets, fsync), \
                 in seconds.";
-    let mut metric =
+    let mut histogram =
         encoder.encode_descriptor("commit_duration_seconds", help, None, MetricType::Histogram)?;
-    metric.encode_histogram::<NoLabelSet>(timings.sum_s, timings.count, &timings.buckets, None)
+    histogram.encode_histogram::<NoLabelSet>(timings.sum_s, timings.count, &timings.buckets, None)
 }
 
 fn encode_committed(encoder: &mut DescriptorEncoder, c: &Committed) -> std::fmt::Result {
