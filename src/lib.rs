@@ -11,6 +11,7 @@ pub mod bench;
 pub mod decode;
 pub mod embedded;
 pub mod engine;
+pub mod metrics;
 pub mod privacy;
 pub mod serve;
 pub mod snapshot;

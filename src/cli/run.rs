@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use rewind::embedded::{self, EmbeddedConfig, Pace};
 use rewind::engine::{self, LogSource, RunConfig, RunSummary, Shared};
+use rewind::metrics::{Figures, Metrics};
 use rewind::privacy::{KeySource, Pseudonymizer};
-use rewind::serve::{Limits, NoHooks, Server, Source};
+use rewind::serve::{Limits, Server, Source};
 use rewind::workload::GenConfig;
 use rewind::{TimePolicy, utc};
 use rewind_connectors::KafkaSource;
@@ -169,7 +170,8 @@ fn serve(
         max_entities: Limits::default().max_entities,
     };
     let config = http.config(addr, Some(door), 1)?;
-    let server = Server::start(config, Source::Engine(shared.clone()), Arc::new(NoHooks))?;
+    let metrics = Metrics::new(Figures::Engine(shared.clone()));
+    let server = Server::start(config, Source::Engine(shared.clone()), Arc::new(metrics))?;
     eprintln!(
         "rewind: serving http://{} from this run's store",
         server.addr()

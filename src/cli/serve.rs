@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use rewind::metrics::{Figures, Metrics};
 use rewind::privacy::{KeyError, KeySource, Pseudonymizer, STORE_KEY_FILE};
-use rewind::serve::{Limits, NoHooks, ServeConfig, Server, Source};
+use rewind::serve::{Limits, ServeConfig, Server, Source};
 
 /// Serve the store's current feature values over HTTP: Feast's `POST /get-online-features`,
-/// the native `GET /v1/viewers/{id}`, `GET /v1/titles/{id}` and `POST /v1/batch`, and
-/// `GET /health`.
+/// the native `GET /v1/viewers/{id}`, `GET /v1/titles/{id}` and `POST /v1/batch`,
+/// `GET /health`, and Prometheus figures at `GET /metrics`.
 ///
 /// Reads the store read-only while `rewind run` writes it, following each commit. It may start
 /// before the store exists: it answers 503 until the run creates it.
@@ -78,7 +79,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .http
         .config(args.http.listen, door, args.threads.into())?;
     let source = Source::Dir(args.store.clone());
-    let server = Server::start(config, source, Arc::new(NoHooks))?;
+    let metrics = Metrics::new(Figures::of_dir(args.store.clone()));
+    let server = Server::start(config, source, Arc::new(metrics))?;
     eprintln!(
         "rewind: serving http://{} from the store in {}; Ctrl-C stops",
         server.addr(),

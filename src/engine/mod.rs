@@ -25,7 +25,7 @@ use std::time::Duration;
 use rewind_connectors::{ConnectorError, KafkaSource, TopicInfo, file};
 use rewind_state::{Store, StoreError};
 
-pub use shared::{Counters, Shared};
+pub use shared::{Committed, Counters, Shared};
 
 use crate::privacy::Pseudonymizer;
 use crate::time::TimePolicy;
@@ -173,6 +173,8 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
     let resumed_from_ms = snapshot.frontier_ms()?.unwrap_or(0);
     plan.resume_frontier_ms = resumed_from_ms;
     plan.resume_offsets = snapshot.next_offsets()?;
+    // A restart replays the log before its first commit: until then, the store's figures.
+    shared.set_committed(Committed::read(&snapshot)?);
     drop(snapshot);
 
     shared.set_store(Some(store.clone()));

@@ -1,10 +1,20 @@
-//! What the workers, the writer and the status line share: counters, the stop flag, the first
-//! error. Plain atomics: they are read once a second and written once a batch.
+//! What the workers, the writer, the status line and `GET /metrics` share: counters, the stop
+//! flag, the first error, what the last commit landed. Plain atomics: they are read once a
+//! second (or a scrape) and written once a batch; the mutexes guard a few entries per partition,
+//! written once a report or a commit.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rewind_state::Store;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use rewind_state::{Snapshot, Store, StoreError};
+
+use crate::metrics::{COMMIT_BOUNDS_S, Timings};
+
+/// The counters each commit stores in `meta`, over the log prefix its offsets end.
+pub(crate) const META_AS_OF: &str = "as_of_ms";
+pub(crate) const META_EVENTS: &str = "events_total";
+pub(crate) const META_LATE_EVENTS: &str = "late_events_total";
+pub(crate) const META_DEAD_LETTERS: &str = "dead_letters_total";
 
 /// Cumulative counts over the records read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +36,38 @@ impl Counters {
         self.dead_letters += other.dead_letters;
         self.titles += other.titles;
         self.untitled_events += other.untitled_events;
+    }
+}
+
+/// What the store holds as of its last commit: the same figures whether the writer publishes
+/// them ([`Shared::committed`]) or another process reads them from the file
+/// ([`Committed::read`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Every tick strictly below it is final; `None` before the first commit of output.
+    pub frontier_ms: Option<u64>,
+    /// The tick the online values are as of (`frontier_ms - tick_ms`).
+    pub as_of_ms: Option<u64>,
+    /// Events read up to the committed next offsets (on time and late).
+    pub events: u64,
+    pub late_events: u64,
+    pub dead_letters: u64,
+    /// (topic, partition) → next offset to read, as committed.
+    pub next_offsets: Vec<(String, u32, u64)>,
+}
+
+impl Committed {
+    /// The figures of the newest commit in `snapshot`.
+    pub fn read(snapshot: &Snapshot) -> Result<Committed, StoreError> {
+        let count = |key| Ok::<_, StoreError>(snapshot.meta_u64(key)?.unwrap_or(0));
+        Ok(Committed {
+            frontier_ms: snapshot.frontier_ms()?,
+            as_of_ms: snapshot.meta_u64(META_AS_OF)?,
+            events: count(META_EVENTS)?,
+            late_events: count(META_LATE_EVENTS)?,
+            dead_letters: count(META_DEAD_LETTERS)?,
+            next_offsets: snapshot.next_offsets()?,
+        })
     }
 }
 
@@ -54,6 +96,12 @@ pub struct Shared {
     outage: Mutex<Option<(std::time::Instant, String)>>,
     /// (topic, partition) → next offset, for lag.
     pub(crate) positions: Mutex<Vec<(String, u32, u64)>>,
+    /// What the writer's last commit landed (or the store held at start).
+    committed: Mutex<Committed>,
+    /// How long the writer's store commits take.
+    pub(crate) commit_durations: Timings,
+    /// (topic, partition) → end of its log, as [`Shared::lag`] last asked the cluster.
+    log_ends: Mutex<Vec<(String, u32, u64)>>,
     /// The store while the engine has it open: what `rewind run --serve` reads through.
     store: Mutex<Option<Arc<Store>>>,
 }
@@ -76,6 +124,9 @@ impl Default for Shared {
             final_input_ms: AtomicU64::new(u64::MAX),
             outage: Mutex::default(),
             positions: Mutex::default(),
+            committed: Mutex::default(),
+            commit_durations: Timings::new(&COMMIT_BOUNDS_S),
+            log_ends: Mutex::default(),
             store: Mutex::default(),
         }
     }
@@ -174,11 +225,37 @@ impl Shared {
         }
     }
 
+    /// What the store holds as of the writer's last commit.
+    pub fn committed(&self) -> Committed {
+        self.committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_committed(&self, committed: Committed) {
+        *self.committed.lock().unwrap_or_else(|p| p.into_inner()) = committed;
+    }
+
+    /// How long the writer's store commits took, so far.
+    pub fn commit_durations(&self) -> &Timings {
+        &self.commit_durations
+    }
+
+    /// The end of each partition's log, as [`Shared::lag`] last found it; empty until then.
+    pub fn log_ends(&self) -> Vec<(String, u32, u64)> {
+        self.log_ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Records between what the workers have read and the end of each partition of `topics`,
     /// as `source` reports the logs now; `None` when the cluster does not answer.
     pub fn lag(&self, source: &rewind_connectors::KafkaSource, topics: &[&str]) -> Option<u64> {
         let positions = self.positions();
         let mut lag = 0;
+        let mut ends = Vec::new();
         for topic in topics {
             let info = source.topic_info(topic).ok()?;
             for (p, (low, high)) in info.watermarks.iter().enumerate() {
@@ -186,8 +263,15 @@ impl Shared {
                     .iter()
                     .find(|(t, q, _)| t == topic && *q as usize == p);
                 lag += high.saturating_sub(read.map_or(*low, |r| r.2));
+                ends.push((topic.to_string(), p as u32, *high));
             }
         }
+        // Kept for `GET /metrics`, which reports lag per partition without asking again.
+        self.set_log_ends(ends);
         Some(lag)
+    }
+
+    pub(crate) fn set_log_ends(&self, ends: Vec<(String, u32, u64)>) {
+        *self.log_ends.lock().unwrap_or_else(|p| p.into_inner()) = ends;
     }
 }

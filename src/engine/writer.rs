@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use rewind_dataflows::{EntityId, TimeMs, Value, library};
 use rewind_state::{Change, Commit, DeadLetter, Store, StoreError};
 
-use super::{Counters, RunConfig, Shared};
+use super::shared::{META_AS_OF, META_DEAD_LETTERS, META_EVENTS, META_LATE_EVENTS};
+use super::{Committed, Counters, RunConfig, Shared};
 
 /// One output update: ((feature index, entity id), value), time, diff.
 pub(crate) type Update = (((u16, EntityId), Value), TimeMs, isize);
@@ -161,6 +162,7 @@ impl Writer {
         }
         let mut total = Counters::default();
         self.counters.iter().for_each(|c| total.add(c));
+        let as_of_ms = frontier.saturating_sub(self.tick_ms);
         let commit = Commit {
             frontier_ms: frontier,
             next_offsets: self
@@ -170,22 +172,32 @@ impl Writer {
                 .collect(),
             dead_letters: std::mem::take(&mut self.dead_letters),
             counters: vec![
-                ("as_of_ms", frontier.saturating_sub(self.tick_ms)),
-                ("events_total", total.events),
-                ("late_events_total", total.late_events),
-                ("dead_letters_total", total.dead_letters),
+                (META_AS_OF, as_of_ms),
+                (META_EVENTS, total.events),
+                (META_LATE_EVENTS, total.late_events),
+                (META_DEAD_LETTERS, total.dead_letters),
                 ("titles_total", total.titles),
                 ("untitled_events_total", total.untitled_events),
             ],
             changes,
         };
+        let started = Instant::now();
         self.store.commit(&commit)?;
+        self.shared.commit_durations.observe(started.elapsed());
         self.changes += commit.changes.len() as u64;
         self.committed_ms = frontier;
         self.shared.frontier_ms.store(frontier, Ordering::Relaxed);
         self.shared
             .changes_written
             .store(self.changes, Ordering::Relaxed);
+        self.shared.set_committed(Committed {
+            frontier_ms: Some(frontier),
+            as_of_ms: Some(as_of_ms),
+            events: total.events,
+            late_events: total.late_events,
+            dead_letters: total.dead_letters,
+            next_offsets: commit.next_offsets,
+        });
         Ok(())
     }
 

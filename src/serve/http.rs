@@ -180,7 +180,7 @@ async fn route(
     if endpoint == "unknown" {
         let detail = format!(
             "no such path {path:?}; rewind serves POST /get-online-features, GET \
-             /v1/viewers/{{id}}, GET /v1/titles/{{id}}, POST /v1/batch, GET /health"
+             /v1/viewers/{{id}}, GET /v1/titles/{{id}}, POST /v1/batch, GET /health, GET /metrics"
         );
         return (endpoint, Err(ApiError::not_found(detail, &path)));
     }
