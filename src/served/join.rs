@@ -307,7 +307,7 @@ fn feature_column(feature: &Feature, rows: &[Option<LogRow>]) -> Result<ArrayRef
         let bad = |detail: String| SnapshotError::BadRow { row: r + 1, detail };
         let served = row
             .as_ref()
-            .and_then(|row| row.values.iter().find(|v| v.feature == feature.name));
+            .and_then(|row| row.values.iter().find(|v| &*v.feature == feature.name));
         let Some(served) = served else {
             column.push_null().map_err(bad)?;
             continue;

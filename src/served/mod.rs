@@ -23,6 +23,7 @@
 
 pub mod file;
 pub mod join;
+pub mod parquet;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,8 +100,9 @@ pub struct Served {
 /// One entity of a response and every feature returned for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServedEntity {
-    /// `viewer` or `title`.
-    pub kind: String,
+    /// `viewer` or `title`. Shared, like feature names, so that handing a response to the log
+    /// copies no name.
+    pub kind: Arc<str>,
     /// A pseudonym (`v_…`) or a title id: the server pseudonymizes raw ids before this.
     pub id: String,
     pub values: Vec<ServedValue>,
@@ -109,8 +111,8 @@ pub struct ServedEntity {
 /// One feature value as the response carried it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServedValue {
-    /// The feature's name without its entity kind (`watch_seconds_1h`).
-    pub feature: String,
+    /// The feature's full name (`viewer.watch_seconds_1h`), as `rewind features` lists it.
+    pub feature: Arc<str>,
     /// The value's JSON text, exactly as served (a default as its default: `0`, `[]`, `null`).
     pub json: String,
     /// The tick the value is valid from; `None` for a feature at its default with no history.

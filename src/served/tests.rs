@@ -16,13 +16,13 @@ fn viewer(id: &str, plays: i64) -> ServedEntity {
         kind: "viewer".into(),
         id: id.into(),
         values: vec![
-            value("plays_24h", &plays.to_string(), Some(1_000)),
+            value("viewer.plays_24h", &plays.to_string(), Some(1_000)),
             value(
                 "genre_share_90d",
                 r#"{"drama":0.25,"comedy":0.75}"#,
                 Some(2_000),
             ),
-            value("last_titles_10", "[]", None),
+            value("viewer.last_titles_10", "[]", None),
         ],
     }
 }
@@ -62,7 +62,7 @@ fn what_is_logged_reads_back_exactly_after_a_reopen() {
         assert_eq!(row.request_id, served.request_id);
         assert_eq!(row.served_at_ms, served.served_at_ms);
         assert_eq!(row.as_of_ms, served.as_of_ms);
-        assert_eq!(row.kind, served.entities[e].kind);
+        assert_eq!(*row.kind, *served.entities[e].kind);
         assert_eq!(row.id, served.entities[e].id);
         assert_eq!(row.values, served.entities[e].values);
     }
