@@ -9,6 +9,7 @@ mod oracle;
 mod privacy;
 mod replay;
 mod restart;
+mod serve;
 mod served;
 mod snapshot;
 mod store_faults;
