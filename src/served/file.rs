@@ -458,7 +458,7 @@ fn decode(key: (u64, u64), payload: &[u8]) -> Option<LogRow> {
     let n = c.u32()? as usize;
     let mut values = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
-        let feature = c.str()?.into();
+        let feature = c.str()?.to_string().into();
         let valid_from_ms = c.u64()?;
         let json = c.str()?.to_string();
         values.push(ServedValue {

@@ -22,13 +22,15 @@
 //!   share a writer.
 
 pub mod file;
+mod hooks;
 pub mod join;
 pub mod parquet;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -100,9 +102,9 @@ pub struct Served {
 /// One entity of a response and every feature returned for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServedEntity {
-    /// `viewer` or `title`. Shared, like feature names, so that handing a response to the log
-    /// copies no name.
-    pub kind: Arc<str>,
+    /// `viewer` or `title`. Borrowed from the library, like feature names, so that handing a
+    /// response to the log copies no name.
+    pub kind: Cow<'static, str>,
     /// A pseudonym (`v_…`) or a title id: the server pseudonymizes raw ids before this.
     pub id: String,
     pub values: Vec<ServedValue>,
@@ -112,7 +114,7 @@ pub struct ServedEntity {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServedValue {
     /// The feature's full name (`viewer.watch_seconds_1h`), as `rewind features` lists it.
-    pub feature: Arc<str>,
+    pub feature: Cow<'static, str>,
     /// The value's JSON text, exactly as served (a default as its default: `0`, `[]`, `null`).
     pub json: String,
     /// The tick the value is valid from; `None` for a feature at its default with no history.
@@ -160,6 +162,8 @@ enum Message {
         id: String,
         done: std::sync::mpsc::Sender<Result<u64, ServedLogError>>,
     },
+    /// A clean stop: everything queued before it is written, then the writer ends.
+    Stop,
     /// Tests stall the writer until the sender is dropped, to fill the queue.
     #[cfg(test)]
     Hold(Receiver<()>),
@@ -183,10 +187,10 @@ impl Default for LogConfig {
     }
 }
 
-/// The serving process's handle on its log: cheap to share behind an `Arc`.
+/// The serving process's handle on its log, shared behind an `Arc` with the server.
 pub struct ServedLog {
-    queue: Option<SyncSender<Message>>,
-    writer: Option<JoinHandle<()>>,
+    queue: SyncSender<Message>,
+    writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
     path: PathBuf,
 }
@@ -220,8 +224,8 @@ impl ServedLog {
                 source,
             })?;
         Ok(ServedLog {
-            queue: Some(queue),
-            writer: Some(writer),
+            queue,
+            writer: Mutex::new(Some(writer)),
             counters,
             path,
         })
@@ -235,11 +239,7 @@ impl ServedLog {
     /// Queues one response for writing, without waiting. `false` when the queue was full: the
     /// response is counted as dropped.
     pub fn record(&self, served: Served) -> bool {
-        let sent = match &self.queue {
-            Some(queue) => queue.try_send(Message::Served(served)),
-            None => return false,
-        };
-        match sent {
+        match self.queue.try_send(Message::Served(served)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let before = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -269,13 +269,12 @@ impl ServedLog {
     pub fn erase(&self, kind: &str, id: &str) -> Result<u64, ServedLogError> {
         let (done, answer) = std::sync::mpsc::channel();
         let dead = || ServedLogError::WriterDied("its queue is closed".into());
-        let queue = self.queue.as_ref().ok_or_else(dead)?;
         let message = Message::Erase {
             kind: kind.to_string(),
             id: id.to_string(),
             done,
         };
-        queue.send(message).map_err(|_| dead())?;
+        self.queue.send(message).map_err(|_| dead())?;
         answer.recv().map_err(|_| dead())?
     }
 
@@ -286,28 +285,28 @@ impl ServedLog {
     /// Stalls the writer until `until`'s sender is dropped.
     #[cfg(test)]
     fn hold(&self, until: Receiver<()>) {
-        let queue = self.queue.as_ref().expect("open");
-        queue.send(Message::Hold(until)).expect("writer running");
+        let held = self.queue.send(Message::Hold(until));
+        held.expect("writer running");
     }
 
-    /// Writes everything queued, closes the file, and returns the final counts.
-    pub fn close(mut self) -> Result<ServedStats, ServedLogError> {
-        self.stop()?;
-        Ok(self.counters.stats())
-    }
-
-    fn stop(&mut self) -> Result<(), ServedLogError> {
-        drop(self.queue.take());
-        match self.writer.take().map(JoinHandle::join) {
-            Some(Err(panic)) => Err(ServedLogError::WriterDied(format!("{panic:?}"))),
-            _ => Ok(()),
+    /// Writes everything queued, closes the file, and returns the final counts. Responses
+    /// recorded after it began are counted as dropped. Closing again changes nothing.
+    pub fn close(&self) -> Result<ServedStats, ServedLogError> {
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            // Waits for room in a full queue: a stop writes what is queued, never drops it.
+            let _ = self.queue.send(Message::Stop);
+            if let Err(panic) = writer.join() {
+                return Err(ServedLogError::WriterDied(format!("{panic:?}")));
+            }
         }
+        Ok(self.counters.stats())
     }
 }
 
 impl Drop for ServedLog {
     fn drop(&mut self) {
-        if let Err(e) = self.stop() {
+        if let Err(e) = self.close() {
             eprintln!("rewind: {e}");
         }
     }
@@ -357,9 +356,11 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             let mut next = Some(first);
+            let mut stop = false;
             while let Some(message) = next.take() {
                 match message {
                     Message::Served(served) => batch.push(served),
+                    Message::Stop => stop = true,
                     Message::Erase { kind, id, done } => {
                         // Everything queued before the erasure lands first, so the erasure
                         // catches it.
@@ -369,11 +370,15 @@ impl Writer {
                     #[cfg(test)]
                     Message::Hold(until) => while until.recv().is_ok() {},
                 }
-                if batch.len() < MAX_BATCH {
-                    next = messages.try_recv().ok();
+                if batch.len() >= MAX_BATCH {
+                    self.write(&mut batch);
                 }
+                next = messages.try_recv().ok();
             }
             self.write(&mut batch);
+            if stop {
+                break;
+            }
         }
         self.write(&mut batch);
         let dropped = self.counters.dropped.load(Ordering::Relaxed);

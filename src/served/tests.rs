@@ -3,7 +3,7 @@ use std::path::Path;
 use super::file::{LogFile, LogReader, LogRow, slot_path};
 use super::*;
 
-fn value(feature: &str, json: &str, valid_from_ms: Option<u64>) -> ServedValue {
+fn value(feature: &'static str, json: &str, valid_from_ms: Option<u64>) -> ServedValue {
     ServedValue {
         feature: feature.into(),
         json: json.into(),

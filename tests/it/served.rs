@@ -3,7 +3,6 @@
 //! join (unknown request ids, a missing or damaged log).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
@@ -17,13 +16,13 @@ const V1: &str = "v_0123456789abcdef0123456789abcdef";
 const V2: &str = "v_fedcba9876543210fedcba9876543210";
 
 fn viewer(id: &str, watch_s: f64, plays: i64, genres: Value) -> ServedEntity {
-    let value = |feature: &str, json: String, valid_from_ms: Option<u64>| ServedValue {
+    let value = |feature: &'static str, json: String, valid_from_ms: Option<u64>| ServedValue {
         feature: feature.into(),
         json,
         valid_from_ms,
     };
     ServedEntity {
-        kind: Arc::from("viewer"),
+        kind: "viewer".into(),
         id: id.into(),
         values: vec![
             value(
@@ -328,4 +327,249 @@ fn a_missing_or_damaged_log_is_a_clear_error() {
     assert!(stderr.contains("served-0.redb"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!out.exists());
+}
+
+/// `rewind serve --log-served` on a store the binary built; stopped with SIGTERM, as systemd
+/// stops it, so the log drains.
+struct LoggingServer {
+    child: std::process::Child,
+    addr: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl LoggingServer {
+    fn start(store: &Path) -> LoggingServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(["serve", "--store", store.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--log-served"])
+            .env(
+                "REWIND_PSEUDONYM_KEY",
+                std::str::from_utf8(crate::common::KEY).unwrap(),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = stderr
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the server's address");
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        LoggingServer {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// A request with `X-Request-Id: request_id`: (status, JSON body).
+    fn call(&self, method: &str, path: &str, request_id: &str, body: Option<&Value>) -> Value {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("http://{}{path}", self.addr);
+        let mut response = match (method, body) {
+            ("GET", _) => agent.get(&url).header("X-Request-Id", request_id).call(),
+            (_, body) => agent
+                .post(&url)
+                .header("X-Request-Id", request_id)
+                .send(body.map_or(String::new(), Value::to_string)),
+        }
+        .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let echoed = response.headers().get("x-request-id").unwrap().to_str();
+        assert_eq!(echoed.unwrap(), request_id);
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// SIGTERM, then the process's exit and the rest of its stderr.
+    fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(killed.unwrap().success());
+        assert!(self.child.wait().unwrap().success());
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sealed store built by the binary from a generated log.
+fn replayed_store(dir: &Path) -> std::path::PathBuf {
+    let events = dir.join("events.jsonl");
+    let titles = dir.join("events.titles.jsonl");
+    let store = dir.join("store");
+    let (events_s, store_s) = (events.to_str().unwrap(), store.to_str().unwrap());
+    let gen_args = [
+        "--viewers",
+        "40",
+        "--titles",
+        "12",
+        "--events",
+        "5000",
+        "--seed",
+        "5",
+    ];
+    ok(&rewind(
+        &[&["gen", "--out", events_s][..], &gen_args].concat(),
+    ));
+    let titles_s = titles.to_str().unwrap();
+    let replay = ["replay", "--file", events_s, "--titles-file", titles_s];
+    ok(&rewind(
+        &[&replay[..], &["--store", store_s, "--seal"]].concat(),
+    ));
+    store
+}
+
+/// Numbers as f64 all the way down, so `1`, `1.0` and `1e0` compare equal.
+fn norm(v: Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64().unwrap()),
+        Value::Array(items) => Value::Array(items.into_iter().map(norm).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, norm(v))).collect()),
+        other => other,
+    }
+}
+
+/// The values of entity row `row` of a Feast response, by full feature name.
+fn feast_row(response: &Value, row: usize) -> Vec<(String, Value)> {
+    let names = response["metadata"]["feature_names"].as_array().unwrap();
+    names
+        .iter()
+        .zip(response["results"].as_array().unwrap())
+        .skip(1)
+        .map(|(name, result)| {
+            let full = format!("viewer.{}", name.as_str().unwrap());
+            (full, result["values"][row].clone())
+        })
+        .collect()
+}
+
+/// The values of one entity of a native response, by full feature name.
+fn native_row(entity: &Value) -> Vec<(String, Value)> {
+    let features = entity["features"].as_object().unwrap();
+    features
+        .iter()
+        .map(|(name, v)| (name.clone(), v["value"].clone()))
+        .collect()
+}
+
+#[test]
+fn what_the_server_answered_is_what_snapshot_served_joins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let door = crate::common::door();
+    let v = |user: u32| door.viewer_id(&format!("u{user:07}")).to_string();
+    let absent = "v_00000000000000000000000000000000".to_string();
+    let server = LoggingServer::start(&store);
+    let features = [
+        "viewer:plays_24h",
+        "viewer:watch_seconds_1h",
+        "viewer:genre_share_90d",
+        "viewer:last_titles_10",
+    ];
+    let feast = server.call(
+        "POST",
+        "/get-online-features",
+        "feast-1",
+        Some(&json!({"features": features, "entities": {"viewer_id": [v(1), v(2), absent]}})),
+    );
+    let between = now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let raw = server.call(
+        "POST",
+        "/get-online-features",
+        "feast-raw",
+        Some(&json!({"features": features, "entities": {"user_id": ["u0000005"]}})),
+    );
+    let native = server.call("GET", &format!("/v1/viewers/{}", v(3)), "native-1", None);
+    let batch = server.call(
+        "POST",
+        "/v1/batch",
+        "batch-1",
+        Some(&json!({"viewers": [v(1), v(4)]})),
+    );
+    let after = now_ms();
+    let stderr = server.stop();
+    assert!(stderr.contains("4 responses logged, 0 dropped"), "{stderr}");
+
+    // No raw account id reaches the log.
+    for file in rewind::served::file::slot_paths(&store) {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(!bytes.windows(8).any(|w| w == b"u0000005"));
+    }
+
+    let labels = dir.path().join("by_request.csv");
+    let rows: Vec<(&str, String, Vec<(String, Value)>)> = vec![
+        ("feast-1", v(1), feast_row(&feast, 0)),
+        ("feast-1", v(2), feast_row(&feast, 1)),
+        ("feast-1", absent.clone(), feast_row(&feast, 2)),
+        ("feast-raw", v(5), feast_row(&raw, 0)),
+        ("native-1", v(3), native_row(&native)),
+        ("batch-1", v(1), native_row(&batch["viewers"][0])),
+        ("batch-1", v(4), native_row(&batch["viewers"][1])),
+    ];
+    let csv_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(r, id, _)| vec![r.to_string(), id.clone()])
+        .collect();
+    write_csv(&labels, &["request_id", "viewer_id"], &csv_rows);
+    let out = dir.path().join("by_request.parquet");
+    ok(&snapshot_served(&store, &labels, &out));
+    let batch_out = read_parquet(&out);
+    for (row, (request_id, _, values)) in rows.iter().enumerate() {
+        assert_eq!(
+            cell(&batch_out, "served_request_id", row),
+            json!(request_id)
+        );
+        assert!(!values.is_empty());
+        for (name, value) in values {
+            let got = norm(cell(&batch_out, name, row));
+            assert_eq!(got, norm(value.clone()), "row {row} {request_id} {name}");
+        }
+    }
+
+    // By entity and time: viewer 1's label between its two responses gets the first, one
+    // after both the second.
+    let labels = dir.path().join("by_time.csv");
+    let csv_rows = vec![
+        vec![v(1), between.to_string()],
+        vec![v(1), after.to_string()],
+        vec![v(3), after.to_string()],
+    ];
+    write_csv(&labels, &["viewer_id", "ts"], &csv_rows);
+    let out = dir.path().join("by_time.parquet");
+    ok(&snapshot_served(&store, &labels, &out));
+    let by_time = read_parquet(&out);
+    let expected = [
+        ("feast-1", feast_row(&feast, 0)),
+        ("batch-1", native_row(&batch["viewers"][0])),
+        ("native-1", native_row(&native)),
+    ];
+    for (row, (request_id, values)) in expected.iter().enumerate() {
+        assert_eq!(cell(&by_time, "served_request_id", row), json!(request_id));
+        for (name, value) in values {
+            let got = norm(cell(&by_time, name, row));
+            assert_eq!(got, norm(value.clone()), "row {row} {name}");
+        }
+    }
 }
