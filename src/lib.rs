@@ -14,6 +14,7 @@ pub mod engine;
 pub mod metrics;
 pub mod privacy;
 pub mod serve;
+pub mod served;
 pub mod snapshot;
 pub mod time;
 pub mod utc;

@@ -90,6 +90,47 @@ pub enum SnapshotError {
     Write { path: PathBuf, detail: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    ServedLog(#[from] crate::served::ServedLogError),
+    #[error(
+        "label row {row}: request {request_id:?} served {entities} entities; add a `viewer_id` \
+         or `title_id` column to say which one the label is about"
+    )]
+    AmbiguousRequest {
+        row: usize,
+        request_id: String,
+        entities: usize,
+    },
+    #[error(
+        "label row {row}: request id {request_id:?} was served {times} times for this entity, \
+         with values that may differ; request ids must be unique to join by them (leave the \
+         `request_id` column out to join by entity and time)"
+    )]
+    RequestIdReused {
+        row: usize,
+        request_id: String,
+        times: usize,
+    },
+    #[error(
+        "label rows name responses about both viewers and titles (row {row} is about a \
+         {found}, earlier rows about a {first}); add a `viewer_id` or `title_id` column, or \
+         split the labels"
+    )]
+    MixedEntities {
+        row: usize,
+        first: String,
+        found: String,
+    },
+    #[error(
+        "label row {row}: ts {ts_ms} is after now ({now_ms}); a response could still be served \
+         before it, so its served values are not final"
+    )]
+    FutureLabel { row: usize, ts_ms: i64, now_ms: u64 },
+    #[error(
+        "labels need a `request_id` column (join by request id) or a `viewer_id` or \
+         `title_id` column and `ts` (join by entity and time)"
+    )]
+    NoJoinKey,
 }
 
 /// Labels, read into one Arrow batch (CSV columns as strings).
@@ -443,7 +484,7 @@ fn sweep_cells(
 /// A stored JSON value. Integers (counts) are most cells: they are read without building a
 /// generic document, into the same `serde_json::Value` a full parse gives; everything else,
 /// floats included, is parsed by serde_json, so every cell is exactly what it was before.
-fn parse_value(json: &[u8]) -> serde_json::Result<serde_json::Value> {
+pub(crate) fn parse_value(json: &[u8]) -> serde_json::Result<serde_json::Value> {
     let digits = match json {
         [b'-', rest @ ..] => rest,
         all => all,
@@ -524,7 +565,7 @@ fn assemble(
 
 /// Readers of the training set look columns up by name: pyarrow datasets refuse a file with
 /// two columns of one name, and a lookup would silently take either.
-fn unique_columns(labels: &RecordBatch) -> Result<(), SnapshotError> {
+pub(crate) fn unique_columns(labels: &RecordBatch) -> Result<(), SnapshotError> {
     let schema = labels.schema();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, field) in schema.fields().iter().enumerate() {
@@ -552,7 +593,10 @@ fn entity_column(labels: &RecordBatch) -> Result<(Entity, usize), SnapshotError>
     }
 }
 
-fn select_features(entity: Entity, names: &[String]) -> Result<Vec<Feature>, SnapshotError> {
+pub(crate) fn select_features(
+    entity: Entity,
+    names: &[String],
+) -> Result<Vec<Feature>, SnapshotError> {
     let library: Vec<Feature> = rewind_dataflows::library()
         .into_iter()
         .filter(|f| f.entity() == Some(entity))
@@ -617,7 +661,7 @@ fn looks_like_pseudonym(id: &str) -> bool {
     })
 }
 
-fn entity_ids(
+pub(crate) fn entity_ids(
     column: &ArrayRef,
     door: Option<&Pseudonymizer>,
 ) -> Result<Vec<String>, SnapshotError> {
@@ -645,7 +689,7 @@ const MS_PER_DAY: i64 = 86_400_000;
 /// `ts` as ms since the epoch, from text (ms or RFC 3339) or a column of a time type. Other
 /// types are refused rather than cast: a cast takes a bool, a time of day or a count of days
 /// for ms, and every feature silently comes back as its default.
-fn label_times(column: &ArrayRef) -> Result<Vec<i64>, SnapshotError> {
+pub(crate) fn label_times(column: &ArrayRef) -> Result<Vec<i64>, SnapshotError> {
     use DataType::{Date32, Date64, Int64, LargeUtf8, Timestamp, Utf8, Utf8View};
     let to_ms: fn(i64) -> Option<i64> = match column.data_type() {
         Utf8 | LargeUtf8 | Utf8View => return text_times(column),
@@ -731,7 +775,7 @@ fn parse_ts(text: &str) -> Option<i64> {
 }
 
 /// Builds one feature's column, defaults included.
-enum FeatureColumn {
+pub(crate) enum FeatureColumn {
     Int(Int64Builder),
     Float(Float64Builder, bool),
     Map(MapBuilder<StringBuilder, Float64Builder>),
@@ -739,7 +783,7 @@ enum FeatureColumn {
 }
 
 impl FeatureColumn {
-    fn new(feature: &Feature) -> FeatureColumn {
+    pub(crate) fn new(feature: &Feature) -> FeatureColumn {
         match feature.value_type() {
             ValueType::Int => FeatureColumn::Int(Int64Builder::new()),
             ValueType::Float => FeatureColumn::Float(Float64Builder::new(), false),
@@ -754,7 +798,7 @@ impl FeatureColumn {
     }
 
     /// Appends a value (parsed from history) or the default.
-    fn push(&mut self, value: Option<&serde_json::Value>) -> Result<(), String> {
+    pub(crate) fn push(&mut self, value: Option<&serde_json::Value>) -> Result<(), String> {
         match (self, value) {
             (FeatureColumn::Int(b), v) => b.append_value(v.and_then(|v| v.as_i64()).unwrap_or(0)),
             (FeatureColumn::Float(b, nullable), v) => match v.and_then(|v| v.as_f64()) {
@@ -779,7 +823,18 @@ impl FeatureColumn {
         Ok(())
     }
 
-    fn finish(self) -> ArrayRef {
+    /// Appends a null: a cell with no value at all (a label row no served response matched).
+    pub(crate) fn push_null(&mut self) -> Result<(), String> {
+        match self {
+            FeatureColumn::Int(b) => b.append_null(),
+            FeatureColumn::Float(b, _) => b.append_null(),
+            FeatureColumn::Map(b) => b.append(false).map_err(|e| e.to_string())?,
+            FeatureColumn::List(b) => b.append(false),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> ArrayRef {
         match self {
             FeatureColumn::Int(mut b) => Arc::new(b.finish()),
             FeatureColumn::Float(mut b, _) => Arc::new(b.finish()),

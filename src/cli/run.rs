@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// With --serve: a file holding the bearer token every request must carry.
     #[arg(long, requires = "serve")]
     serve_token_file: Option<PathBuf>,
+    /// With --serve: log the features of every response beside the store, as
+    /// `rewind serve --log-served` does.
+    #[arg(long, requires = "serve")]
+    log_served: bool,
 }
 
 /// How the engine computes: shared by `run` and `replay`.
@@ -137,9 +141,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let stopper = shared.clone();
     ctrlc::set_handler(move || stopper.stop()).context("installing the Ctrl-C handler")?;
     let policy = args.engine.policy();
+    let log = args
+        .log_served
+        .then(|| super::serve::open_served_log(&args.store))
+        .transpose()?;
     let server = args
         .serve
-        .map(|addr| serve(&args, addr, &shared))
+        .map(|addr| serve(&args, addr, &shared, log.as_ref()))
         .transpose()?;
     let summary = match &args.brokers {
         Some(brokers) => run_brokers(&args, brokers, policy, shared),
@@ -148,6 +156,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(server) = server {
         server.stop();
     }
+    super::serve::close_served_log(log)?;
     print_summary(&summary?);
     Ok(())
 }
@@ -157,6 +166,7 @@ fn serve(
     args: &RunArgs,
     addr: std::net::SocketAddr,
     shared: &Arc<Shared>,
+    log: Option<&Arc<rewind::served::ServedLog>>,
 ) -> anyhow::Result<Server> {
     // The run's own key (created in the store by the embedded default, as the run would).
     let door = Pseudonymizer::load(&KeySource {
@@ -171,7 +181,8 @@ fn serve(
     };
     let config = http.config(addr, Some(door), 1)?;
     let metrics = Metrics::new(Figures::Engine(shared.clone()));
-    let server = Server::start(config, Source::Engine(shared.clone()), Arc::new(metrics))?;
+    let hooks = super::serve::hooks(metrics, log);
+    let server = Server::start(config, Source::Engine(shared.clone()), hooks)?;
     eprintln!(
         "rewind: serving http://{} from this run's store",
         server.addr()

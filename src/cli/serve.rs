@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use rewind::metrics::{Figures, Metrics};
 use rewind::privacy::{KeyError, KeySource, Pseudonymizer, STORE_KEY_FILE};
-use rewind::serve::{Limits, ServeConfig, Server, Source};
+use rewind::serve::{Limits, RequestDone, ServeConfig, ServeHooks, Served, Server, Source};
+use rewind::served::{self, LogConfig, ServedLog};
 
 /// Serve the store's current feature values over HTTP: Feast's `POST /get-online-features`,
 /// the native `GET /v1/viewers/{id}`, `GET /v1/titles/{id}` and `POST /v1/batch`,
@@ -31,6 +32,10 @@ pub struct ServeArgs {
     /// Runtime threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
+    /// Log the features of every response beside the store (`served-N.redb`, pseudonyms only,
+    /// kept for the store's retention), for `rewind snapshot --served`.
+    #[arg(long)]
+    log_served: bool,
 }
 
 /// What `serve` and `run --serve` share.
@@ -79,8 +84,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .http
         .config(args.http.listen, door, args.threads.into())?;
     let source = Source::Dir(args.store.clone());
+    let log = args
+        .log_served
+        .then(|| open_served_log(&args.store))
+        .transpose()?;
     let metrics = Metrics::new(Figures::of_dir(args.store.clone()));
-    let server = Server::start(config, source, Arc::new(metrics))?;
+    let server = Server::start(config, source, hooks(metrics, log.as_ref()))?;
     eprintln!(
         "rewind: serving http://{} from the store in {}; Ctrl-C stops",
         server.addr(),
@@ -94,6 +103,78 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     server.stop();
+    close_served_log(log)
+}
+
+/// The server's hooks: the served log's when there is one.
+/// The server's hooks in this process: its metrics, and the served log with --log-served.
+struct Hooks {
+    metrics: Metrics,
+    log: Option<Arc<ServedLog>>,
+}
+
+impl ServeHooks for Hooks {
+    fn connection_opened(&self) {
+        self.metrics.connection_opened();
+    }
+
+    fn connection_closed(&self) {
+        self.metrics.connection_closed();
+    }
+
+    fn request_done(&self, done: &RequestDone<'_>) {
+        ServeHooks::request_done(&self.metrics, done);
+    }
+
+    fn served(&self, served: &Served<'_>) {
+        if let Some(log) = &self.log {
+            log.served(served);
+        }
+    }
+
+    fn metrics(&self, store: Option<&rewind_state::Reader>) -> Option<String> {
+        ServeHooks::metrics(&self.metrics, store)
+    }
+}
+
+pub(super) fn hooks(metrics: Metrics, log: Option<&Arc<ServedLog>>) -> Arc<dyn ServeHooks> {
+    Arc::new(Hooks {
+        metrics,
+        log: log.cloned(),
+    })
+}
+
+/// Opens this process's served log in `store`, under the store's retention (the longest
+/// allowed while the store records none, or does not exist yet).
+pub(super) fn open_served_log(store: &Path) -> anyhow::Result<Arc<ServedLog>> {
+    let retention_ms = match rewind_state::ReadOnlyStore::open(store) {
+        Ok(opened) => served::store_retention_ms(&opened.snapshot()?)?,
+        Err(rewind_state::StoreError::Missing { .. }) => served::DEFAULT_RETENTION_MS,
+        Err(e) => return Err(e.into()),
+    };
+    let config = LogConfig {
+        retention_ms,
+        ..LogConfig::default()
+    };
+    let log = ServedLog::open(store, config)?;
+    eprintln!(
+        "rewind: logging served features to {}",
+        log.path().display()
+    );
+    Ok(Arc::new(log))
+}
+
+/// Writes what the log still holds queued, and says what it logged and lost.
+pub(super) fn close_served_log(log: Option<Arc<ServedLog>>) -> anyhow::Result<()> {
+    let Some(log) = log else {
+        return Ok(());
+    };
+    let stats = log.close()?;
+    eprintln!(
+        "rewind: served log: {} responses logged, {} dropped (queue full), {} failed to write, \
+         {} rows purged",
+        stats.logged, stats.dropped, stats.failed, stats.purged
+    );
     Ok(())
 }
 

@@ -18,7 +18,7 @@ impl ServeHooks for Metrics {
     }
 
     /// The classic text format: the server answers `/metrics` as `text/plain; version=0.0.4`.
-    fn metrics(&self) -> Option<String> {
+    fn metrics(&self, _store: Option<&rewind_state::Reader>) -> Option<String> {
         match self.render(None) {
             Ok(rendered) => Some(rendered.body),
             // Rendering into a String fails only if an encoder refuses a figure; the server

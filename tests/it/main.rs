@@ -11,6 +11,7 @@ mod privacy;
 mod replay;
 mod restart;
 mod serve;
+mod served;
 mod snapshot;
 mod store_faults;
 mod time_rules;

@@ -1,0 +1,301 @@
+use std::path::Path;
+
+use super::file::{LogFile, LogReader, LogRow, slot_path};
+use super::*;
+
+fn value(feature: &'static str, json: &str, valid_from_ms: Option<u64>) -> ServedValue {
+    ServedValue {
+        feature: feature.into(),
+        json: json.into(),
+        valid_from_ms,
+    }
+}
+
+fn viewer(id: &str, plays: i64) -> ServedEntity {
+    ServedEntity {
+        kind: "viewer".into(),
+        id: id.into(),
+        values: vec![
+            value("viewer.plays_24h", &plays.to_string(), Some(1_000)),
+            value(
+                "genre_share_90d",
+                r#"{"drama":0.25,"comedy":0.75}"#,
+                Some(2_000),
+            ),
+            value("viewer.last_titles_10", "[]", None),
+        ],
+    }
+}
+
+fn response(request_id: &str, served_at_ms: u64, entities: Vec<ServedEntity>) -> Served {
+    Served {
+        request_id: request_id.into(),
+        served_at_ms,
+        as_of_ms: served_at_ms - 5_000,
+        entities,
+    }
+}
+
+const V1: &str = "v_00000000000000000000000000000001";
+const V2: &str = "v_00000000000000000000000000000002";
+
+fn rows(dir: &Path) -> Vec<LogRow> {
+    LogReader::open(dir).unwrap().rows(0).unwrap()
+}
+
+#[test]
+fn what_is_logged_reads_back_exactly_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let one = response("r1", now, vec![viewer(V1, 3)]);
+    let batch = response("r2", now + 1, vec![viewer(V1, 4), viewer(V2, 0)]);
+    let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert!(log.record(one.clone()));
+    assert!(log.record(batch.clone()));
+    let stats = log.close().unwrap();
+    assert_eq!((stats.logged, stats.dropped, stats.failed), (2, 0, 0));
+
+    let read = rows(dir.path());
+    assert_eq!(read.len(), 3);
+    let expected = [(&one, 0), (&batch, 0), (&batch, 1)];
+    for (row, (served, e)) in read.iter().zip(expected) {
+        assert_eq!(row.request_id, served.request_id);
+        assert_eq!(row.served_at_ms, served.served_at_ms);
+        assert_eq!(row.as_of_ms, served.as_of_ms);
+        assert_eq!(*row.kind, *served.entities[e].kind);
+        assert_eq!(row.id, served.entities[e].id);
+        assert_eq!(row.values, served.entities[e].values);
+    }
+
+    // A reopened log takes its file back and continues it.
+    let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.path(), slot_path(dir.path(), 0));
+    log.record(response("r3", now + 2, vec![viewer(V2, 9)]));
+    log.close().unwrap();
+    let read = rows(dir.path());
+    assert_eq!(read.len(), 4);
+    let seqs: std::collections::BTreeSet<u64> = read.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs.len(), 4, "sequence numbers continue, never repeat");
+}
+
+#[test]
+fn the_latest_row_of_an_entity_is_at_or_before_the_time_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.record(response("a", now - 300, vec![viewer(V1, 1)]));
+    log.record(response("b", now - 200, vec![viewer(V1, 2), viewer(V2, 7)]));
+    log.record(response("c", now - 100, vec![viewer(V1, 3)]));
+    log.close().unwrap();
+    let reader = LogReader::open(dir.path()).unwrap();
+    let at = |id: &str, t: u64| {
+        reader
+            .latest("viewer", id, t, 0)
+            .unwrap()
+            .map(|r| r.request_id)
+    };
+    assert_eq!(at(V1, now - 301), None);
+    assert_eq!(at(V1, now - 300).as_deref(), Some("a"));
+    assert_eq!(at(V1, now - 101).as_deref(), Some("b"));
+    assert_eq!(at(V1, now).as_deref(), Some("c"));
+    assert_eq!(at(V2, now).as_deref(), Some("b"));
+    assert_eq!(reader.latest("title", V1, now, 0).unwrap(), None);
+    // Past the retention nothing is returned, even before a purge reaches it.
+    assert_eq!(
+        reader
+            .latest("viewer", V1, now, now - 150)
+            .unwrap()
+            .unwrap()
+            .request_id,
+        "c"
+    );
+    assert_eq!(reader.latest("viewer", V2, now, now - 150).unwrap(), None);
+}
+
+#[test]
+fn the_writer_purges_rows_older_than_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let hour = 3_600_000;
+    let config = LogConfig {
+        retention_ms: 10 * hour,
+        ..LogConfig::default()
+    };
+    // Rows served 20 h and 5 h ago, written by a first log that keeps them.
+    let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.record(response(
+        "old",
+        now - 20 * hour,
+        vec![viewer(V1, 1), viewer(V2, 1)],
+    ));
+    log.record(response("new", now - 5 * hour, vec![viewer(V1, 2)]));
+    log.close().unwrap();
+    assert_eq!(rows(dir.path()).len(), 3);
+
+    // A log opened with a 10 h retention purges as it starts.
+    let log = ServedLog::open(dir.path(), config).unwrap();
+    let stats = log.close().unwrap();
+    assert_eq!(stats.purged, 2);
+    let read = rows(dir.path());
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].request_id, "new");
+    // The entity index went with the rows: only the kept row is found.
+    let reader = LogReader::open(dir.path()).unwrap();
+    assert_eq!(reader.latest("viewer", V2, now, 0).unwrap(), None);
+    let latest = reader.latest("viewer", V1, now - 6 * hour, 0).unwrap();
+    assert_eq!(latest, None);
+}
+
+#[test]
+fn an_idle_file_of_another_process_is_purged_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    // Slot 1 holds an old row, and nobody holds slot 1.
+    let mut idle = LogFile::open_slot(&slot_path(dir.path(), 1))
+        .unwrap()
+        .unwrap();
+    idle.append(&[response("old", now - 100_000, vec![viewer(V1, 1)])], 0)
+        .unwrap();
+    idle.close();
+    let log = ServedLog::open(
+        dir.path(),
+        LogConfig {
+            retention_ms: 50_000,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(log.path(), slot_path(dir.path(), 0));
+    assert_eq!(log.close().unwrap().purged, 1);
+    assert!(rows(dir.path()).is_empty());
+}
+
+#[test]
+fn a_full_queue_drops_counts_and_records_the_drop_and_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let config = LogConfig {
+        queue: 4,
+        ..LogConfig::default()
+    };
+    let log = ServedLog::open(dir.path(), config).unwrap();
+    let (release, until) = std::sync::mpsc::channel();
+    log.hold(until);
+    // The writer may take the hold message before or after the first records: wait until
+    // the queue refuses, then count.
+    let mut sent = 0;
+    let mut refused = 0;
+    while refused < 10 {
+        match log.record(response(&format!("r{sent}"), now, vec![viewer(V1, sent)])) {
+            true => sent += 1,
+            false => refused += 1,
+        }
+        assert!(sent < 1000, "the held writer must fill the queue");
+    }
+    assert_eq!(log.stats().dropped, 10);
+    drop(release);
+    let stats = log.close().unwrap();
+    assert_eq!(stats.logged, sent as u64);
+    assert_eq!(stats.dropped, 10);
+    let reader = LogReader::open(dir.path()).unwrap();
+    assert_eq!(reader.rows(0).unwrap().len(), sent as usize);
+    assert_eq!(
+        reader.dropped_total().unwrap(),
+        10,
+        "the file says responses were lost"
+    );
+}
+
+#[test]
+fn a_clean_stop_writes_everything_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    let (release, until) = std::sync::mpsc::channel();
+    log.hold(until);
+    for i in 0..500 {
+        assert!(log.record(response(
+            &format!("r{i}"),
+            now + i,
+            vec![viewer(V1, i as i64)]
+        )));
+    }
+    // Everything is still queued behind the hold when the stop begins.
+    let closing = std::thread::spawn(move || log.close().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    drop(release);
+    let stats = closing.join().unwrap();
+    assert_eq!((stats.logged, stats.dropped), (500, 0));
+    assert_eq!(rows(dir.path()).len(), 500);
+}
+
+#[test]
+fn two_logs_of_one_store_write_two_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let first = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    let second = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(first.path(), slot_path(dir.path(), 0));
+    assert_eq!(second.path(), slot_path(dir.path(), 1));
+    first.record(response("a", now, vec![viewer(V1, 1)]));
+    second.record(response("b", now + 1, vec![viewer(V1, 2)]));
+    first.close().unwrap();
+    second.close().unwrap();
+    let ids: Vec<String> = rows(dir.path()).into_iter().map(|r| r.request_id).collect();
+    assert_eq!(ids, ["a", "b"]);
+    let reader = LogReader::open(dir.path()).unwrap();
+    let latest = reader.latest("viewer", V1, now + 1, 0).unwrap().unwrap();
+    assert_eq!(latest.request_id, "b", "the latest over both files");
+}
+
+#[test]
+fn erasure_deletes_every_row_of_the_entity_in_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.record(response("a", now, vec![viewer(V1, 1), viewer(V2, 1)]));
+    log.record(response("b", now + 1, vec![viewer(V1, 2)]));
+    // Queued before the erasure, so erased with it.
+    assert_eq!(log.erase("viewer", V1).unwrap(), 2);
+    assert_eq!(log.erase("viewer", V1).unwrap(), 0);
+    log.close().unwrap();
+    let read = rows(dir.path());
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].id, V2);
+    let reader = LogReader::open(dir.path()).unwrap();
+    assert_eq!(reader.latest("viewer", V1, now + 1, 0).unwrap(), None);
+}
+
+#[test]
+fn a_foreign_or_damaged_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = slot_path(dir.path(), 0);
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let err = ServedLog::open(dir.path(), LogConfig::default()).unwrap_err();
+    assert!(matches!(err, ServedLogError::NotALog { .. }), "{err}");
+    assert!(err.to_string().contains("served-0.redb"), "{err}");
+    let err = LogReader::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("served-0.redb"), "{err}");
+
+    // A flipped byte inside a logged value fails the row's seal.
+    std::fs::remove_file(&path).unwrap();
+    let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+    log.record(response("marker-request-id", now_ms(), vec![viewer(V1, 1)]));
+    log.close().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(17)
+        .position(|w| w == b"marker-request-id")
+        .unwrap();
+    bytes[at] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let err = LogReader::open(dir.path()).unwrap().rows(0).unwrap_err();
+    assert!(matches!(err, ServedLogError::Damaged { .. }), "{err}");
+}
+
+#[test]
+fn no_log_is_an_error_saying_how_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = LogReader::open(dir.path()).err().unwrap();
+    assert!(err.to_string().contains("--log-served"), "{err}");
+}
