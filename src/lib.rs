@@ -11,6 +11,7 @@ pub mod decode;
 pub mod embedded;
 pub mod engine;
 pub mod privacy;
+pub mod serve;
 pub mod snapshot;
 pub mod time;
 pub mod utc;

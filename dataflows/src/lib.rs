@@ -26,6 +26,7 @@ pub mod aggregate;
 pub mod event;
 pub mod feature;
 pub mod features;
+pub mod services;
 pub mod source;
 pub mod value;
 pub mod window;
@@ -34,6 +35,7 @@ use differential_dataflow::VecCollection;
 
 pub use event::{EntityId, Event, EventKind, TimeMs, Title, TitleKind, ViewerId};
 pub use feature::{DefinitionError, DefinitionErrors, Feature, Purpose, validate};
+pub use services::{FeatureService, services};
 pub use value::{F64, Value, ValueType};
 
 /// The tutorial's code blocks run as doctests, so the tutorial cannot drift from the API.

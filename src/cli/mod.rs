@@ -1,4 +1,4 @@
-//! Subcommands: `run`, `bench`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`. Each file holds one, with its arguments.
+//! Subcommands: `run`, `serve`, `bench`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`. Each file holds one, with its arguments.
 
 mod bench;
 mod features;
@@ -6,6 +6,7 @@ mod get;
 mod produce;
 mod replay;
 mod run;
+mod serve;
 mod snapshot;
 mod verify;
 mod workload;
@@ -23,6 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunArgs),
+    Serve(serve::ServeArgs),
     Bench(bench::BenchArgs),
     Gen(workload::GenArgs),
     Produce(produce::ProduceArgs),
@@ -36,6 +38,7 @@ enum Command {
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Gen(args) => workload::run(args),
         Command::Produce(args) => produce::run(args),

@@ -9,9 +9,12 @@ use clap::Args;
 use rewind::embedded::{self, EmbeddedConfig, Pace};
 use rewind::engine::{self, LogSource, RunConfig, RunSummary, Shared};
 use rewind::privacy::{KeySource, Pseudonymizer};
+use rewind::serve::{Limits, NoHooks, Server, Source};
 use rewind::workload::GenConfig;
 use rewind::{TimePolicy, utc};
 use rewind_connectors::KafkaSource;
+
+use super::serve::HttpArgs;
 
 /// Run the pipeline: Kafka → privacy door → feature dataflows → redb store.
 ///
@@ -46,6 +49,13 @@ pub struct RunArgs {
     duration_s: Option<u64>,
     #[command(flatten)]
     embedded: EmbeddedArgs,
+    /// Also serve the store over HTTP on this address (as `rewind serve` does), reading
+    /// through this process's own store handle.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
+    /// With --serve: a file holding the bearer token every request must carry.
+    #[arg(long, requires = "serve")]
+    serve_token_file: Option<PathBuf>,
 }
 
 /// How the engine computes: shared by `run` and `replay`.
@@ -126,12 +136,45 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let stopper = shared.clone();
     ctrlc::set_handler(move || stopper.stop()).context("installing the Ctrl-C handler")?;
     let policy = args.engine.policy();
+    let server = args
+        .serve
+        .map(|addr| serve(&args, addr, &shared))
+        .transpose()?;
     let summary = match &args.brokers {
-        Some(brokers) => run_brokers(&args, brokers, policy, shared)?,
-        None => run_embedded(&args, policy, shared)?,
+        Some(brokers) => run_brokers(&args, brokers, policy, shared),
+        None => run_embedded(&args, policy, shared),
     };
-    print_summary(&summary);
+    if let Some(server) = server {
+        server.stop();
+    }
+    print_summary(&summary?);
     Ok(())
+}
+
+/// Serves from inside the run: one runtime thread, the cores are the timely workers'.
+fn serve(
+    args: &RunArgs,
+    addr: std::net::SocketAddr,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<Server> {
+    // The run's own key (created in the store by the embedded default, as the run would).
+    let door = Pseudonymizer::load(&KeySource {
+        key_file: args.engine.key_file.clone(),
+        create_in: args.brokers.is_none().then(|| args.store.clone()),
+    })?;
+    let http = HttpArgs {
+        listen: addr,
+        token_file: args.serve_token_file.clone(),
+        max_body_bytes: Limits::default().max_body_bytes,
+        max_entities: Limits::default().max_entities,
+    };
+    let config = http.config(addr, Some(door), 1)?;
+    let server = Server::start(config, Source::Engine(shared.clone()), Arc::new(NoHooks))?;
+    eprintln!(
+        "rewind: serving http://{} from this run's store",
+        server.addr()
+    );
+    Ok(server)
 }
 
 fn run_brokers(

@@ -163,7 +163,7 @@ pub(crate) struct Plan {
 /// as of start is consumed.
 pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineError> {
     rewind_dataflows::validate(&rewind_dataflows::library(), config.policy.tick_ms)?;
-    let store = Store::open(&config.store_dir)?;
+    let store = Arc::new(Store::open(&config.store_dir)?);
     check_store_settings(&store, &config)?;
     let mut warnings = Vec::new();
     let mut plan = plan(&config, &mut warnings)?;
@@ -175,6 +175,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
     plan.resume_offsets = snapshot.next_offsets()?;
     drop(snapshot);
 
+    shared.set_store(Some(store.clone()));
     let workers = config.workers.max(1);
     let (tx, rx) = sync_channel(64);
     let writer = writer::Writer::new(store, &config, workers, resumed_from_ms, shared.clone());
@@ -208,9 +209,9 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
             }
         }
     }
-    let written = writer
-        .join()
-        .map_err(|_| EngineError::Workers("writer panicked".into()))??;
+    let written = writer.join();
+    shared.set_store(None);
+    let written = written.map_err(|_| EngineError::Workers("writer panicked".into()))??;
     if let Some(err) = worker_error {
         return Err(err);
     }

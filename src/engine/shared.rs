@@ -1,7 +1,9 @@
 //! What the workers, the writer and the status line share: counters, the stop flag, the first
 //! error. Plain atomics: they are read once a second and written once a batch.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use rewind_state::Store;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Cumulative counts over the records read.
@@ -52,6 +54,8 @@ pub struct Shared {
     outage: Mutex<Option<(std::time::Instant, String)>>,
     /// (topic, partition) → next offset, for lag.
     pub(crate) positions: Mutex<Vec<(String, u32, u64)>>,
+    /// The store while the engine has it open: what `rewind run --serve` reads through.
+    store: Mutex<Option<Arc<Store>>>,
 }
 
 impl Default for Shared {
@@ -72,11 +76,21 @@ impl Default for Shared {
             final_input_ms: AtomicU64::new(u64::MAX),
             outage: Mutex::default(),
             positions: Mutex::default(),
+            store: Mutex::default(),
         }
     }
 }
 
 impl Shared {
+    /// The store the engine writes, once it has opened it and until it ends.
+    pub fn store(&self) -> Option<Arc<Store>> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_store(&self, store: Option<Arc<Store>>) {
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = store;
+    }
+
     /// Asks every worker to stop after committing what is complete.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);

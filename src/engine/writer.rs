@@ -48,7 +48,7 @@ pub(crate) struct WriterSummary {
 }
 
 pub(crate) struct Writer {
-    store: Store,
+    store: Arc<Store>,
     /// (feature name, entity kind) by feature index.
     names: Vec<(&'static str, &'static str)>,
     tick_ms: u64,
@@ -68,7 +68,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(
-        store: Store,
+        store: Arc<Store>,
         config: &RunConfig,
         workers: usize,
         committed_ms: TimeMs,

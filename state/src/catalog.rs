@@ -3,6 +3,7 @@
 //! or go away, so every block ever written keeps its meaning; a new feature only adds one.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use redb::ReadableTable;
 
@@ -91,6 +92,32 @@ impl Catalog {
         payload.extend_from_slice(kind.as_bytes());
         payload.extend_from_slice(name.as_bytes());
         Some((index, Some(layout::catalog_row(index).seal(&payload))))
+    }
+}
+
+/// The catalog as last loaded, shared by every snapshot of one handle: the catalog only grows,
+/// so a snapshot whose table holds as many entries as the cache reuses it instead of reloading.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogCache(RwLock<Arc<Catalog>>);
+
+impl CatalogCache {
+    /// The catalog `table` holds, from the cache when it has as many entries (O(1): redb keeps
+    /// each tree's length in its root).
+    pub(crate) fn get(
+        &self,
+        table: &impl ReadableTable<u16, &'static [u8]>,
+    ) -> Result<Arc<Catalog>> {
+        let cached = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if cached.len() as u64 == table.len()? {
+            return Ok(cached);
+        }
+        let loaded = Arc::new(Catalog::load(table)?);
+        let mut slot = self.0.write().unwrap_or_else(|p| p.into_inner());
+        // Another snapshot may have loaded a newer one meanwhile: keep the larger.
+        if slot.len() < loaded.len() {
+            *slot = loaded.clone();
+        }
+        Ok(loaded)
     }
 }
 

@@ -33,6 +33,7 @@ pub mod layout;
 mod open;
 mod read;
 mod seal;
+mod serving;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ pub use read::{
     DeadLetterRow, HistoryBlock, HistoryLookup, HistoryRow, HistorySweep, OnlineRow, ReadOnlyStore,
     Snapshot,
 };
+pub use serving::{CurrentValue, META_AS_OF, Reader, View};
 
 /// The store's file name inside its directory.
 pub const FILE_NAME: &str = "rewind.redb";
@@ -205,6 +207,14 @@ pub struct Store {
     path: Arc<Path>,
     /// The file's catalog as of the last commit: only the writer adds to it.
     catalog: Mutex<Catalog>,
+    /// What snapshots read the catalog through (see [`catalog::CatalogCache`]).
+    read_catalog: Arc<catalog::CatalogCache>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
 }
 
 impl Store {
@@ -229,6 +239,7 @@ impl Store {
             dir: dir.to_path_buf(),
             path,
             catalog: Mutex::default(),
+            read_catalog: Arc::default(),
         };
         let snapshot = store.snapshot()?;
         snapshot.check_format()?;
@@ -245,7 +256,12 @@ impl Store {
     /// A consistent read view of the latest commit.
     pub fn snapshot(&self) -> Result<Snapshot> {
         guard::reading(&self.path, || {
-            Ok(Snapshot::new(self.db.begin_read()?, self.path.clone()))
+            let txn = self.db.begin_read()?;
+            Ok(Snapshot::new(
+                txn,
+                self.path.clone(),
+                self.read_catalog.clone(),
+            ))
         })
     }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use redb::{ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, CatalogCache};
 use crate::codec::{self, BlockEntries, BlockEntry, EntityRef, OnlineFeature};
 use crate::layout::{
     self, CATALOG, Crc, DEAD_LETTERS, HISTORY, META, META_FORMAT, OFFSETS, ONLINE,
@@ -24,8 +24,9 @@ use crate::{
 
 /// A read-only handle on a store another process may be writing.
 pub struct ReadOnlyStore {
-    db: ReadOnlyDatabase,
-    path: Arc<Path>,
+    pub(crate) db: ReadOnlyDatabase,
+    pub(crate) path: Arc<Path>,
+    catalog: Arc<CatalogCache>,
 }
 
 impl ReadOnlyStore {
@@ -39,7 +40,11 @@ impl ReadOnlyStore {
             });
         }
         let db = open::reader(&path)?;
-        let store = ReadOnlyStore { db, path };
+        let store = ReadOnlyStore {
+            db,
+            path,
+            catalog: Arc::default(),
+        };
         store.snapshot()?.check_format()?;
         Ok(store)
     }
@@ -47,7 +52,8 @@ impl ReadOnlyStore {
     /// A consistent view of the newest commit; take a new one to follow the writer.
     pub fn snapshot(&self) -> Result<Snapshot> {
         guard::reading(&self.path, || {
-            Ok(Snapshot::new(self.db.begin_read()?, self.path.clone()))
+            let txn = self.db.begin_read()?;
+            Ok(Snapshot::new(txn, self.path.clone(), self.catalog.clone()))
         })
     }
 }
@@ -184,7 +190,7 @@ impl HistorySweep {
 pub struct HistoryLookup {
     online: OnlineTable,
     history: HistoryTable,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     path: Arc<Path>,
 }
 
@@ -332,15 +338,17 @@ fn history_key(feature: u16, entity_id: &str) -> Vec<u8> {
 pub struct Snapshot {
     txn: ReadTransaction,
     path: Arc<Path>,
-    catalog: OnceLock<Catalog>,
+    catalog: OnceLock<Arc<Catalog>>,
+    cache: Arc<CatalogCache>,
 }
 
 impl Snapshot {
-    pub(crate) fn new(txn: ReadTransaction, path: Arc<Path>) -> Snapshot {
+    pub(crate) fn new(txn: ReadTransaction, path: Arc<Path>, cache: Arc<CatalogCache>) -> Snapshot {
         Snapshot {
             txn,
             path,
             catalog: OnceLock::new(),
+            cache,
         }
     }
 
@@ -378,7 +386,9 @@ impl Snapshot {
         if let Some(catalog) = self.catalog.get() {
             return Ok(catalog);
         }
-        let catalog = guard::reading(&self.path, || Catalog::load(&self.txn.open_table(CATALOG)?))?;
+        let catalog = guard::reading(&self.path, || {
+            self.cache.get(&self.txn.open_table(CATALOG)?)
+        })?;
         Ok(self.catalog.get_or_init(|| catalog))
     }
 
@@ -469,7 +479,8 @@ impl Snapshot {
 
     /// The tables opened once, for many point-in-time lookups.
     pub fn history_lookup(&self) -> Result<HistoryLookup> {
-        let catalog = self.catalog()?.clone();
+        self.catalog()?;
+        let catalog = self.catalog.get().expect("loaded just above").clone();
         guard::reading(&self.path, || {
             Ok(HistoryLookup {
                 online: self.txn.open_table(ONLINE)?,

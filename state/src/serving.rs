@@ -1,0 +1,337 @@
+//! The in-process reader: what a model server embeds to read current feature values, over the
+//! writer's own [`Store`] or a [`crate::ReadOnlyStore`] in another process.
+//!
+//! A [`Reader`] follows the writer's commits without reopening the file: each [`View`] is one
+//! redb read transaction, begun when it is taken, so it sees the newest commit and never half of
+//! one. Take a view per request (one entity, or a batch read together), and drop it before doing
+//! slow work: a live read transaction keeps the pages of its commit from being reused.
+//!
+//! The feature catalog is append-only (an index never changes meaning), so the reader keeps it
+//! across views and reloads it only when a row names an index it has not seen.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use redb::{ReadTransaction, ReadableDatabase};
+
+use crate::catalog::Catalog;
+use crate::layout::{self, CATALOG, META, ONLINE};
+use crate::{META_FRONTIER, ReadOnlyStore, Result, Store, StoreError, decode_u64, guard, read};
+
+/// Meta key of the tick the online values are as of (`frontier_ms - tick_ms`).
+pub const META_AS_OF: &str = "as_of_ms";
+
+enum Db {
+    Writer(Arc<Store>),
+    ReadOnly(ReadOnlyStore),
+}
+
+/// A long-lived handle for reading current values; cheap to share between threads.
+pub struct Reader {
+    db: Db,
+    path: Arc<Path>,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("path", &self.path).finish()
+    }
+}
+
+/// One current feature of one entity: its catalog index, the tick it is valid from, and its
+/// value as JSON, `None` when the feature went back to its default at that tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentValue {
+    pub feature: u16,
+    pub valid_from_ms: u64,
+    pub value_json: Option<Vec<u8>>,
+}
+
+impl Reader {
+    /// Opens the store in `dir` read-only (see [`ReadOnlyStore::open`]).
+    pub fn open(dir: &Path) -> Result<Reader> {
+        let store = ReadOnlyStore::open(dir)?;
+        let path = store.path.clone();
+        Ok(Reader::new(Db::ReadOnly(store), path))
+    }
+
+    /// Reads through the writer's own handle, in the writing process.
+    pub fn of_store(store: Arc<Store>) -> Reader {
+        let path = store.path.clone();
+        Reader::new(Db::Writer(store), path)
+    }
+
+    fn new(db: Db, path: Arc<Path>) -> Reader {
+        Reader {
+            db,
+            path,
+            catalog: RwLock::default(),
+        }
+    }
+
+    /// The store file this reader reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A consistent view of the newest commit.
+    pub fn view(&self) -> Result<View<'_>> {
+        guard::reading(&self.path, || {
+            let txn = match &self.db {
+                Db::Writer(store) => store.db.begin_read()?,
+                Db::ReadOnly(store) => store.db.begin_read()?,
+            };
+            let (as_of_ms, frontier_ms) = freshness(&txn)?;
+            Ok(View {
+                online: txn.open_table(ONLINE)?,
+                catalog: self
+                    .catalog
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+                txn,
+                reader: self,
+                as_of_ms,
+                frontier_ms,
+            })
+        })
+    }
+}
+
+fn freshness(txn: &ReadTransaction) -> Result<(Option<u64>, Option<u64>)> {
+    let meta = txn.open_table(META)?;
+    let read = |key: &str| -> Result<Option<u64>> {
+        let Some(stored) = meta.get(key)? else {
+            return Ok(None);
+        };
+        let payload =
+            layout::meta_row(key)
+                .open(stored.value())
+                .ok_or_else(|| StoreError::Unsealed {
+                    table: "meta",
+                    key: format!("{key:?}"),
+                })?;
+        decode_u64(key, payload).map(Some)
+    };
+    Ok((read(META_AS_OF)?, read(META_FRONTIER)?))
+}
+
+/// One commit of the store, for reading current values.
+pub struct View<'r> {
+    online: redb::ReadOnlyTable<(&'static str, &'static [u8]), &'static [u8]>,
+    catalog: Arc<Catalog>,
+    txn: ReadTransaction,
+    reader: &'r Reader,
+    as_of_ms: Option<u64>,
+    frontier_ms: Option<u64>,
+}
+
+impl View<'_> {
+    /// The tick the values are as of: they reflect exactly the events before it. `None` before
+    /// the store's first commit of output.
+    pub fn as_of_ms(&self) -> Option<u64> {
+        self.as_of_ms
+    }
+
+    /// The output frontier: every tick strictly below it is final.
+    pub fn frontier_ms(&self) -> Option<u64> {
+        self.frontier_ms
+    }
+
+    /// One meta entry of this view's commit (see `docs/store.md`).
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        guard::reading(&self.reader.path, || {
+            let table = self.txn.open_table(META)?;
+            let Some(stored) = table.get(key)? else {
+                return Ok(None);
+            };
+            let payload =
+                layout::meta_row(key)
+                    .open(stored.value())
+                    .ok_or_else(|| StoreError::Unsealed {
+                        table: "meta",
+                        key: format!("{key:?}"),
+                    })?;
+            Ok(Some(payload.to_vec()))
+        })
+    }
+
+    /// What the feature indexes of [`CurrentValue`]s mean, as of this view.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Every feature the entity's online row holds, in index order, those back at their default
+    /// included (with `value_json: None`); `None` when the store has no row for the entity.
+    pub fn entity(&mut self, kind: &str, id: &str) -> Result<Option<Vec<CurrentValue>>> {
+        let path = self.reader.path.clone();
+        let features = guard::reading(&path, || {
+            let entity = layout::entity_key(id);
+            let Some(stored) = self.online.get((kind, entity.as_slice()))? else {
+                return Ok(None);
+            };
+            read::online_features(kind, &entity, stored.value()).map(Some)
+        })?;
+        let Some(features) = features else {
+            return Ok(None);
+        };
+        let unknown = |catalog: &Catalog| {
+            features
+                .iter()
+                .any(|f| usize::from(f.feature) >= catalog.len())
+        };
+        if unknown(&self.catalog) {
+            self.reload_catalog()?;
+            if unknown(&self.catalog) {
+                return Err(StoreError::Malformed {
+                    table: "online",
+                    key: format!("({kind:?}, {id:?}): a feature the catalog lacks"),
+                }
+                .at(&self.reader.path));
+            }
+        }
+        let values = features.into_iter().map(|f| CurrentValue {
+            feature: f.feature,
+            valid_from_ms: f.head.tick_ms,
+            value_json: f.value,
+        });
+        Ok(Some(values.collect()))
+    }
+
+    /// The rows of many entities of one kind, in the order given, read in this one view.
+    pub fn entities<'i>(
+        &mut self,
+        kind: &str,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Result<Vec<Option<Vec<CurrentValue>>>> {
+        ids.into_iter().map(|id| self.entity(kind, id)).collect()
+    }
+
+    /// A row named a feature the cached catalog lacks: the writer added one since. Reload it
+    /// from this view's commit, which holds every index its rows use, and share it.
+    fn reload_catalog(&mut self) -> Result<()> {
+        let path = self.reader.path.clone();
+        let catalog = guard::reading(&path, || Catalog::load(&self.txn.open_table(CATALOG)?))?;
+        let catalog = Arc::new(catalog);
+        *self
+            .reader
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = catalog.clone();
+        self.catalog = catalog;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Change, Commit};
+
+    fn change(feature: &'static str, id: &str, tick_ms: u64, value: Option<&str>) -> Change {
+        Change {
+            entity_kind: "viewer",
+            feature,
+            entity_id: id.into(),
+            tick_ms,
+            value: value.map(|v| v.as_bytes().to_vec()),
+        }
+    }
+
+    fn commit(store: &Store, frontier_ms: u64, changes: Vec<Change>) {
+        let commit = Commit {
+            frontier_ms,
+            changes,
+            counters: vec![(META_AS_OF, frontier_ms - 1000)],
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+
+    fn values(view: &mut View<'_>, id: &str) -> Option<Vec<(String, u64, Option<String>)>> {
+        let rows = view.entity("viewer", id).unwrap()?;
+        let named = rows.into_iter().map(|v| {
+            let (_, name) = view.catalog().feature(v.feature).unwrap();
+            let value = v.value_json.map(|j| String::from_utf8(j).unwrap());
+            (name.to_string(), v.valid_from_ms, value)
+        });
+        Some(named.collect())
+    }
+
+    #[test]
+    fn a_reader_follows_commits_and_learns_new_features_without_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let reader = Reader::of_store(store.clone());
+        let mut before = reader.view().unwrap();
+        assert_eq!((before.as_of_ms(), before.frontier_ms()), (None, None));
+        assert_eq!(values(&mut before, "v_1"), None);
+
+        commit(
+            &store,
+            2000,
+            vec![change("viewer.a", "v_1", 1000, Some("5"))],
+        );
+        // An older view keeps its commit.
+        assert_eq!(values(&mut before, "v_1"), None);
+        let mut view = reader.view().unwrap();
+        assert_eq!(
+            (view.as_of_ms(), view.frontier_ms()),
+            (Some(1000), Some(2000))
+        );
+        let a = ("viewer.a".to_string(), 1000, Some("5".to_string()));
+        assert_eq!(values(&mut view, "v_1"), Some(vec![a.clone()]));
+        drop(view);
+
+        // A feature the cached catalog lacks, and one back at its default.
+        commit(
+            &store,
+            3000,
+            vec![
+                change("viewer.a", "v_1", 2000, None),
+                change("viewer.b", "v_1", 2000, Some("[1]")),
+            ],
+        );
+        let mut view = reader.view().unwrap();
+        let expected = vec![
+            ("viewer.a".to_string(), 2000, None),
+            ("viewer.b".to_string(), 2000, Some("[1]".to_string())),
+        ];
+        assert_eq!(values(&mut view, "v_1"), Some(expected));
+        assert_eq!(reader.catalog.read().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_read_only_reader_sees_what_the_writer_commits_and_reads_batches_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        commit(
+            &store,
+            2000,
+            vec![change("viewer.a", "v_1", 1000, Some("5"))],
+        );
+        let reader = Reader::open(dir.path()).unwrap();
+        commit(
+            &store,
+            3000,
+            vec![change("viewer.a", "v_2", 2000, Some("7"))],
+        );
+        let mut view = reader.view().unwrap();
+        assert_eq!(view.frontier_ms(), Some(3000));
+        let rows = view.entities("viewer", ["v_2", "nobody", "v_1"]).unwrap();
+        let first = |r: &Option<Vec<CurrentValue>>| r.as_ref().map(|f| f[0].value_json.clone());
+        let got: Vec<_> = rows.iter().map(first).collect();
+        assert_eq!(
+            got,
+            vec![Some(Some(b"7".to_vec())), None, Some(Some(b"5".to_vec()))]
+        );
+    }
+
+    #[test]
+    fn a_missing_store_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Reader::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+    }
+}

@@ -1,0 +1,714 @@
+//! `rewind serve` and `rewind run --serve`, driven over real HTTP as model servers drive them:
+//! Feast's wire format field by field, the native API, values against `rewind get` and the
+//! history, and hostile requests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{self, KEY, ok, rewind};
+
+/// A running `rewind` process that serves; killed when dropped.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Runs `rewind ARGS` (which must serve on `127.0.0.1:0`) and waits for its address.
+    fn start(args: &[&str], key: bool) -> Served {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        match key {
+            true => cmd.env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap()),
+            false => cmd.env_remove("REWIND_PSEUDONYM_KEY"),
+        };
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("serving http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap().to_string();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server's address");
+        Served {
+            child,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        reply(agent().get(self.url(path)).call().unwrap())
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Reply {
+        let req = agent()
+            .post(self.url(path))
+            .header("Content-Type", "application/json");
+        reply(req.send(body.to_string()).unwrap())
+    }
+
+    /// Waits until /health answers 200.
+    fn wait_healthy(&self) {
+        let started = Instant::now();
+        while self.get("/health").status != 200 {
+            assert!(started.elapsed() < Duration::from_secs(60), "never healthy");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        let found = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name));
+        found.map(|(_, v)| v.as_str())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder().http_status_as_error(false);
+    config.build().into()
+}
+
+fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    Reply {
+        status: response.status().as_u16(),
+        headers,
+        body: response.body_mut().read_to_string().unwrap(),
+    }
+}
+
+/// Sends `request` as raw bytes (so nothing adds headers) and reads the answer.
+fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The server may answer (413) and close before reading everything: a failed write is fine.
+    let _ = stream.write_all(request);
+    let mut text = Vec::new();
+    let _ = stream.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("0");
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    Reply {
+        status: status.parse().unwrap_or(0),
+        headers,
+        body: body.to_string(),
+    }
+}
+
+fn post_raw(addr: SocketAddr, path: &str, extra_headers: &str, body: &str) -> Reply {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n{extra_headers}\r\n{body}",
+        body.len()
+    );
+    raw(addr, request.as_bytes())
+}
+
+/// A sealed store from a generated log, built by the binary: `rewind gen` then `rewind replay`.
+fn replayed_store(dir: &Path) -> std::path::PathBuf {
+    let events = dir.join("events.jsonl");
+    let events_s = events.to_str().unwrap();
+    ok(&rewind(&[
+        "gen",
+        "--viewers",
+        "60",
+        "--titles",
+        "15",
+        "--events",
+        "6000",
+        "--seed",
+        "3",
+        "--out",
+        events_s,
+    ]));
+    let store = dir.join("store");
+    let titles = dir.join("events.titles.jsonl");
+    ok(&rewind(&[
+        "replay",
+        "--file",
+        events_s,
+        "--titles-file",
+        titles.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--seal",
+    ]));
+    store
+}
+
+fn serve_store(store: &Path, extra: &[&str], key: bool) -> Served {
+    let args = [
+        &[
+            "serve",
+            "--store",
+            store.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ][..],
+        extra,
+    ];
+    Served::start(&args.concat(), key)
+}
+
+fn viewer(user: u32) -> String {
+    common::door().viewer_id(&format!("u{user:07}")).to_string()
+}
+
+/// Feast's unit tests (`test_feature_server.py`) check a response this way: every requested
+/// feature named in `metadata.feature_names`, one result per name, each as long as the entity
+/// rows, the join key echoed first and PRESENT.
+fn assert_feast_shape(response: &Value, names: &[&str], rows: usize) {
+    let keys: Vec<_> = response.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, vec!["metadata", "results"], "{response}");
+    assert_eq!(response["metadata"], json!({"feature_names": names}));
+    let results = response["results"].as_array().unwrap();
+    assert_eq!(results.len(), names.len());
+    for result in results {
+        let fields: Vec<_> = result.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(fields, vec!["event_timestamps", "statuses", "values"]);
+        for field in ["values", "statuses", "event_timestamps"] {
+            assert_eq!(
+                result[field].as_array().unwrap().len(),
+                rows,
+                "{field}: {result}"
+            );
+        }
+        for ts in result["event_timestamps"].as_array().unwrap() {
+            let ts = ts.as_str().unwrap();
+            assert!(
+                ts.ends_with('Z') && ts.len() >= 20 && &ts[10..11] == "T",
+                "{ts}"
+            );
+        }
+    }
+    assert_eq!(results[0]["statuses"], json!(vec!["PRESENT"; rows]));
+    assert_eq!(
+        results[0]["event_timestamps"],
+        json!(vec!["1970-01-01T00:00:00Z"; rows])
+    );
+}
+
+#[test]
+fn the_feast_format_field_by_field_with_and_without_a_content_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let served = serve_store(&store, &[], true);
+    served.wait_healthy();
+    let known = viewer(1);
+    let unknown = "v_00000000000000000000000000000000";
+    let body = json!({
+        "features": ["viewer:plays_24h", "viewer:genre_share_90d", "viewer:completes_1h"],
+        "entities": {"viewer_id": [known, unknown]},
+    });
+    // Feast's own client posts the JSON string with no Content-Type.
+    let bare = post_raw(served.addr, "/get-online-features", "", &body.to_string());
+    let typed = served.post("/get-online-features", &body);
+    assert_eq!((bare.status, typed.status), (200, 200), "{}", bare.body);
+    assert_eq!(bare.json(), typed.json());
+    let response = typed.json();
+    assert_feast_shape(
+        &response,
+        &["viewer_id", "plays_24h", "genre_share_90d", "completes_1h"],
+        2,
+    );
+    let results = &response["results"];
+    assert_eq!(results[0]["values"], json!([known, unknown]));
+
+    // The known viewer's values are `rewind get`'s, with its valid-from ticks.
+    let got: Value = serde_json::from_str(&ok(&rewind(&[
+        "get",
+        "--store",
+        store.to_str().unwrap(),
+        "viewer",
+        &known,
+    ])))
+    .unwrap();
+    for (i, feature) in [
+        "viewer.plays_24h",
+        "viewer.genre_share_90d",
+        "viewer.completes_1h",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let column = &results[i + 1];
+        let expected = &got["features"][feature];
+        assert_eq!(column["values"][0], expected["value"], "{feature}");
+        assert_eq!(column["statuses"][0], "PRESENT", "{feature}");
+        let ts = match expected["valid_from_ms"].as_u64() {
+            Some(ms) => rewind::utc::format_ms(ms).replace(".000Z", "Z"),
+            None => "1970-01-01T00:00:00Z".to_string(),
+        };
+        assert_eq!(column["event_timestamps"][0], ts.as_str(), "{feature}");
+        // A viewer the store has never seen is NOT_FOUND, with a null value, as in Feast.
+        assert_eq!(column["values"][1], Value::Null);
+        assert_eq!(column["statuses"][1], "NOT_FOUND");
+        assert_eq!(column["event_timestamps"][1], "1970-01-01T00:00:00Z");
+    }
+    let as_of = typed.header("x-rewind-as-of").unwrap();
+    assert_eq!(Some(as_of), bare.header("x-rewind-as-of"));
+    assert_eq!(
+        as_of,
+        rewind::utc::format_ms(got["as_of_ms"].as_u64().unwrap())
+    );
+    assert!(typed.header("x-rewind-frontier").is_some());
+    assert!(typed.header("x-request-id").is_some());
+}
+
+#[test]
+fn feature_services_full_names_two_views_and_null_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let served = serve_store(&store, &[], true);
+    served.wait_healthy();
+    // Join keys come back in the order sent (json! would sort them).
+    let body = r#"{"feature_service": "home_ranker_v1", "full_feature_names": true,
+        "entities": {"user_id": ["u0000002", 3], "title_id": ["tt000001", "no-such-title"]}}"#;
+    let reply = post_raw(served.addr, "/get-online-features", "", body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let response = reply.json();
+    let names = [
+        "user_id",
+        "title_id",
+        "viewer__watch_seconds_1h",
+        "viewer__completes_1h",
+        "viewer__plays_24h",
+        "viewer__genre_share_90d",
+        "viewer__last_titles_10",
+        "title__plays_1h",
+        "title__ctr_24h",
+    ];
+    assert_feast_shape(&response, &names, 2);
+    // The raw ids are echoed as given; the values are the pseudonyms'.
+    assert_eq!(response["results"][0]["values"], json!(["u0000002", 3]));
+    let native = served.get(&format!("/v1/viewers/{}", viewer(2))).json();
+    assert_eq!(
+        response["results"][4]["values"][0],
+        native["features"]["viewer.plays_24h"]["value"]
+    );
+    // A title without a row is NOT_FOUND; one with a row reads its ctr (a number, or a null
+    // default that is NULL_VALUE).
+    let ctr = &response["results"][8];
+    assert_eq!(ctr["statuses"][1], "NOT_FOUND");
+    match ctr["values"][0].is_null() {
+        true => assert_eq!(ctr["statuses"][0], "NULL_VALUE"),
+        false => assert_eq!(ctr["statuses"][0], "PRESENT"),
+    }
+}
+
+#[test]
+fn served_values_equal_the_history_as_of_each_response_while_a_run_ingests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store_s = store.to_str().unwrap();
+    // Serve first: the store does not exist yet.
+    let served = serve_store(&store, &[], true);
+    let waiting = served.get("/health");
+    assert_eq!(waiting.status, 503);
+    assert!(
+        waiting.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no store"),
+        "{}",
+        waiting.body
+    );
+    assert_eq!(waiting.header("retry-after"), Some("1"));
+
+    let mut run = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args([
+            "run",
+            "--store",
+            store_s,
+            "--viewers",
+            "50",
+            "--titles",
+            "20",
+            "--rate",
+            "4000",
+            "--duration-s",
+            "8",
+        ])
+        .env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    served.wait_healthy();
+    let features = [
+        "viewer:plays_24h",
+        "viewer:watch_seconds_1h",
+        "viewer:last_titles_10",
+    ];
+    let users: Vec<u32> = (0..10).collect();
+    let mut responses = Vec::new();
+    while run.try_wait().unwrap().is_none() {
+        let body = json!({
+            "features": features,
+            "entities": {"user_id": users.iter().map(|u| format!("u{u:07}")).collect::<Vec<_>>()},
+        });
+        let reply = served.post("/get-online-features", &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let as_of = reply.header("x-rewind-as-of").unwrap().to_string();
+        responses.push((as_of, reply.json()));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(run.wait().unwrap().success());
+    let as_ofs: Vec<_> = responses.iter().map(|r| r.0.clone()).collect();
+    assert!(as_ofs.windows(2).all(|w| w[0] <= w[1]), "{as_ofs:?}");
+    assert!(
+        as_ofs.first() < as_ofs.last(),
+        "the server followed no commit: {as_ofs:?}"
+    );
+
+    // History is append-only: what each response served is the history as of its as-of.
+    let reader = rewind_state::ReadOnlyStore::open(&store).unwrap();
+    let snap = reader.snapshot().unwrap();
+    let lookup = snap.history_lookup().unwrap();
+    let mut checked = 0;
+    for (as_of, response) in &responses {
+        let as_of_ms = parse_utc(as_of);
+        for (f, feature) in features.iter().enumerate() {
+            let full = feature.replace(':', ".");
+            let default = rewind::serve::LibFeature::default_of(&full).unwrap();
+            for (row, user) in users.iter().enumerate() {
+                let value = lookup.as_of(&full, &viewer(*user), as_of_ms).unwrap();
+                let column = &response["results"][f + 1];
+                let expected: Value = match value {
+                    Some(bytes) => serde_json::from_slice(&bytes).unwrap(),
+                    None if column["statuses"][row] == "NOT_FOUND" => Value::Null,
+                    None => serde_json::from_str(default).unwrap(),
+                };
+                assert_eq!(
+                    column["values"][row], expected,
+                    "{full} u{user} as of {as_of}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+fn parse_utc(text: &str) -> u64 {
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`: days from the civil date, as utc.rs formats it.
+    let n = |a: usize, b: usize| text[a..b].parse::<i64>().unwrap();
+    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19);
+    (secs * 1000 + n(20, 23)) as u64
+}
+
+#[test]
+fn run_serve_answers_from_the_writing_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let served = Served::start(
+        &[
+            "run",
+            "--store",
+            store.to_str().unwrap(),
+            "--viewers",
+            "30",
+            "--titles",
+            "10",
+            "--rate",
+            "3000",
+            "--duration-s",
+            "6",
+            "--serve",
+            "127.0.0.1:0",
+        ],
+        false,
+    );
+    served.wait_healthy();
+    // The embedded run made its key in the store; the server pseudonymizes with it.
+    let body = json!({"features": ["viewer:plays_24h"], "entities": {"user_id": ["u0000001"]}});
+    let reply = served.post("/get-online-features", &body);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.header("x-rewind-frontier").is_some());
+    let title = served.get("/v1/titles/tt000001");
+    assert_eq!(title.status, 200, "{}", title.body);
+    let title = title.json();
+    assert!(title["as_of_ms"].as_u64().unwrap() < title["frontier_ms"].as_u64().unwrap());
+    assert_eq!(title["features"].as_object().unwrap().len(), 2);
+}
+
+#[test]
+fn the_native_api_reads_entities_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let served = serve_store(&store, &[], false);
+    served.wait_healthy();
+    let v = viewer(4);
+    let one = served.get(&format!("/v1/viewers/{v}"));
+    assert_eq!(one.status, 200);
+    let one = one.json();
+    assert_eq!(
+        (
+            one["entity"].as_str(),
+            one["id"].as_str(),
+            one["found"].as_bool()
+        ),
+        (Some("viewer"), Some(v.as_str()), Some(true))
+    );
+    let got: Value = serde_json::from_str(&ok(&rewind(&[
+        "get",
+        "--store",
+        store.to_str().unwrap(),
+        "viewer",
+        &v,
+    ])))
+    .unwrap();
+    for (name, expected) in got["features"].as_object().unwrap() {
+        assert_eq!(one["features"][name]["value"], expected["value"], "{name}");
+        assert_eq!(
+            one["features"][name]["valid_from_ms"], expected["valid_from_ms"],
+            "{name}"
+        );
+    }
+    assert_eq!(one["as_of_ms"], got["as_of_ms"]);
+    let batch = served.post("/v1/batch", &json!({"viewers": [v, "v_00000000000000000000000000000000"], "titles": ["tt000002"], "features": ["viewer.plays_24h", "title.plays_1h"]}));
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let batch = batch.json();
+    assert_eq!(
+        batch["viewers"][0]["features"]["viewer.plays_24h"],
+        one["features"]["viewer.plays_24h"]
+    );
+    assert_eq!(batch["viewers"][1]["found"], false);
+    // An entity never seen reads as every default, valid from nowhere.
+    assert_eq!(
+        batch["viewers"][1]["features"]["viewer.plays_24h"],
+        json!({"value": 0, "valid_from": null, "valid_from_ms": null})
+    );
+    assert_eq!(batch["titles"][0]["features"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    // No key: user_id is refused.
+    let served = serve_store(&store, &["--max-entities", "100"], false);
+    served.wait_healthy();
+    let addr = served.addr;
+    let feast = |body: &str| post_raw(addr, "/get-online-features", "", body);
+    let detail = |r: &Reply| r.json()["detail"].as_str().unwrap().to_string();
+    let v = viewer(1);
+
+    let r = feast("{not json");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(detail(&r).contains("not valid"));
+    let r = feast(r#"{"features": "viewer:plays_24h", "entities": {"viewer_id": []}}"#);
+    assert_eq!(r.status, 400);
+    let r =
+        feast(&json!({"features": ["viewer:nope"], "entities": {"viewer_id": [v]}}).to_string());
+    assert_eq!(
+        (r.status, r.json()["unknown"].as_str()),
+        (404, Some("viewer:nope")),
+        "{}",
+        r.body
+    );
+    let r = feast(&json!({"features": ["driver:x"], "entities": {"viewer_id": [v]}}).to_string());
+    assert_eq!(
+        (r.status, r.json()["unknown"].as_str()),
+        (404, Some("driver"))
+    );
+    let r = feast(&json!({"feature_service": "nope", "entities": {"viewer_id": [v]}}).to_string());
+    assert_eq!(r.status, 404);
+    let r = feast(
+        &json!({"features": ["viewer:plays_24h"], "entities": {"user_id": ["secret-account-7"]}})
+            .to_string(),
+    );
+    assert_eq!(r.status, 422);
+    assert!(
+        detail(&r).contains("pseudonym key") && !r.body.contains("secret-account-7"),
+        "{}",
+        r.body
+    );
+    let r = feast(
+        &json!({"features": ["viewer:plays_24h"], "entities": {"viewer_id": ["alice"]}})
+            .to_string(),
+    );
+    assert_eq!(r.status, 422);
+    let r = feast(&json!({"features": ["title:plays_1h", "viewer:plays_24h"], "entities": {"viewer_id": [v], "title_id": []}}).to_string());
+    assert_eq!(r.status, 422);
+    assert!(detail(&r).contains("one per row"), "{}", r.body);
+
+    // Over the entity limit: refused while parsing.
+    let ids: Vec<String> = (0..101).map(|_| v.clone()).collect();
+    let r = feast(
+        &json!({"features": ["viewer:plays_24h"], "entities": {"viewer_id": ids}}).to_string(),
+    );
+    assert_eq!(r.status, 422);
+    assert!(detail(&r).contains("more than 100 entities"));
+    // A million entities: refused by its declared length before any of it is read.
+    let million = format!(
+        r#"{{"features": ["viewer:plays_24h"], "entities": {{"viewer_id": [{}"v"]}}}}"#,
+        "\"v\",".repeat(1_000_000)
+    );
+    let r = feast(&million);
+    assert_eq!(r.status, 413, "{}", r.body);
+    // Without a declared length (chunked), refused once the body passes the limit.
+    let chunk = "x".repeat(64 * 1024);
+    let mut chunked = b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..40 {
+        chunked.extend_from_slice(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(raw(addr, &chunked).status, 413);
+
+    // Ids, methods and paths.
+    assert_eq!(served.get("/v1/viewers/alice").status, 400);
+    assert_eq!(
+        served
+            .get(&format!("/v1/titles/{}", "t".repeat(300)))
+            .status,
+        400
+    );
+    let r = served.get("/get-online-features");
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    assert_eq!(served.get("/nope").status, 404);
+    assert_eq!(served.get("/metrics").status, 404);
+
+    // After all that, it still serves.
+    let r = served.post(
+        "/get-online-features",
+        &json!({"features": ["viewer:plays_24h"], "entities": {"viewer_id": [v]}}),
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_token_is_required_of_every_request_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let loose = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(&token_file, loose).unwrap();
+        let refused = rewind(&[
+            "serve",
+            "--store",
+            store.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("chmod 600"));
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let served = serve_store(
+        &store,
+        &["--token-file", token_file.to_str().unwrap()],
+        false,
+    );
+    let health = |auth: &str| {
+        raw(
+            served.addr,
+            format!("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n")
+                .as_bytes(),
+        )
+    };
+    let missing = health("");
+    assert_eq!(
+        (missing.status, missing.header("www-authenticate")),
+        (401, Some("Bearer"))
+    );
+    assert_eq!(health("Authorization: Bearer wrong\r\n").status, 401);
+    assert_eq!(
+        health("Authorization: Bearer s3cret-token-longer\r\n").status,
+        401
+    );
+    let started = Instant::now();
+    while health("Authorization: Bearer s3cret-token\r\n").status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_slow_client_does_not_hold_up_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let served = serve_store(&store, &[], false);
+    served.wait_healthy();
+    // Half a request's headers, and a body promised but never sent.
+    let mut stalled_head = TcpStream::connect(served.addr).unwrap();
+    stalled_head
+        .write_all(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut stalled_body = TcpStream::connect(served.addr).unwrap();
+    stalled_body
+        .write_all(b"POST /get-online-features HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            served.get(&format!("/v1/viewers/{}", viewer(1))).status,
+            200
+        );
+    }
+    // The stalled body times out with 408 (the server's body timeout is 10 s).
+    stalled_body
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stalled_body.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
