@@ -12,6 +12,9 @@
 //! carry their origin as their event time, so the figure includes the time policy's own wait
 //! (up to one tick, plus the lateness): the summary states both.
 
+pub mod http;
+pub mod serve;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::PathBuf;

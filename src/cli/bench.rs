@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use rewind::bench::serve::ServeConfig;
 use rewind::bench::{self, IngestConfig, Load, Spike};
 use rewind::privacy::{KeySource, Pseudonymizer};
 
@@ -19,6 +20,7 @@ pub struct BenchArgs {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     Ingest(IngestArgs),
+    Serve(ServeArgs),
 }
 
 /// Drive the seeded workload into Kafka and measure throughput, freshness, lag and memory.
@@ -84,6 +86,7 @@ pub struct IngestArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Ingest(args) => ingest(args),
+        BenchCommand::Serve(args) => serve(args),
     }
 }
 
@@ -161,6 +164,86 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     let report = result?;
     super::out(format_args!("{}", report.table()))?;
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Measure serving latency while `rewind run` ingests into the same store.
+///
+/// Starts `rewind run` (embedded, paced at --rate) and `rewind serve` on one store, then
+/// measures Feast `get-online-features` requests over HTTP at each --connections, and the same
+/// reads in-process, for one viewer and for batches. See BENCHMARKS.md for figures.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Events per second `rewind run` ingests during the measurement.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    rate: u64,
+    /// Concurrent viewers the run's generator simulates.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=50_000_000))]
+    viewers: u32,
+    /// How long the run ingests before the first measurement.
+    #[arg(long, default_value = "15s", value_parser = bench::parse_duration)]
+    warmup: Duration,
+    /// How long each scenario runs.
+    #[arg(long, default_value = "10s", value_parser = bench::parse_duration)]
+    duration: Duration,
+    /// Keep-alive connections, comma-separated: one scenario each.
+    #[arg(long, default_value = "1,8,64", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    connections: Vec<u16>,
+    /// Entities per request in the batch scenarios.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    batch: u16,
+    /// Directory for the store and the two processes' logs; must not hold a store. Default: a
+    /// temporary one, removed afterwards.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Also write the figures as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (dir, temporary) = match &args.dir {
+        Some(dir) => {
+            if dir.join("store").join(rewind_state::FILE_NAME).exists() {
+                bail!(
+                    "{} already holds a store; the benchmark needs a fresh one",
+                    dir.display()
+                );
+            }
+            (dir.clone(), false)
+        }
+        None => (
+            std::env::temp_dir().join(format!("rewind-bench-serve-{}", std::process::id())),
+            true,
+        ),
+    };
+    let config = ServeConfig {
+        exe: std::env::current_exe().context("finding the rewind binary")?,
+        store_dir: dir.clone(),
+        rate: args.rate,
+        viewers: args.viewers,
+        warmup: args.warmup,
+        duration: args.duration,
+        connections: args.connections.iter().map(|&c| c.into()).collect(),
+        batch: args.batch.into(),
+    };
+    eprintln!(
+        "rewind bench serve: `rewind run` at {} events/s, {:?} warm-up, {:?} per scenario, in {}",
+        args.rate,
+        args.warmup,
+        args.duration,
+        dir.display()
+    );
+    let result = bench::serve::serve(&config);
+    if temporary && result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let report = result?;
+    print!("{}", report.table());
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;

@@ -319,3 +319,70 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// `rewind bench serve` starts `rewind run` and `rewind serve` on one store and measures every
+/// scenario: HTTP at each connection count and in-process, for one viewer and batches, with
+/// no request failing and the run ingesting throughout.
+#[test]
+fn bench_serve_measures_http_and_in_process_reads_beside_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("serve.json");
+    let out = rewind(&[
+        "bench",
+        "serve",
+        "--rate",
+        "2000",
+        "--viewers",
+        "300",
+        "--warmup",
+        "3s",
+        "--duration",
+        "1s",
+        "--connections",
+        "1,3",
+        "--batch",
+        "10",
+        "--dir",
+        dir.path().join("bench").to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let table = ok(&out);
+    assert!(table.contains("| in-process | 1 | 10 |"), "{table}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    let shape: Vec<(String, u64, u64)> = scenarios
+        .iter()
+        .map(|s| {
+            (
+                s["transport"].as_str().unwrap().to_string(),
+                s["connections"].as_u64().unwrap(),
+                s["entities_per_request"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64, u64)> = [
+        ("http", 1, 1),
+        ("http", 3, 1),
+        ("in-process", 1, 1),
+        ("http", 1, 10),
+        ("http", 3, 10),
+        ("in-process", 1, 10),
+    ]
+    .iter()
+    .map(|&(t, c, e)| (t.to_string(), c, e))
+    .collect();
+    assert_eq!(shape, expected);
+    for s in scenarios {
+        assert_eq!(s["errors"], 0, "{s}");
+        assert!(s["requests"].as_u64().unwrap() > 0, "{s}");
+        let (p50, p99) = (s["p50_us"].as_f64().unwrap(), s["p99_us"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99, "{s}");
+    }
+    assert!(report["ingested_per_s"].as_f64().unwrap() > 0.0, "{report}");
+    let viewer_features = rewind_dataflows::library()
+        .iter()
+        .filter(|d| d.entity() == Some(rewind_dataflows::Entity::Viewer))
+        .count();
+    assert_eq!(report["features_per_entity"], viewer_features);
+}
