@@ -39,6 +39,7 @@ fn commit_of(n: usize, tick: u64, viewers: u64) -> Commit {
         next_offsets: (0..8).map(|p| ("events".to_string(), p, tick)).collect(),
         dead_letters: Vec::new(),
         counters: vec![("events_total", tick)],
+        retention_ms: None,
     }
 }
 

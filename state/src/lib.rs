@@ -11,11 +11,16 @@
 //! - `catalog`: feature index → (entity kind, feature name), append-only.
 //! - `offsets`: (topic, partition) → next offset to read.
 //! - `dead_letters`: (topic, partition, offset) → reason.
+//! - `dead_letter_times`: (time it landed, topic, partition, offset), for the retention purge.
 //! - `meta`: the output frontier, the time policy the store was built with, counters.
 //!
 //! Invariant: a [`Commit`] lands in one write transaction, so after a crash the file is exactly
 //! what some prefix of the log produced. This crate knows nothing of features: values are opaque
 //! JSON bytes, entity kinds and feature names are strings.
+//!
+//! A commit that carries a retention purges, in the same transaction, every row older than it
+//! ([`retention`]): history changes whose validity ended before the horizon, and dead letters
+//! that landed before it.
 //!
 //! Every stored row (a history block, an entity's online row, …) carries a checksum, checked on
 //! every read; a file that is damaged, empty, foreign or of another [`FORMAT_VERSION`] is a
@@ -32,6 +37,7 @@ mod guard;
 pub mod layout;
 mod open;
 mod read;
+pub mod retention;
 mod seal;
 mod write;
 
@@ -47,6 +53,7 @@ pub use read::{
     DeadLetterRow, HistoryBlock, HistoryLookup, HistoryRow, HistorySweep, OnlineRow, ReadOnlyStore,
     Snapshot,
 };
+pub use retention::{MAX_RETENTION_MS, Purged};
 
 /// The store's file name inside its directory.
 pub const FILE_NAME: &str = "rewind.redb";
@@ -135,6 +142,19 @@ pub enum StoreError {
     TickWritten { tick_ms: u64, last_ms: u64 },
     #[error("the store's feature catalog is full (65,536 features)")]
     CatalogFull,
+    #[error(
+        "history before {retained_from_ms} ms was purged (the store keeps its retention), so \
+         no value as of {as_of_ms} ms can be given; ask for a time at or after \
+         {retained_from_ms} ms"
+    )]
+    Purged {
+        as_of_ms: u64,
+        retained_from_ms: u64,
+    },
+    #[error(
+        "a retention of {retention_ms} ms is past the limit of {MAX_RETENTION_MS} ms (365 days)"
+    )]
+    RetentionPastLimit { retention_ms: u64 },
 }
 
 impl StoreError {
@@ -196,6 +216,9 @@ pub struct Commit {
     pub dead_letters: Vec<DeadLetter>,
     /// Cumulative counters for the prefix of the log these offsets end.
     pub counters: Vec<(&'static str, u64)>,
+    /// Purge, in the same transaction, everything older than this many ms before the new
+    /// frontier (see [`retention`]); `None` keeps everything (and records nothing).
+    pub retention_ms: Option<u64>,
 }
 
 /// The writer's handle on the store. Only one process may hold it.
@@ -234,6 +257,7 @@ impl Store {
         snapshot.check_format()?;
         let catalog = snapshot.catalog()?.clone();
         drop(snapshot);
+        retention::upgrade(&store.db).map_err(|e| e.at(&store.path))?;
         store.catalog = Mutex::new(catalog);
         Ok(store)
     }
@@ -258,18 +282,22 @@ impl Store {
         Ok(())
     }
 
-    /// Lands `commit` atomically and durably. Its ticks must all lie after every tick already
-    /// in the store's history ([`StoreError::TickWritten`] otherwise: nothing lands).
-    pub fn commit(&self, commit: &Commit) -> Result<()> {
+    /// Lands `commit` atomically and durably, with the purge its retention asks for. Its ticks
+    /// must all lie after every tick already in the store's history
+    /// ([`StoreError::TickWritten`] otherwise: nothing lands).
+    pub fn commit(&self, commit: &Commit) -> Result<Purged> {
+        if let Some(retention_ms) = commit.retention_ms.filter(|r| *r > MAX_RETENTION_MS) {
+            return Err(StoreError::RetentionPastLimit { retention_ms });
+        }
         let mut current = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut catalog = current.clone();
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .expect("no savepoints are ever taken");
-        write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
+        let purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
         txn.commit()?;
         *current = catalog;
-        Ok(())
+        Ok(purged)
     }
 }
 

@@ -29,6 +29,7 @@ fn commit_lands_online_history_offsets_and_dead_letters_together() {
             reason: "bad json".into(),
         }],
         counters: vec![("events_total", 41)],
+        retention_ms: None,
     };
     store.commit(&commit).unwrap();
 
