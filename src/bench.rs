@@ -122,6 +122,8 @@ pub struct IngestConfig {
     pub policy: TimePolicy,
     pub commit_interval: Duration,
     pub store_dir: PathBuf,
+    /// The store's retention, in ms of event time: short ones make the purge run in the bench.
+    pub retention_ms: u64,
 }
 
 /// What a run measured. Serialized as the `--json` file.
@@ -166,6 +168,8 @@ pub struct Totals {
     pub late_events: u64,
     pub dead_letters: u64,
     pub changes_written: u64,
+    /// History rows the retention purged during the run.
+    pub history_purged: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -289,6 +293,7 @@ pub fn ingest(config: &IngestConfig, door: Pseudonymizer) -> Result<IngestReport
         commit_interval: config.commit_interval,
         door,
         log_id: format!("bench:{brokers}/{events_topic}:{start_wall_ms}"),
+        retention_ms: config.retention_ms,
     };
     let engine_shared = shared.clone();
     let engine = std::thread::Builder::new()
@@ -622,6 +627,7 @@ impl Monitor {
                 late_events: summary.counters.late_events,
                 dead_letters: summary.counters.dead_letters,
                 changes_written: summary.changes_written,
+                history_purged: summary.purged.history_entries,
             },
             freshness_ms: Freshness {
                 count: h.len(),
@@ -732,13 +738,14 @@ impl IngestReport {
             (
                 "totals",
                 format!(
-                    "{} produced, {} consumed, {} committed, {} late, {} dead letters, {} changes written",
+                    "{} produced, {} consumed, {} committed, {} late, {} dead letters, {} changes written, {} purged",
                     self.totals.produced,
                     self.totals.consumed,
                     self.totals.committed,
                     self.totals.late_events,
                     self.totals.dead_letters,
-                    self.totals.changes_written
+                    self.totals.changes_written,
+                    self.totals.history_purged
                 ),
             ),
         ];

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rewind_dataflows::{EntityId, TimeMs, Value, library};
-use rewind_state::{Change, Commit, DeadLetter, Store, StoreError};
+use rewind_state::{Change, Commit, DeadLetter, Purged, Store, StoreError};
 
 use super::{Counters, RunConfig, Shared};
 
@@ -44,6 +44,8 @@ pub(crate) struct Report {
 
 pub(crate) struct WriterSummary {
     pub changes: u64,
+    /// What this run's commits purged.
+    pub purged: Purged,
     pub frontier_ms: TimeMs,
 }
 
@@ -60,6 +62,11 @@ pub(crate) struct Writer {
     dead_letters: Vec<DeadLetter>,
     /// The store's frontier: ticks below it are already written.
     committed_ms: TimeMs,
+    /// The store's next offsets when the run started: dead letters before them are in the
+    /// store already, or were purged and must stay so.
+    resume_offsets: BTreeMap<(String, u32), u64>,
+    retention_ms: u64,
+    purged: Purged,
     changes: u64,
     interval: Duration,
     last_commit: Instant,
@@ -71,7 +78,7 @@ impl Writer {
         store: Store,
         config: &RunConfig,
         workers: usize,
-        committed_ms: TimeMs,
+        (committed_ms, resume_offsets): (TimeMs, &[(String, u32, u64)]),
         shared: Arc<Shared>,
     ) -> Writer {
         let names = library()
@@ -90,6 +97,12 @@ impl Writer {
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
             committed_ms,
+            resume_offsets: resume_offsets
+                .iter()
+                .map(|(t, p, n)| ((t.clone(), *p), *n))
+                .collect(),
+            retention_ms: config.retention_ms,
+            purged: Purged::default(),
             changes: 0,
             interval: config.commit_interval,
             last_commit: Instant::now(),
@@ -125,6 +138,7 @@ impl Writer {
         self.commit()?;
         Ok(WriterSummary {
             changes: self.changes,
+            purged: self.purged,
             frontier_ms: self.committed_ms,
         })
     }
@@ -143,7 +157,12 @@ impl Writer {
         for (topic, partition, next) in report.next_offsets {
             self.next_offsets.insert((topic, partition), next);
         }
-        self.dead_letters.extend(report.dead_letters);
+        let resume = &self.resume_offsets;
+        let new = report.dead_letters.into_iter().filter(|d| {
+            let key = (d.topic.clone(), d.partition);
+            resume.get(&key).is_none_or(|next| d.offset >= *next)
+        });
+        self.dead_letters.extend(new);
     }
 
     /// Lands every tick below the smallest worker frontier, if that is past the store's.
@@ -178,8 +197,11 @@ impl Writer {
                 ("untitled_events_total", total.untitled_events),
             ],
             changes,
+            retention_ms: Some(self.retention_ms),
         };
-        self.store.commit(&commit)?;
+        let purged = self.store.commit(&commit)?;
+        self.purged.history_entries += purged.history_entries;
+        self.purged.dead_letters += purged.dead_letters;
         self.changes += commit.changes.len() as u64;
         self.committed_ms = frontier;
         self.shared.frontier_ms.store(frontier, Ordering::Relaxed);

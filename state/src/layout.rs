@@ -21,9 +21,8 @@ pub const OFFSETS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("o
 pub const DEAD_LETTERS: TableDefinition<(&str, u32, u64), &[u8]> =
     TableDefinition::new("dead_letters");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// (time the dead letter landed, topic, partition, offset) → sealed empty value: when each
-/// dead letter was committed (the frontier of its commit), in time order for the retention
-/// purge.
+/// (time, topic, partition, offset) → sealed empty value: the event time each dead letter
+/// belongs to (see [`crate::DeadLetter::time_ms`]), in time order for the retention purge.
 pub const DEAD_LETTER_TIMES: TableDefinition<(u64, &str, u32, u64), &[u8]> =
     TableDefinition::new("dead_letter_times");
 

@@ -201,6 +201,10 @@ pub struct DeadLetter {
     pub partition: u32,
     pub offset: u64,
     pub reason: String,
+    /// The event time it belongs to (its partition's frontier when it was read), by which the
+    /// retention purges it; `None` when its partition had no time yet: the frontier of the
+    /// commit that lands it stands in.
+    pub time_ms: Option<u64>,
 }
 
 /// Everything one write transaction lands: the changes of a run of completed ticks, the

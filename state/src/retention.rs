@@ -16,9 +16,11 @@
 //! those entries live in are rewritten without them (re-keyed when their first entry goes,
 //! removed when empty). Other entries keep their ticks, so no other chain moves.
 //!
-//! Dead letters have no event time: each gets the frontier of the commit that landed it,
-//! kept in `dead_letter_times` keyed by (that time, topic, partition, offset), so the ones
-//! past the horizon are a range at the front of that table.
+//! A dead letter has no event time of its own: it gets its partition's event-time frontier
+//! when it was read (the time the records around it had reached), or, when its partition had
+//! no time yet, the frontier of the commit that lands it. `dead_letter_times` keeps it keyed
+//! by (that time, topic, partition, offset), so the ones past the horizon are a range at the
+//! front of that table.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -69,13 +71,13 @@ fn put_meta_u64(txn: &WriteTransaction, key: &str, value: u64) -> Result<()> {
     Ok(())
 }
 
-/// Records that the dead letter at `key` landed in the commit of `frontier_ms`.
+/// Records the time of the dead letter at `key`.
 pub(crate) fn stamp_dead_letter(
     txn: &WriteTransaction,
-    frontier_ms: u64,
+    time_ms: u64,
     (topic, partition, offset): (&str, u32, u64),
 ) -> Result<()> {
-    let key = (frontier_ms, topic, partition, offset);
+    let key = (time_ms, topic, partition, offset);
     let sealed = layout::dead_letter_time_row(key).seal(&[]);
     txn.open_table(DEAD_LETTER_TIMES)?
         .insert(key, sealed.as_slice())?;

@@ -225,7 +225,8 @@ fn write_positions(txn: &WriteTransaction, commit: &Commit) -> Result<()> {
         }
         let sealed = layout::dead_letter_row(key).seal(d.reason.as_bytes());
         dead.insert(key, sealed.as_slice())?;
-        retention::stamp_dead_letter(txn, commit.frontier_ms, key)?;
+        let time_ms = d.time_ms.unwrap_or(commit.frontier_ms);
+        retention::stamp_dead_letter(txn, time_ms, key)?;
     }
     let mut meta = txn.open_table(META)?;
     let counters = commit.counters.iter().map(|(k, v)| (*k, *v));

@@ -9,6 +9,7 @@ mod oracle;
 mod privacy;
 mod replay;
 mod restart;
+mod retention;
 mod snapshot;
 mod store_faults;
 mod time_rules;

@@ -57,6 +57,7 @@ fn dead_letter(offset: u64) -> DeadLetter {
         partition: (offset % 2) as u32,
         offset,
         reason: "bad json".into(),
+        time_ms: None,
     }
 }
 
@@ -118,14 +119,22 @@ fn the_purge_keeps_every_value_inside_the_retention_and_nothing_older() {
         let ticks = 1 + rng.next(6);
         let changes = changes(&mut rng, tick..tick + ticks);
         tick += ticks;
-        let dead_letters = (0..rng.next(3)).map(|_| {
-            offset += 1;
-            dead_letter(offset)
-        });
+        let dead_letters: Vec<DeadLetter> = (0..rng.next(3))
+            .map(|_| {
+                offset += 1;
+                // Some with the event time they were read at, some landing at the commit's.
+                let time_ms =
+                    (offset % 3 != 0).then(|| (tick * 1000).saturating_sub(rng.next(20_000)));
+                DeadLetter {
+                    time_ms,
+                    ..dead_letter(offset)
+                }
+            })
+            .collect();
         let commit = Commit {
             frontier_ms: tick * 1000,
             changes,
-            dead_letters: dead_letters.collect(),
+            dead_letters,
             retention_ms: Some(retention_ms),
             ..Commit::default()
         };
