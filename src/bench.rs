@@ -170,6 +170,11 @@ pub struct Totals {
     pub changes_written: u64,
     /// History rows the retention purged during the run.
     pub history_purged: u64,
+    /// Seconds the writer spent purging, and inside store commits (the purge included).
+    pub purge_s: f64,
+    pub commit_s: f64,
+    /// History blocks the purge rewrote (without the purged entries) or removed.
+    pub blocks_purged: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -628,6 +633,9 @@ impl Monitor {
                 dead_letters: summary.counters.dead_letters,
                 changes_written: summary.changes_written,
                 history_purged: summary.purged.history_entries,
+                purge_s: summary.purged.elapsed.as_secs_f64(),
+                commit_s: summary.commit_time.as_secs_f64(),
+                blocks_purged: summary.purged.blocks_rewritten + summary.purged.blocks_removed,
             },
             freshness_ms: Freshness {
                 count: h.len(),
@@ -733,6 +741,13 @@ impl IngestReport {
                 format!(
                     "peak {:.0} MiB, end {:.0} MiB",
                     self.rss_mib.peak, self.rss_mib.end
+                ),
+            ),
+            (
+                "writer",
+                format!(
+                    "{:.2} s in commits, {:.2} s of it purging ({} history blocks rewritten)",
+                    self.totals.commit_s, self.totals.purge_s, self.totals.blocks_purged
                 ),
             ),
             (

@@ -415,8 +415,12 @@ pub(super) fn print_summary(summary: &RunSummary) {
     let purged = &summary.purged;
     if purged.history_entries + purged.dead_letters > 0 {
         eprintln!(
-            "rewind: purged past the retention: {} history rows, {} dead letters",
-            purged.history_entries, purged.dead_letters
+            "rewind: purged past the retention: {} history rows, {} dead letters, in {:.2} s of \
+             the writer's {:.2} s in commits",
+            purged.history_entries,
+            purged.dead_letters,
+            purged.elapsed.as_secs_f64(),
+            summary.commit_time.as_secs_f64()
         );
     }
     let c = &summary.counters;

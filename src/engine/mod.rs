@@ -94,6 +94,8 @@ pub struct RunSummary {
     pub resumed_from_ms: u64,
     /// What the run's commits purged past the retention.
     pub purged: rewind_state::Purged,
+    /// Wall time the writer spent inside store commits, the purge included.
+    pub commit_time: Duration,
     pub warnings: Vec<String>,
 }
 
@@ -283,6 +285,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         frontier_ms: written.frontier_ms,
         resumed_from_ms,
         purged: written.purged,
+        commit_time: written.commit_time,
         warnings,
     })
 }

@@ -46,6 +46,8 @@ pub(crate) struct WriterSummary {
     pub changes: u64,
     /// What this run's commits purged.
     pub purged: Purged,
+    /// Wall time inside the store's commits, the purge included.
+    pub commit_time: Duration,
     pub frontier_ms: TimeMs,
 }
 
@@ -67,6 +69,8 @@ pub(crate) struct Writer {
     resume_offsets: BTreeMap<(String, u32), u64>,
     retention_ms: u64,
     purged: Purged,
+    /// Wall time inside the store's commits, the purge included.
+    commit_time: Duration,
     changes: u64,
     interval: Duration,
     last_commit: Instant,
@@ -103,6 +107,7 @@ impl Writer {
                 .collect(),
             retention_ms: config.retention_ms,
             purged: Purged::default(),
+            commit_time: Duration::ZERO,
             changes: 0,
             interval: config.commit_interval,
             last_commit: Instant::now(),
@@ -139,6 +144,7 @@ impl Writer {
         Ok(WriterSummary {
             changes: self.changes,
             purged: self.purged,
+            commit_time: self.commit_time,
             frontier_ms: self.committed_ms,
         })
     }
@@ -199,9 +205,10 @@ impl Writer {
             changes,
             retention_ms: Some(self.retention_ms),
         };
+        let started = Instant::now();
         let purged = self.store.commit(&commit)?;
-        self.purged.history_entries += purged.history_entries;
-        self.purged.dead_letters += purged.dead_letters;
+        self.commit_time += started.elapsed();
+        self.purged.add(&purged);
         self.changes += commit.changes.len() as u64;
         self.committed_ms = frontier;
         self.shared.frontier_ms.store(frontier, Ordering::Relaxed);

@@ -47,6 +47,19 @@ pub struct Purged {
     pub blocks_rewritten: u64,
     pub blocks_removed: u64,
     pub dead_letters: u64,
+    /// Time spent purging (inside the commit's transaction, before its fsync).
+    pub elapsed: std::time::Duration,
+}
+
+impl Purged {
+    /// Sums another commit's purge into this one.
+    pub fn add(&mut self, other: &Purged) {
+        self.history_entries += other.history_entries;
+        self.blocks_rewritten += other.blocks_rewritten;
+        self.blocks_removed += other.blocks_removed;
+        self.dead_letters += other.dead_letters;
+        self.elapsed += other.elapsed;
+    }
 }
 
 /// The stored value of a `u64` meta entry, if any.
@@ -87,6 +100,7 @@ pub(crate) fn stamp_dead_letter(
 /// Purges, in `txn`, everything that is older than `retention_ms` once the frontier is
 /// `frontier_ms`, and records the retention and the new horizon.
 pub(crate) fn purge(txn: &WriteTransaction, frontier_ms: u64, retention_ms: u64) -> Result<Purged> {
+    let started = std::time::Instant::now();
     let from = meta_u64(txn, META_RETAINED_FROM)?;
     let old = from.unwrap_or(0);
     let horizon = frontier_ms.saturating_sub(retention_ms).max(old);
@@ -103,6 +117,7 @@ pub(crate) fn purge(txn: &WriteTransaction, frontier_ms: u64, retention_ms: u64)
         purge_history(txn, start, horizon, &mut purged)?;
     }
     purge_dead_letters(txn, horizon, &mut purged)?;
+    purged.elapsed = started.elapsed();
     Ok(purged)
 }
 

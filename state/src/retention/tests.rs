@@ -139,9 +139,7 @@ fn the_purge_keeps_every_value_inside_the_retention_and_nothing_older() {
             ..Commit::default()
         };
         let purged = store.commit(&commit).unwrap();
-        total.history_entries += purged.history_entries;
-        total.blocks_removed += purged.blocks_removed;
-        total.dead_letters += purged.dead_letters;
+        total.add(&purged);
         full.commit(&Commit {
             retention_ms: None,
             ..commit
