@@ -4,7 +4,8 @@
 //! - `online`: (entity kind, entity id) → every current feature value of the entity, packed,
 //!   each with the tick it is valid from: one read per entity.
 //! - `history`: (tick, first key) → a block of the changes of that tick, sorted by (feature,
-//!   entity): time-major and append-only, so a commit writes at the tree's edge. Each change
+//!   entity): time-major and append-only, so a commit writes at the tree's edge (and the
+//!   retention purge deletes at the other end). Each change
 //!   points to its key's previous change and to one earlier jump, so a point-in-time lookup
 //!   walks O(log n) blocks back from the key's online head; a training snapshot sweeps the
 //!   blocks in time order instead.
