@@ -88,6 +88,7 @@ fn main() {
             commit_interval: Duration::from_millis(100),
             door: Pseudonymizer::new(b"the benchmark's pseudonym key"),
             log_id: "kafka:events".into(),
+            retention_ms: rewind_state::MAX_RETENTION_MS,
         };
         let started = Instant::now();
         let summary = engine::run(config, Arc::new(Shared::default())).unwrap();

@@ -3,6 +3,8 @@
 //! and values have the built-in library's shapes; each iteration writes a new tick, so the
 //! history grows as it does in a run. A real redb file in a temporary directory.
 //!
+//! `store_commit_purging` compares the same commits with and without the retention purge.
+//!
 //! Run: `cargo bench --bench store`
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -39,6 +41,7 @@ fn commit_of(n: usize, tick: u64, viewers: u64) -> Commit {
         next_offsets: (0..8).map(|p| ("events".to_string(), p, tick)).collect(),
         dead_letters: Vec::new(),
         counters: vec![("events_total", tick)],
+        retention_ms: None,
     }
 }
 
@@ -64,5 +67,55 @@ fn store(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, store);
+/// The same commits once the history spans more than the retention, with the purge (each
+/// key changes about every 30 ticks, and the retention is 30 ticks, so each commit purges
+/// about as many entries as it writes) and without it, side by side.
+fn purging(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store_commit_purging");
+    group.sample_size(20);
+    let n = 10_000usize;
+    group.throughput(Throughput::Elements(n as u64));
+    for retention_ms in [None, Some(30_000u64)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tick = 1_767_225_600_000u64;
+        let commit = |tick: u64| {
+            let commit = Commit {
+                retention_ms,
+                ..commit_of(n, tick, 100_000)
+            };
+            store.commit(&commit).unwrap()
+        };
+        let mut purged = Vec::new();
+        for _ in 0..60 {
+            tick += 1000;
+            purged.push(commit(tick));
+        }
+        if retention_ms.is_some() {
+            let last = &purged[40..];
+            let per = |f: fn(&rewind_state::Purged) -> u64| {
+                last.iter().map(f).sum::<u64>() / last.len() as u64
+            };
+            eprintln!(
+                "steady state, per commit: {} entries purged, {} blocks rewritten, {} removed",
+                per(|p| p.history_entries),
+                per(|p| p.blocks_rewritten),
+                per(|p| p.blocks_removed)
+            );
+        }
+        let name = match retention_ms {
+            None => "keep everything".to_string(),
+            Some(ms) => format!("retention {} ticks", ms / 1000),
+        };
+        group.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter(|| {
+                tick += 1000;
+                commit(tick)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, store, purging);
 criterion_main!(benches);

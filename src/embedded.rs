@@ -49,6 +49,8 @@ pub struct EmbeddedConfig {
     pub pace: Pace,
     pub policy: TimePolicy,
     pub door: Pseudonymizer,
+    /// How long the store keeps what it holds, in ms of event time.
+    pub retention_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,7 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
             "embedded:{:016x}",
             rand::rngs::OsRng.try_next_u64().unwrap_or(start_ms)
         ),
+        retention_ms: config.retention_ms,
     };
     let engine_shared = shared.clone();
     let engine = std::thread::Builder::new()

@@ -74,6 +74,17 @@ pub enum SnapshotError {
         ts_ms: i64,
         frontier_ms: u64,
     },
+    #[error(
+        "label row {row}: ts {ts_ms} is before the store's retention horizon {retained_from_ms} \
+         ({horizon}): history before it was purged, so no value as of then exists; drop the \
+         labels older than the retention"
+    )]
+    BeforeRetention {
+        row: usize,
+        ts_ms: i64,
+        retained_from_ms: u64,
+        horizon: String,
+    },
     #[error("no {entity} feature {name:?}; known: {known}")]
     UnknownFeature {
         entity: &'static str,
@@ -261,6 +272,17 @@ pub fn cut(
         .iter()
         .map(|ts| floor_tick(*ts as u64, tick_ms))
         .collect();
+    // A label older than the retention would read what is left after the purge: the value as
+    // of the horizon for some keys, the default for others. Refused, never guessed.
+    let retained_from_ms = snap.retained_from_ms()?;
+    if let Some(row) = as_of.iter().position(|t| *t < retained_from_ms) {
+        return Err(SnapshotError::BeforeRetention {
+            row: row + 1,
+            ts_ms: times[row],
+            retained_from_ms,
+            horizon: crate::utc::format_ms(retained_from_ms),
+        });
+    }
     let cells = sweep_cells(snap, &features, &ids, &as_of, &mut progress)?;
     let columns = features
         .iter()

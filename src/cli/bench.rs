@@ -75,6 +75,10 @@ pub struct IngestArgs {
     /// How often the writer lands completed ticks, in ms.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     commit_ms: u64,
+    /// The store's retention (as `rewind run --retention`): a short one makes the purge run
+    /// during the benchmark.
+    #[arg(long, default_value = "365d", value_parser = super::run::parse_retention)]
+    retention: u64,
     /// Store directory; must not hold a store. Default: a temporary one, removed afterwards.
     #[arg(long)]
     store: Option<PathBuf>,
@@ -146,6 +150,7 @@ fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         },
         commit_interval: Duration::from_millis(args.commit_ms),
         store_dir: store_dir.clone(),
+        retention_ms: args.retention,
     };
     eprintln!(
         "rewind bench: {} for {:?} ({:?} warm-up), {} viewers, store {}",

@@ -98,6 +98,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         commit_interval: Duration::from_secs(2),
         door,
         log_id,
+        retention_ms: args.engine.retention,
     };
     let summary = drive(config, shared, &mut status, None)?;
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {

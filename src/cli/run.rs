@@ -88,6 +88,47 @@ pub(super) struct EngineArgs {
     /// still apply at their timestamps.
     #[arg(long)]
     pub titles_from_start: bool,
+    /// How long the store keeps what it holds, in event time: history that stopped being
+    /// valid longer ago, and dead letters that old, are purged as time advances. A number and
+    /// a unit: 365d, 90d, 12h, 30m, 10s, 500ms. At most 365 days (the default), at least one
+    /// tick.
+    #[arg(long, default_value = "365d", value_parser = parse_retention)]
+    pub retention: u64,
+}
+
+/// A retention as ms: a whole number and a unit (d, h, m, s, ms), more than zero and at most
+/// 365 days.
+pub(super) fn parse_retention(s: &str) -> Result<u64, String> {
+    let units = [
+        ("ms", 1u64),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ];
+    let Some((number, scale)) = units
+        .iter()
+        .find_map(|(unit, scale)| s.strip_suffix(unit).map(|n| (n, *scale)))
+    else {
+        return Err(format!(
+            "{s:?} has no unit: give a whole number and d, h, m, s or ms (e.g. 365d, 12h)"
+        ));
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("{s:?} is not a whole number and d, h, m, s or ms (e.g. 365d, 12h)")
+    })?;
+    let ms = n.saturating_mul(scale);
+    match ms {
+        0 => Err(
+            "a retention of 0 would purge everything as it lands: give at least one tick"
+                .to_string(),
+        ),
+        ms if ms > rewind_state::MAX_RETENTION_MS => Err(format!(
+            "{s} is past the retention limit of 365 days (VPPA's): a store may keep less, \
+             never more"
+        )),
+        ms => Ok(ms),
+    }
 }
 
 impl EngineArgs {
@@ -217,6 +258,7 @@ fn run_brokers(
         commit_interval: Duration::from_millis(100),
         door,
         log_id: format!("kafka:{}", args.topic),
+        retention_ms: args.engine.retention,
     };
     let mut status = Status::new(
         brokers,
@@ -270,6 +312,7 @@ fn run_embedded(
         pace: e.rate,
         policy,
         door,
+        retention_ms: args.engine.retention,
     };
     let running = embedded::start(config, shared.clone())?;
     if let Some(old) = &running.moved_aside {
@@ -424,6 +467,17 @@ impl Status {
 pub(super) fn print_summary(summary: &RunSummary) {
     for warning in &summary.warnings {
         eprintln!("rewind: warning: {warning}");
+    }
+    let purged = &summary.purged;
+    if purged.history_entries + purged.dead_letters > 0 {
+        eprintln!(
+            "rewind: purged past the retention: {} history rows, {} dead letters, in {:.2} s of \
+             the writer's {:.2} s in commits",
+            purged.history_entries,
+            purged.dead_letters,
+            purged.elapsed.as_secs_f64(),
+            summary.commit_time.as_secs_f64()
+        );
     }
     let c = &summary.counters;
     let frontier = if summary.frontier_ms == 0 {

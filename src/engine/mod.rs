@@ -77,6 +77,10 @@ pub struct RunConfig {
     pub door: Pseudonymizer,
     /// What the store records as its log: a run refuses a store built from another log.
     pub log_id: String,
+    /// How long the store keeps what it holds, in ms of event time: each commit purges what
+    /// is older than its frontier minus this (see `docs/privacy.md`). At least one tick, at
+    /// most [`rewind_state::MAX_RETENTION_MS`].
+    pub retention_ms: u64,
 }
 
 /// What a finished run did.
@@ -88,6 +92,10 @@ pub struct RunSummary {
     pub frontier_ms: u64,
     /// Ticks below this were already in the store and were recomputed, not rewritten.
     pub resumed_from_ms: u64,
+    /// What the run's commits purged past the retention.
+    pub purged: rewind_state::Purged,
+    /// Wall time the writer spent inside store commits, the purge included.
+    pub commit_time: Duration,
     pub warnings: Vec<String>,
 }
 
@@ -145,6 +153,55 @@ pub enum EngineError {
     },
     #[error("timely workers failed: {0}")]
     Workers(String),
+    #[error(
+        "a retention of {retention_ms} ms is {what}: give a duration from one tick \
+         ({tick_ms} ms) to 365 days"
+    )]
+    Retention {
+        retention_ms: u64,
+        tick_ms: u64,
+        what: &'static str,
+    },
+}
+
+/// The store's retention limit and the feature library's are one limit (VPPA's year).
+const _: () = assert!(rewind_state::MAX_RETENTION_MS == rewind_dataflows::window::RETENTION_MS);
+
+/// Refuses a retention the store cannot keep, and says which features' windows reach past it.
+///
+/// A window longer than the retention is not refused: its values as of a time inside the
+/// retention are aggregates the dataflow computes from the log, not rows of the older events,
+/// and tying windows to the flag would make one store's history mean different things as an
+/// operator lowers it. The warning names them, for an operator who wants no aggregate over
+/// older events either (`docs/privacy.md`).
+fn check_retention(config: &RunConfig, warnings: &mut Vec<String>) -> Result<(), EngineError> {
+    let retention_ms = config.retention_ms;
+    let tick_ms = config.policy.tick_ms;
+    let what = match retention_ms {
+        r if r > rewind_state::MAX_RETENTION_MS => Some("past the 365-day limit"),
+        r if r < tick_ms => Some("shorter than one tick"),
+        _ => None,
+    };
+    if let Some(what) = what {
+        return Err(EngineError::Retention {
+            retention_ms,
+            tick_ms,
+            what,
+        });
+    }
+    let longer: Vec<&str> = rewind_dataflows::library()
+        .iter()
+        .filter(|f| f.window().is_some_and(|w| w.millis() > retention_ms))
+        .map(|f| f.name)
+        .collect();
+    if !longer.is_empty() {
+        warnings.push(format!(
+            "the retention ({retention_ms} ms) is shorter than the windows of {}: their values \
+             inside the retention still sum up older events (docs/privacy.md)",
+            longer.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Which partitions exist and where reading starts and (for a caught-up run) ends.
@@ -163,9 +220,11 @@ pub(crate) struct Plan {
 /// as of start is consumed.
 pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineError> {
     rewind_dataflows::validate(&rewind_dataflows::library(), config.policy.tick_ms)?;
+    let mut warnings = Vec::new();
+    check_retention(&config, &mut warnings)?;
     let store = Arc::new(Store::open(&config.store_dir)?);
     check_store_settings(&store, &config)?;
-    let mut warnings = Vec::new();
+    retention_change(&store, &config, &mut warnings)?;
     let mut plan = plan(&config, &mut warnings)?;
     check_offsets(&store, &config, &plan)?;
     pin_log_starts(&store, &config, &mut plan, &mut warnings)?;
@@ -180,7 +239,13 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
     shared.set_store(Some(store.clone()));
     let workers = config.workers.max(1);
     let (tx, rx) = sync_channel(64);
-    let writer = writer::Writer::new(store, &config, workers, resumed_from_ms, shared.clone());
+    let writer = writer::Writer::new(
+        store,
+        &config,
+        workers,
+        (resumed_from_ms, &plan.resume_offsets),
+        shared.clone(),
+    );
     let writer = std::thread::Builder::new()
         .name("rewind-writer".into())
         .spawn(move || writer.run(rx))
@@ -222,6 +287,8 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         changes_written: written.changes,
         frontier_ms: written.frontier_ms,
         resumed_from_ms,
+        purged: written.purged,
+        commit_time: written.commit_time,
         warnings,
     })
 }
@@ -298,6 +365,30 @@ fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineE
             Some(_) => {}
             None => store.put_meta(key, wanted.as_bytes())?,
         }
+    }
+    Ok(())
+}
+
+/// A run may keep a store's data for less time than the store did (the next commit purges
+/// what is now too old) or for longer (up to the limit): history already purged stays purged,
+/// and the horizon stands still until the new retention reaches past it.
+fn retention_change(
+    store: &Store,
+    config: &RunConfig,
+    warnings: &mut Vec<String>,
+) -> Result<(), EngineError> {
+    let snap = store.snapshot()?;
+    let Some(stored) = snap.retention_ms()? else {
+        return Ok(());
+    };
+    let horizon = snap.retained_from_ms()?;
+    if config.retention_ms > stored && horizon > 0 {
+        warnings.push(format!(
+            "the store kept {stored} ms and this run keeps {} ms: history before {} was \
+             purged and stays so; the longer retention applies to what is still there",
+            config.retention_ms,
+            crate::utc::format_ms(horizon)
+        ));
     }
     Ok(())
 }

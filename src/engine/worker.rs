@@ -517,11 +517,21 @@ impl<'a> Ingest<'a> {
     }
 
     fn dead_at(&mut self, topic: &str, partition: u32, offset: u64, reason: DeadReason) {
+        // Its partition's event time, from that partition's prefix alone, so a replay and a
+        // restart stamp it as the live run did; the retention purges it by that time.
+        let policy = &self.ctx.config.policy;
+        let time_ms = self
+            .parts
+            .iter()
+            .find(|p| p.topic == topic && p.partition == partition)
+            .map(|p| p.clock.frontier(policy))
+            .filter(|t| *t > 0);
         self.dead_letters.push(DeadLetter {
             topic: topic.to_string(),
             partition,
             offset,
             reason: reason.to_string(),
+            time_ms,
         });
         self.count(|c| c.dead_letters += 1);
     }

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rewind_dataflows::{EntityId, TimeMs, Value, library};
-use rewind_state::{Change, Commit, DeadLetter, Store, StoreError};
+use rewind_state::{Change, Commit, DeadLetter, Purged, Store, StoreError};
 
 use super::shared::{META_AS_OF, META_DEAD_LETTERS, META_EVENTS, META_LATE_EVENTS};
 use super::{Committed, Counters, RunConfig, Shared};
@@ -45,6 +45,10 @@ pub(crate) struct Report {
 
 pub(crate) struct WriterSummary {
     pub changes: u64,
+    /// What this run's commits purged.
+    pub purged: Purged,
+    /// Wall time inside the store's commits, the purge included.
+    pub commit_time: Duration,
     pub frontier_ms: TimeMs,
 }
 
@@ -61,6 +65,13 @@ pub(crate) struct Writer {
     dead_letters: Vec<DeadLetter>,
     /// The store's frontier: ticks below it are already written.
     committed_ms: TimeMs,
+    /// The store's next offsets when the run started: dead letters before them are in the
+    /// store already, or were purged and must stay so.
+    resume_offsets: BTreeMap<(String, u32), u64>,
+    retention_ms: u64,
+    purged: Purged,
+    /// Wall time inside the store's commits, the purge included.
+    commit_time: Duration,
     changes: u64,
     interval: Duration,
     last_commit: Instant,
@@ -72,7 +83,7 @@ impl Writer {
         store: Arc<Store>,
         config: &RunConfig,
         workers: usize,
-        committed_ms: TimeMs,
+        (committed_ms, resume_offsets): (TimeMs, &[(String, u32, u64)]),
         shared: Arc<Shared>,
     ) -> Writer {
         let names = library()
@@ -91,6 +102,13 @@ impl Writer {
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
             committed_ms,
+            resume_offsets: resume_offsets
+                .iter()
+                .map(|(t, p, n)| ((t.clone(), *p), *n))
+                .collect(),
+            retention_ms: config.retention_ms,
+            purged: Purged::default(),
+            commit_time: Duration::ZERO,
             changes: 0,
             interval: config.commit_interval,
             last_commit: Instant::now(),
@@ -126,6 +144,8 @@ impl Writer {
         self.commit()?;
         Ok(WriterSummary {
             changes: self.changes,
+            purged: self.purged,
+            commit_time: self.commit_time,
             frontier_ms: self.committed_ms,
         })
     }
@@ -144,7 +164,12 @@ impl Writer {
         for (topic, partition, next) in report.next_offsets {
             self.next_offsets.insert((topic, partition), next);
         }
-        self.dead_letters.extend(report.dead_letters);
+        let resume = &self.resume_offsets;
+        let new = report.dead_letters.into_iter().filter(|d| {
+            let key = (d.topic.clone(), d.partition);
+            resume.get(&key).is_none_or(|next| d.offset >= *next)
+        });
+        self.dead_letters.extend(new);
     }
 
     /// Lands every tick below the smallest worker frontier, if that is past the store's.
@@ -180,10 +205,14 @@ impl Writer {
                 ("untitled_events_total", total.untitled_events),
             ],
             changes,
+            retention_ms: Some(self.retention_ms),
         };
         let started = Instant::now();
-        self.store.commit(&commit)?;
-        self.shared.commit_durations.observe(started.elapsed());
+        let purged = self.store.commit(&commit)?;
+        let elapsed = started.elapsed();
+        self.shared.commit_durations.observe(elapsed);
+        self.commit_time += elapsed;
+        self.purged.add(&purged);
         self.changes += commit.changes.len() as u64;
         self.committed_ms = frontier;
         self.shared.frontier_ms.store(frontier, Ordering::Relaxed);

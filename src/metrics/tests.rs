@@ -219,6 +219,7 @@ fn commit_into(dir: &Path) {
         partition: 1,
         offset,
         reason: "bad JSON".into(),
+        time_ms: None,
     };
     store
         .commit(&Commit {

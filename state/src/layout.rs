@@ -21,6 +21,10 @@ pub const OFFSETS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("o
 pub const DEAD_LETTERS: TableDefinition<(&str, u32, u64), &[u8]> =
     TableDefinition::new("dead_letters");
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// (time, topic, partition, offset) → sealed empty value: the event time each dead letter
+/// belongs to (see [`crate::DeadLetter::time_ms`]), in time order for the retention purge.
+pub const DEAD_LETTER_TIMES: TableDefinition<(u64, &str, u32, u64), &[u8]> =
+    TableDefinition::new("dead_letter_times");
 
 /// Meta key of the [`crate::FORMAT_VERSION`] a file was created with.
 pub const META_FORMAT: &str = "format";
@@ -50,6 +54,14 @@ pub fn offsets_row((topic, partition): (&str, u32)) -> Crc {
 
 pub fn dead_letter_row((topic, partition, offset): (&str, u32, u64)) -> Crc {
     Crc::row("dead_letters")
+        .part(topic.as_bytes())
+        .int(partition.into())
+        .int(offset)
+}
+
+pub fn dead_letter_time_row((time_ms, topic, partition, offset): (u64, &str, u32, u64)) -> Crc {
+    Crc::row("dead_letter_times")
+        .int(time_ms)
         .part(topic.as_bytes())
         .int(partition.into())
         .int(offset)

@@ -4,18 +4,24 @@
 //! - `online`: (entity kind, entity id) → every current feature value of the entity, packed,
 //!   each with the tick it is valid from: one read per entity.
 //! - `history`: (tick, first key) → a block of the changes of that tick, sorted by (feature,
-//!   entity): time-major and append-only, so a commit writes at the tree's edge. Each change
+//!   entity): time-major and append-only, so a commit writes at the tree's edge (and the
+//!   retention purge deletes at the other end). Each change
 //!   points to its key's previous change and to one earlier jump, so a point-in-time lookup
 //!   walks O(log n) blocks back from the key's online head; a training snapshot sweeps the
 //!   blocks in time order instead.
 //! - `catalog`: feature index → (entity kind, feature name), append-only.
 //! - `offsets`: (topic, partition) → next offset to read.
 //! - `dead_letters`: (topic, partition, offset) → reason.
+//! - `dead_letter_times`: (time it landed, topic, partition, offset), for the retention purge.
 //! - `meta`: the output frontier, the time policy the store was built with, counters.
 //!
 //! Invariant: a [`Commit`] lands in one write transaction, so after a crash the file is exactly
 //! what some prefix of the log produced. This crate knows nothing of features: values are opaque
 //! JSON bytes, entity kinds and feature names are strings.
+//!
+//! A commit that carries a retention purges, in the same transaction, every row older than it
+//! ([`retention`]): history changes whose validity ended before the horizon, and dead letters
+//! that landed before it.
 //!
 //! Every stored row (a history block, an entity's online row, …) carries a checksum, checked on
 //! every read; a file that is damaged, empty, foreign or of another [`FORMAT_VERSION`] is a
@@ -32,6 +38,7 @@ mod guard;
 pub mod layout;
 mod open;
 mod read;
+pub mod retention;
 mod seal;
 mod serving;
 mod write;
@@ -48,6 +55,7 @@ pub use read::{
     DeadLetterRow, HistoryBlock, HistoryLookup, HistoryRow, HistorySweep, OnlineRow, ReadOnlyStore,
     Snapshot,
 };
+pub use retention::{MAX_RETENTION_MS, Purged};
 pub use serving::{CurrentValue, META_AS_OF, Reader, View};
 
 /// The store's file name inside its directory.
@@ -137,6 +145,19 @@ pub enum StoreError {
     TickWritten { tick_ms: u64, last_ms: u64 },
     #[error("the store's feature catalog is full (65,536 features)")]
     CatalogFull,
+    #[error(
+        "history before {retained_from_ms} ms was purged (the store keeps its retention), so \
+         no value as of {as_of_ms} ms can be given; ask for a time at or after \
+         {retained_from_ms} ms"
+    )]
+    Purged {
+        as_of_ms: u64,
+        retained_from_ms: u64,
+    },
+    #[error(
+        "a retention of {retention_ms} ms is past the limit of {MAX_RETENTION_MS} ms (365 days)"
+    )]
+    RetentionPastLimit { retention_ms: u64 },
 }
 
 impl StoreError {
@@ -183,6 +204,10 @@ pub struct DeadLetter {
     pub partition: u32,
     pub offset: u64,
     pub reason: String,
+    /// The event time it belongs to (its partition's frontier when it was read), by which the
+    /// retention purges it; `None` when its partition had no time yet: the frontier of the
+    /// commit that lands it stands in.
+    pub time_ms: Option<u64>,
 }
 
 /// Everything one write transaction lands: the changes of a run of completed ticks, the
@@ -198,6 +223,9 @@ pub struct Commit {
     pub dead_letters: Vec<DeadLetter>,
     /// Cumulative counters for the prefix of the log these offsets end.
     pub counters: Vec<(&'static str, u64)>,
+    /// Purge, in the same transaction, everything older than this many ms before the new
+    /// frontier (see [`retention`]); `None` keeps everything (and records nothing).
+    pub retention_ms: Option<u64>,
 }
 
 /// The writer's handle on the store. Only one process may hold it.
@@ -245,6 +273,7 @@ impl Store {
         snapshot.check_format()?;
         let catalog = snapshot.catalog()?.clone();
         drop(snapshot);
+        retention::upgrade(&store.db).map_err(|e| e.at(&store.path))?;
         store.catalog = Mutex::new(catalog);
         Ok(store)
     }
@@ -274,18 +303,22 @@ impl Store {
         Ok(())
     }
 
-    /// Lands `commit` atomically and durably. Its ticks must all lie after every tick already
-    /// in the store's history ([`StoreError::TickWritten`] otherwise: nothing lands).
-    pub fn commit(&self, commit: &Commit) -> Result<()> {
+    /// Lands `commit` atomically and durably, with the purge its retention asks for. Its ticks
+    /// must all lie after every tick already in the store's history
+    /// ([`StoreError::TickWritten`] otherwise: nothing lands).
+    pub fn commit(&self, commit: &Commit) -> Result<Purged> {
+        if let Some(retention_ms) = commit.retention_ms.filter(|r| *r > MAX_RETENTION_MS) {
+            return Err(StoreError::RetentionPastLimit { retention_ms });
+        }
         let mut current = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut catalog = current.clone();
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)
             .expect("no savepoints are ever taken");
-        write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
+        let purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
         txn.commit()?;
         *current = catalog;
-        Ok(())
+        Ok(purged)
     }
 }
 

@@ -191,6 +191,8 @@ pub struct HistoryLookup {
     online: OnlineTable,
     history: HistoryTable,
     catalog: Arc<Catalog>,
+    /// The store's retention horizon: history before it was purged.
+    retained_from_ms: u64,
     path: Arc<Path>,
 }
 
@@ -203,7 +205,8 @@ struct Found {
 }
 
 impl HistoryLookup {
-    /// Every row of (`feature`, `entity_id`) with `valid_from <= until_ms`, oldest first:
+    /// Every row of (`feature`, `entity_id`) with `valid_from <= until_ms` that the store
+    /// still holds (the first is the value as of its retention horizon), oldest first:
     /// `(valid_from, value)`, `None` for a tombstone. One walk answers many lookups.
     pub fn rows(
         &self,
@@ -211,6 +214,7 @@ impl HistoryLookup {
         entity_id: &str,
         until_ms: u64,
     ) -> Result<Vec<(u64, Option<Vec<u8>>)>> {
+        self.check_retained(until_ms)?;
         guard::reading(&self.path, || {
             let mut rows = Vec::new();
             for (kind, index) in self.indexes(feature) {
@@ -219,7 +223,8 @@ impl HistoryLookup {
                 while let Some(tick_ms) = at {
                     let found = self.entry(tick_ms, &key)?;
                     rows.push((tick_ms, found.value));
-                    at = found.prev_ms;
+                    // The changes before the one valid at the horizon were purged.
+                    at = found.prev_ms.filter(|_| tick_ms > self.retained_from_ms);
                 }
             }
             // Oldest first; stable, so a kind's own order holds where two kinds share a name.
@@ -231,7 +236,9 @@ impl HistoryLookup {
 
     /// The latest history row of (`feature`, `entity_id`) with `valid_from <= as_of_ms`;
     /// `None` means the default (no row, or a tombstone).
+    /// A time before the store's retention horizon is [`StoreError::Purged`].
     pub fn as_of(&self, feature: &str, entity_id: &str, as_of_ms: u64) -> Result<Option<Vec<u8>>> {
+        self.check_retained(as_of_ms)?;
         guard::reading(&self.path, || {
             for (kind, index) in self.indexes(feature) {
                 let key = history_key(index, entity_id);
@@ -241,6 +248,22 @@ impl HistoryLookup {
             }
             Ok(None)
         })
+    }
+
+    /// The store's retention horizon: every point-in-time read at or after it is exact.
+    pub fn retained_from_ms(&self) -> u64 {
+        self.retained_from_ms
+    }
+
+    /// Refuses a time whose history was purged, rather than answer from what is left of it.
+    fn check_retained(&self, as_of_ms: u64) -> Result<()> {
+        match as_of_ms < self.retained_from_ms {
+            true => Err(StoreError::Purged {
+                as_of_ms,
+                retained_from_ms: self.retained_from_ms,
+            }),
+            false => Ok(()),
+        }
     }
 
     /// The catalog entries named `feature` (one, unless two entity kinds share a name).
@@ -398,6 +421,41 @@ impl Snapshot {
         self.meta_u64(META_FRONTIER)
     }
 
+    /// The retention horizon: history before it was purged, so reads as of an earlier time
+    /// are refused ([`StoreError::Purged`]); 0 for a store that never purged.
+    pub fn retained_from_ms(&self) -> Result<u64> {
+        Ok(self
+            .meta_u64(crate::retention::META_RETAINED_FROM)?
+            .unwrap_or(0))
+    }
+
+    /// The retention the store was last written with, if any.
+    pub fn retention_ms(&self) -> Result<Option<u64>> {
+        self.meta_u64(crate::retention::META_RETENTION)
+    }
+
+    /// Every dead letter's landing time: (time, topic, partition, offset), oldest first. A
+    /// store written before dead letters had times has none until a writer opens it.
+    pub fn dead_letter_times(&self) -> Result<Vec<(u64, String, u32, u64)>> {
+        guard::reading(&self.path, || {
+            let table = match self.txn.open_table(layout::DEAD_LETTER_TIMES) {
+                Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                table => table?,
+            };
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (key, value) = entry?;
+                let key = key.value();
+                let row = layout::dead_letter_time_row(key);
+                unseal(row, value.value(), "dead_letter_times", || {
+                    format!("{key:?}")
+                })?;
+                rows.push((key.0, key.1.to_string(), key.2, key.3));
+            }
+            Ok(rows)
+        })
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         guard::reading(&self.path, || {
             let table = self.txn.open_table(META)?;
@@ -481,11 +539,13 @@ impl Snapshot {
     pub fn history_lookup(&self) -> Result<HistoryLookup> {
         self.catalog()?;
         let catalog = self.catalog.get().expect("loaded just above").clone();
+        let retained_from_ms = self.retained_from_ms()?;
         guard::reading(&self.path, || {
             Ok(HistoryLookup {
                 online: self.txn.open_table(ONLINE)?,
                 history: self.txn.open_table(HISTORY)?,
                 catalog,
+                retained_from_ms,
                 path: self.path.clone(),
             })
         })

@@ -27,8 +27,10 @@ fn commit_lands_online_history_offsets_and_dead_letters_together() {
             partition: 0,
             offset: 7,
             reason: "bad json".into(),
+            time_ms: None,
         }],
         counters: vec![("events_total", 41)],
+        retention_ms: None,
     };
     store.commit(&commit).unwrap();
 

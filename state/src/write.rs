@@ -1,5 +1,6 @@
 //! One commit's writes: history blocks appended after every tick already written, one
-//! read-modify-write of each touched entity's online row, then offsets, dead letters and meta.
+//! read-modify-write of each touched entity's online row, then offsets, dead letters and meta,
+//! and last the retention purge ([`crate::retention`]) the new frontier makes due.
 //!
 //! Why this shape: a B-tree insert at a random key copies a leaf page, and a commit copies
 //! each page it touches once. Time-major blocks touch only the tree's right edge, and packing an
@@ -13,6 +14,7 @@ use redb::{ReadableTable, WriteTransaction};
 use crate::catalog::{self, Catalog};
 use crate::codec::{self, Head, OnlineFeature};
 use crate::layout::{self, BLOCK_BYTES, DEAD_LETTERS, HISTORY, META, OFFSETS, ONLINE};
+use crate::retention::{self, Purged};
 use crate::{Commit, META_FRONTIER, Result, StoreError};
 
 /// One change, keyed as history keeps it.
@@ -35,7 +37,11 @@ impl Row<'_> {
 }
 
 /// Writes `commit` into `txn`, adding features new to `catalog` to it.
-pub(crate) fn commit(txn: &WriteTransaction, catalog: &mut Catalog, commit: &Commit) -> Result<()> {
+pub(crate) fn commit(
+    txn: &WriteTransaction,
+    catalog: &mut Catalog,
+    commit: &Commit,
+) -> Result<Purged> {
     let rows = rows(txn, catalog, commit)?;
     let mut online = read_online(txn, &rows)?;
     let blocks = chain(&rows, &mut online)?;
@@ -56,7 +62,11 @@ pub(crate) fn commit(txn: &WriteTransaction, catalog: &mut Catalog, commit: &Com
         }
     }
     write_online(txn, &online)?;
-    write_positions(txn, commit)
+    write_positions(txn, commit)?;
+    match commit.retention_ms {
+        Some(retention_ms) => retention::purge(txn, commit.frontier_ms, retention_ms),
+        None => Ok(Purged::default()),
+    }
 }
 
 /// The changes as rows in (tick, key) order, one per key and tick (the last given wins).
@@ -208,8 +218,15 @@ fn write_positions(txn: &WriteTransaction, commit: &Commit) -> Result<()> {
     let mut dead = txn.open_table(DEAD_LETTERS)?;
     for d in &commit.dead_letters {
         let key = (d.topic.as_str(), d.partition, d.offset);
+        // A restart reads the log again and finds the same dead letters: the first landing
+        // keeps its time, so the purge finds each under one time only.
+        if dead.get(key)?.is_some() {
+            continue;
+        }
         let sealed = layout::dead_letter_row(key).seal(d.reason.as_bytes());
         dead.insert(key, sealed.as_slice())?;
+        let time_ms = d.time_ms.unwrap_or(commit.frontier_ms);
+        retention::stamp_dead_letter(txn, time_ms, key)?;
     }
     let mut meta = txn.open_table(META)?;
     let counters = commit.counters.iter().map(|(k, v)| (*k, *v));

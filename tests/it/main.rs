@@ -10,6 +10,7 @@ mod oracle;
 mod privacy;
 mod replay;
 mod restart;
+mod retention;
 mod serve;
 mod served;
 mod snapshot;

@@ -287,8 +287,15 @@ pub fn check_store(store: &Path, world: &World, times: &[u64]) {
         .into_iter()
         .map(|r| (r.feature, r.entity_id))
         .collect();
+    // Ticks more than the retention (365 days) before the frontier were purged: refused.
+    let horizon = snap.retained_from_ms().unwrap();
     for &t in times {
         assert!(t < frontier, "tick {t} is not final in the store");
+        if t < horizon {
+            let refused = snap.as_of("viewer.plays_24h", "any", t).unwrap_err();
+            assert!(refused.to_string().contains("purged"), "{refused}");
+            continue;
+        }
         let want = expected(world, t);
         keys.extend(want.keys().cloned());
         let got = history_as_of(&snap, &keys, t);
@@ -459,9 +466,21 @@ fn windows_and_late_events_at_the_edges() {
         title("b", r#""drama""#, s - 60_000),
         title("b", r#""horror""#, s + HOUR + 500),
     ];
-    let log = common::log(1);
-    common::produce(&log.brokers, common::TITLES, &titles);
-    common::produce(&log.brokers, common::EVENTS, &events);
+    // The log spans 366 days, one more than the retention: the store keeps the last 365 days
+    // of history only. The edges of the first days are checked on a log that ends there.
+    let first_days = events.iter().position(|e| e.ts_ms > s + 2 * DAY).unwrap();
+    let logs = [&events[..first_days], &events[..]].map(|events| {
+        let log = common::log(1);
+        common::produce(&log.brokers, common::TITLES, &titles);
+        common::produce(&log.brokers, common::EVENTS, events);
+        log
+    });
+    for log in &logs {
+        check_edges(log, s);
+    }
+}
+
+fn check_edges(log: &common::Log, s: u64) {
     let world = World::read(&log.brokers);
     let mut times = Vec::new();
     let edges = [
