@@ -565,7 +565,9 @@ impl LogReader {
     }
 
     /// The latest row of one entity served at or before `at_ms` (and at or after
-    /// `not_before_ms`), over all files.
+    /// `not_before_ms`) whose values are as of `at_ms` or earlier, over all files. The as-of
+    /// condition matters only where event time runs ahead of wall time (a replay, the embedded
+    /// generator): there a response served before `at_ms` could hold events after it.
     pub fn latest(
         &self,
         kind: &str,
@@ -579,17 +581,22 @@ impl LogReader {
                 let txn = db.begin_read()?;
                 let by_entity = txn.open_table(BY_ENTITY)?;
                 let range = (kind, id, not_before_ms, 0)..=(kind, id, at_ms, u64::MAX);
-                let Some(entry) = by_entity.range(range)?.next_back() else {
-                    return Ok(None);
-                };
-                let (_, _, served_at_ms, seq) = entry?.0.value();
                 let responses = txn.open_table(RESPONSES)?;
-                match responses.get((served_at_ms, seq))? {
-                    Some(stored) => Ok(Some(open_row((served_at_ms, seq), stored.value())?)),
-                    None => Err(redb::Error::Corrupted(format!(
-                        "by_entity names row ({served_at_ms}, {seq}), which is not there"
-                    ))),
+                // Newest first; the store's as-of only grows, so the first row as of `at_ms`
+                // or earlier is found within a few rows of the newest.
+                for entry in by_entity.range(range)?.rev() {
+                    let (_, _, served_at_ms, seq) = entry?.0.value();
+                    let Some(stored) = responses.get((served_at_ms, seq))? else {
+                        return Err(redb::Error::Corrupted(format!(
+                            "by_entity names row ({served_at_ms}, {seq}), which is not there"
+                        )));
+                    };
+                    let row = open_row((served_at_ms, seq), stored.value())?;
+                    if row.as_of_ms <= at_ms {
+                        return Ok(Some(row));
+                    }
                 }
+                Ok(None)
             };
             let found = read().map_err(|e| classify(path, e))?;
             if let Some(row) = found

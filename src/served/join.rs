@@ -6,10 +6,13 @@
 //!   serves many), without one the request must have served exactly one entity.
 //! - **By entity and time** (a `viewer_id` or `title_id` column and `ts`, no `request_id`):
 //!   the latest response served for that entity at or before `ts` (serving wall time, ms;
-//!   among responses served in the same ms, the last logged). Everything in a response was
-//!   read from the store before it was served, so a response served at or before `ts` holds
-//!   nothing that happened after `ts`: the rule cannot leak the future. A `ts` after now is
-//!   refused, since a response could still be served before it.
+//!   among responses served in the same ms, the last logged) whose values are as of `ts` or
+//!   earlier. Everything in a response was read from the store before it was served, so a
+//!   response served at or before `ts` holds nothing that arrived after `ts`; and its as-of at
+//!   or before `ts` means it holds no event stamped at or after `ts` either, even where event
+//!   time runs ahead of wall time (a replay, the embedded generator). So the rule cannot leak
+//!   the future. A `ts` after now is refused, since a response could still be served before
+//!   it.
 //!
 //! A label row that matches nothing (an unknown or purged request id, an entity never served
 //! before `ts`) keeps its label columns and gets nulls, and is counted in the [`Report`].

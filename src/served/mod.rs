@@ -24,7 +24,6 @@
 pub mod file;
 mod hooks;
 pub mod join;
-pub mod parquet;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};

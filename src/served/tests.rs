@@ -100,6 +100,18 @@ fn the_latest_row_of_an_entity_is_at_or_before_the_time_asked() {
     assert_eq!(at(V1, now).as_deref(), Some("c"));
     assert_eq!(at(V2, now).as_deref(), Some("b"));
     assert_eq!(reader.latest("title", V1, now, 0).unwrap(), None);
+    // A response whose values are as of a later time than asked is never taken, served when
+    // it may: its store's event time ran ahead of the wall clock.
+    let ahead = tempfile::tempdir().unwrap();
+    let log = ServedLog::open(ahead.path(), LogConfig::default()).unwrap();
+    log.record(response("early", now - 300, vec![viewer(V1, 1)]));
+    let mut future = response("ahead", now - 200, vec![viewer(V1, 2)]);
+    future.as_of_ms = now + 60_000;
+    log.record(future);
+    log.close().unwrap();
+    let reader_ahead = LogReader::open(ahead.path()).unwrap();
+    let latest = reader_ahead.latest("viewer", V1, now, 0).unwrap().unwrap();
+    assert_eq!(latest.request_id, "early");
     // Past the retention nothing is returned, even before a purge reaches it.
     assert_eq!(
         reader

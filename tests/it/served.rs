@@ -450,6 +450,9 @@ fn norm(v: Value) -> Value {
     }
 }
 
+/// A label row by request id: the request, the viewer, and the values its response carried.
+type Expected<'a> = (&'a str, String, Vec<(String, Value)>);
+
 /// The values of entity row `row` of a Feast response, by full feature name.
 fn feast_row(response: &Value, row: usize) -> Vec<(String, Value)> {
     let names = response["metadata"]["feature_names"].as_array().unwrap();
@@ -519,7 +522,7 @@ fn what_the_server_answered_is_what_snapshot_served_joins() {
     }
 
     let labels = dir.path().join("by_request.csv");
-    let rows: Vec<(&str, String, Vec<(String, Value)>)> = vec![
+    let rows: Vec<Expected<'_>> = vec![
         ("feast-1", v(1), feast_row(&feast, 0)),
         ("feast-1", v(2), feast_row(&feast, 1)),
         ("feast-1", absent.clone(), feast_row(&feast, 2)),
