@@ -150,12 +150,15 @@ pub fn report(config: &AuditConfig) -> Result<Report, AuditError> {
     let store = ReadOnlyStore::open(&config.store_dir)?;
     let snap = store.snapshot()?;
     let frontier_ms = snap.frontier_ms()?;
-    let limit_ms = snap.meta_u64("retention_ms")?.unwrap_or(RETENTION_MS);
+    let limit_ms = snap.retention_ms()?.unwrap_or(RETENTION_MS);
     let cutoff_ms = frontier_ms.map(|f| f.saturating_sub(limit_ms));
     let retention = Retention {
         limit_ms,
         cutoff_ms,
-        tables: vec![history_age(&snap, cutoff_ms)?],
+        tables: vec![
+            history_age(&snap, cutoff_ms)?,
+            dead_letter_age(&snap, cutoff_ms)?,
+        ],
     };
     let dead_letters = dead_letters(&snap)?;
     drop(snap);
@@ -212,6 +215,20 @@ fn history_age(snap: &Snapshot, cutoff_ms: Option<u64>) -> Result<TableAge, Audi
         }
     }
     Ok(age)
+}
+
+/// Dead letters carry the event time they belong to; one older than the cutoff must be gone.
+fn dead_letter_age(snap: &Snapshot, cutoff_ms: Option<u64>) -> Result<TableAge, AuditError> {
+    let times = snap.dead_letter_times()?;
+    Ok(TableAge {
+        table: "dead_letters",
+        rows: times.len() as u64,
+        oldest_ms: times.iter().map(|t| t.0).min(),
+        past_retention: times
+            .iter()
+            .filter(|t| cutoff_ms.is_some_and(|c| t.0 < c))
+            .count() as u64,
+    })
 }
 
 fn dead_letters(snap: &Snapshot) -> Result<DeadLetters, AuditError> {

@@ -300,6 +300,19 @@ fn the_privacy_report_finds_nothing_in_a_store_and_what_was_planted_beside_it() 
     assert_eq!(table["past_retention"], 0);
     assert_eq!(report["retention"]["limit_ms"], 365 * 86_400_000u64);
     assert_eq!(report["dead_letters"]["total"], 3);
+    let letters = &report["retention"]["tables"][1];
+    assert_eq!(
+        (
+            &letters["table"],
+            &letters["rows"],
+            &letters["past_retention"]
+        ),
+        (
+            &serde_json::json!("dead_letters"),
+            &serde_json::json!(3),
+            &serde_json::json!(0)
+        )
+    );
     assert_eq!(
         report["dead_letters"]["by_reason"],
         serde_json::json!([

@@ -620,7 +620,13 @@ fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
     let r = served.get("/get-online-features");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     assert_eq!(served.get("/nope").status, 404);
-    assert_eq!(served.get("/metrics").status, 404);
+    let metrics = served.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("rewind_http_requests_total"),
+        "{}",
+        metrics.body
+    );
 
     // After all that, it still serves.
     let r = served.post(
