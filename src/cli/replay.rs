@@ -58,7 +58,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     })?;
     let shared = Arc::new(Shared::default());
     let stopper = shared.clone();
-    ctrlc::set_handler(move || stopper.stop()).context("installing the Ctrl-C handler")?;
+    let signalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = signalled.clone();
+    ctrlc::set_handler(move || {
+        signal.store(true, std::sync::atomic::Ordering::Relaxed);
+        stopper.stop();
+    })
+    .context("installing the Ctrl-C handler")?;
     let topics = [args.topic.as_str(), args.titles_topic.as_str()];
     let (source, log_id, mut status) = match (&args.brokers, &args.file) {
         (Some(brokers), _) => (
@@ -100,7 +106,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         log_id,
         retention_ms: args.engine.retention,
     };
+    // Readers (`rewind serve`) refuse the store until the replay has finished: what it holds
+    // before then is a prefix of the log, consistent but not the whole.
+    let store_dir = args.store.clone();
+    rewind_state::Store::open(&store_dir)?.put_meta(
+        rewind_state::META_REPLAYING,
+        &rewind::embedded::now_ms().to_le_bytes(),
+    )?;
     let summary = drive(config, shared, &mut status, None)?;
+    // Stopped by a signal, the store is a prefix of the log and stays marked so.
+    if !signalled.load(std::sync::atomic::Ordering::Relaxed) {
+        rewind_state::Store::open(&store_dir)?.remove_meta(rewind_state::META_REPLAYING)?;
+    }
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();
     }

@@ -282,6 +282,14 @@ fn unreadable(e: rewind_state::StoreError) -> ApiError {
 
 /// (as_of_ms, frontier_ms) of a view that holds output.
 fn freshness(view: &rewind_state::View<'_>) -> Result<(u64, u64), ApiError> {
+    if let Some(started) = view.replay_started_ms() {
+        return Err(ApiError::unavailable(format!(
+            "the store is being rebuilt by `rewind replay` (started {}): it holds a prefix of \
+             its log, and is served once the replay has finished (a replay that stopped early \
+             leaves it so: replay again into a fresh store)",
+            crate::utc::format_ms(started)
+        )));
+    }
     match (view.as_of_ms(), view.frontier_ms()) {
         (Some(as_of), Some(frontier)) => Ok((as_of, frontier)),
         _ => Err(ApiError::unavailable(

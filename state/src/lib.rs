@@ -63,6 +63,9 @@ pub const FILE_NAME: &str = "rewind.redb";
 
 /// Meta key of the output frontier: every tick strictly below it is final in the store.
 pub const META_FRONTIER: &str = "frontier_ms";
+/// Present (the start, ms since the epoch) while `rewind replay` is building the store, and
+/// left behind by a replay that stopped before its end: such a store is a prefix of its log.
+pub const META_REPLAYING: &str = "replay_started_ms";
 
 /// The layout of the file this version writes and reads; a file of another is refused.
 /// 3: time-major history blocks, one online row per entity, a feature catalog. (2: a row per
@@ -299,6 +302,14 @@ impl Store {
         let txn = self.db.begin_write()?;
         let sealed = layout::meta_row(key).seal(value);
         txn.open_table(META)?.insert(key, sealed.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Removes a meta entry (nothing if it is absent).
+    pub fn remove_meta(&self, key: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?.remove(key)?;
         txn.commit()?;
         Ok(())
     }

@@ -82,7 +82,7 @@ impl Reader {
                 Db::Writer(store) => store.db.begin_read()?,
                 Db::ReadOnly(store) => store.db.begin_read()?,
             };
-            let (as_of_ms, frontier_ms) = freshness(&txn)?;
+            let (as_of_ms, frontier_ms, replay_started_ms) = freshness(&txn)?;
             Ok(View {
                 online: txn.open_table(ONLINE)?,
                 catalog: self
@@ -94,12 +94,16 @@ impl Reader {
                 reader: self,
                 as_of_ms,
                 frontier_ms,
+                replay_started_ms,
             })
         })
     }
 }
 
-fn freshness(txn: &ReadTransaction) -> Result<(Option<u64>, Option<u64>)> {
+/// (as of, frontier, the start of an unfinished replay) of one commit.
+type Freshness = (Option<u64>, Option<u64>, Option<u64>);
+
+fn freshness(txn: &ReadTransaction) -> Result<Freshness> {
     let meta = txn.open_table(META)?;
     let read = |key: &str| -> Result<Option<u64>> {
         let Some(stored) = meta.get(key)? else {
@@ -114,7 +118,11 @@ fn freshness(txn: &ReadTransaction) -> Result<(Option<u64>, Option<u64>)> {
                 })?;
         decode_u64(key, payload).map(Some)
     };
-    Ok((read(META_AS_OF)?, read(META_FRONTIER)?))
+    Ok((
+        read(META_AS_OF)?,
+        read(META_FRONTIER)?,
+        read(crate::META_REPLAYING)?,
+    ))
 }
 
 /// One commit of the store, for reading current values.
@@ -125,6 +133,7 @@ pub struct View<'r> {
     reader: &'r Reader,
     as_of_ms: Option<u64>,
     frontier_ms: Option<u64>,
+    replay_started_ms: Option<u64>,
 }
 
 impl View<'_> {
@@ -137,6 +146,12 @@ impl View<'_> {
     /// The output frontier: every tick strictly below it is final.
     pub fn frontier_ms(&self) -> Option<u64> {
         self.frontier_ms
+    }
+
+    /// When the replay building this store started, while it has not finished: its values
+    /// are a consistent prefix of the log, not yet the whole of it.
+    pub fn replay_started_ms(&self) -> Option<u64> {
+        self.replay_started_ms
     }
 
     /// One meta entry of this view's commit (see `docs/store.md`).

@@ -309,3 +309,93 @@ fn replay_from_a_file_with_more_workers_than_partitions_ends_with_the_same_store
         assert_eq!(dead(two), one_dead);
     }
 }
+
+/// `GET /health` of a `rewind serve` on `addr`: (status, body).
+fn health(addr: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: rewind\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// A store `rewind replay` has not finished is a prefix of its log: a server refuses it (503,
+/// saying why) rather than serve it as current; a finished replay is served.
+#[test]
+fn a_server_refuses_a_store_whose_replay_has_not_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, titles) = gen_files(dir.path(), &["--events", "200000", "--viewers", "500"]);
+    let stopped = dir.path().join("stopped");
+    let mut replay = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args([
+            "replay",
+            "--file",
+            &events,
+            "--titles-file",
+            &titles,
+            "--store",
+        ])
+        .arg(&stopped)
+        .env(
+            "REWIND_PSEUDONYM_KEY",
+            "0011223344556677889900aabbccddeeff0011223344556677889900aabbccdd",
+        )
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = stopped.join(rewind_state::FILE_NAME);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "replay made no store");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Stopped the way an operator stops it: the store stays a prefix.
+    std::process::Command::new("kill")
+        .args(["-TERM", &replay.id().to_string()])
+        .status()
+        .unwrap();
+    replay.wait().unwrap();
+
+    let finished = dir.path().join("finished");
+    ok(&rewind(&[
+        "replay",
+        "--file",
+        &events,
+        "--titles-file",
+        &titles,
+        "--store",
+        finished.to_str().unwrap(),
+    ]));
+
+    for (store, expect) in [(&stopped, 503), (&finished, 200)] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
+            .args(["serve", "--listen", &addr, "--store"])
+            .arg(store)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "serve did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let (status, body) = health(&addr);
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_eq!(status, expect, "{}: {body}", store.display());
+        if expect == 503 {
+            assert!(body.contains("rewind replay"), "{body}");
+        }
+    }
+}
