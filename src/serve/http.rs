@@ -84,6 +84,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let write_timeout = state.config.limits.write_timeout;
+        let response_timeout = state.config.limits.response_timeout;
         tokio::spawn(async move {
             let _open = Connection::open(state.hooks.clone());
             let service = hyper::service::service_fn(|req| handle(state.clone(), req));
@@ -92,7 +93,7 @@ pub async fn serve(
                 .header_read_timeout(state.config.limits.header_timeout)
                 .keep_alive(true)
                 .serve_connection(
-                    TokioIo::new(WriteDeadline::new(stream, write_timeout)),
+                    TokioIo::new(WriteDeadline::new(stream, write_timeout, response_timeout)),
                     service,
                 );
             let _ = conn.await;

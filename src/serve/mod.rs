@@ -107,6 +107,9 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// For a response write that makes no progress (a client that stopped reading).
     pub write_timeout: Duration,
+    /// For all the writes of one response, however steadily they progress: a client that
+    /// reads a few bytes now and then does not hold a large response for ever.
+    pub response_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
 }
@@ -124,6 +127,9 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            // The largest response (max_entities of every feature) is a few MB: a minute is
+            // ample for any client that reads it.
+            response_timeout: Duration::from_secs(60),
             max_connections: 1024,
         }
     }
