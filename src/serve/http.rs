@@ -157,7 +157,7 @@ fn request_id(state: &State, req: &Request<Incoming>) -> String {
 }
 
 async fn route(
-    state: &State,
+    state: &Arc<State>,
     req: Request<Incoming>,
     request_id: &str,
 ) -> (&'static str, Result<Reply, ApiError>) {
@@ -199,8 +199,8 @@ async fn route(
         "native-entity" => native_entity(state, &path, request_id),
         _ => match read_body(state, req).await {
             Err(e) => Err(e),
-            Ok(body) if endpoint == "native-batch" => native_batch(state, &body, request_id),
-            Ok(body) => get_online_features(state, &body, request_id),
+            Ok(body) if endpoint == "native-batch" => native_batch(state, &body, request_id).await,
+            Ok(body) => get_online_features(state, &body, request_id).await,
         },
     };
     (endpoint, result)
@@ -369,7 +369,28 @@ fn check_native_id(entity: rewind_dataflows::Entity, id: &str) -> Result<(), Api
     }
 }
 
-fn native_batch(state: &State, body: &[u8], request_id: &str) -> Result<Reply, ApiError> {
+/// Entities a request may read on the runtime thread. A read is a few microseconds per entity;
+/// thousands take tens of milliseconds, which would stall every other connection of the
+/// runtime (`run --serve` has one thread), so larger requests read on the blocking pool.
+const INLINE_ENTITIES: usize = 64;
+
+async fn off_runtime<F>(entities: usize, work: F) -> Result<Reply, ApiError>
+where
+    F: FnOnce() -> Result<Reply, ApiError> + Send + 'static,
+{
+    if entities <= INLINE_ENTITIES {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::new_status(500, format!("the read failed: {e}"))))
+}
+
+async fn native_batch(
+    state: &Arc<State>,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Reply, ApiError> {
     let req = request::batch(body, state.config.limits.max_entities).map_err(body_error)?;
     let pick = |entity| -> Result<Vec<&'static lookup::LibFeature>, ApiError> {
         let all = lookup::of_entity(entity);
@@ -403,70 +424,83 @@ fn native_batch(state: &State, body: &[u8], request_id: &str) -> Result<Reply, A
         .enumerate()
         .map(|(i, id)| feast::title_id(i, id))
         .collect::<Result<_, _>>()?;
-    let reader = view_of(state)?;
-    let mut view = reader.view().map_err(unreadable)?;
-    let (as_of, frontier) = freshness(&view)?;
-    let read = |view: &mut rewind_state::View<'_>,
-                entity,
-                features: &[&'static lookup::LibFeature],
-                ids: &[String]| {
-        let lookup = Lookup { entity, features };
-        ids.iter()
-            .map(|id| lookup.read(view, id))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let viewers = read(
-        &mut view,
-        rewind_dataflows::Entity::Viewer,
-        &viewer_features,
-        &viewers,
-    )
-    .map_err(unreadable)?;
-    let titles = read(
-        &mut view,
-        rewind_dataflows::Entity::Title,
-        &title_features,
-        &titles,
-    )
-    .map_err(unreadable)?;
-    drop(view);
-    let body = native::render_batch(&viewers, &titles, as_of, frontier);
-    let mut all = viewers;
-    all.extend(titles);
-    report(state, request_id, "native-batch", as_of, frontier, &all);
-    Ok(json_reply(body, Some((as_of, frontier))))
+    let (state, request_id) = (state.clone(), request_id.to_string());
+    off_runtime(viewers.len() + titles.len(), move || {
+        let reader = view_of(&state)?;
+        let mut view = reader.view().map_err(unreadable)?;
+        let (as_of, frontier) = freshness(&view)?;
+        let read = |view: &mut rewind_state::View<'_>,
+                    entity,
+                    features: &[&'static lookup::LibFeature],
+                    ids: &[String]| {
+            let lookup = Lookup { entity, features };
+            ids.iter()
+                .map(|id| lookup.read(view, id))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let viewers = read(
+            &mut view,
+            rewind_dataflows::Entity::Viewer,
+            &viewer_features,
+            &viewers,
+        )
+        .map_err(unreadable)?;
+        let titles = read(
+            &mut view,
+            rewind_dataflows::Entity::Title,
+            &title_features,
+            &titles,
+        )
+        .map_err(unreadable)?;
+        drop(view);
+        let body = native::render_batch(&viewers, &titles, as_of, frontier);
+        let mut all = viewers;
+        all.extend(titles);
+        report(&state, &request_id, "native-batch", as_of, frontier, &all);
+        Ok(json_reply(body, Some((as_of, frontier))))
+    })
+    .await
 }
 
-fn get_online_features(state: &State, body: &[u8], request_id: &str) -> Result<Reply, ApiError> {
+async fn get_online_features(
+    state: &Arc<State>,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Reply, ApiError> {
     let req = request::feast(body, state.config.limits.max_entities).map_err(body_error)?;
     let plan = feast::plan(req, state.config.door.as_ref())?;
-    let reader = view_of(state)?;
-    let mut view = reader.view().map_err(unreadable)?;
-    let (as_of, frontier) = freshness(&view)?;
-    if plan.pseudonymized {
-        check_key(state, &view)?;
-    }
-    let mut served: Vec<Vec<ServedEntity>> = Vec::with_capacity(plan.views.len());
-    for v in &plan.views {
-        let lookup = Lookup {
-            entity: v.entity,
-            features: &v.features,
-        };
-        let rows = v.ids.iter().map(|id| lookup.read(&mut view, id));
-        served.push(rows.collect::<Result<_, _>>().map_err(unreadable)?);
-    }
-    drop(view);
-    let body = feast::render(&plan, &served);
-    let flat: Vec<ServedEntity> = served.into_iter().flatten().collect();
-    report(
-        state,
-        request_id,
-        "get-online-features",
-        as_of,
-        frontier,
-        &flat,
-    );
-    Ok(json_reply(body, Some((as_of, frontier))))
+    let entities = plan.views.iter().map(|v| v.ids.len()).sum();
+    let (state, request_id) = (state.clone(), request_id.to_string());
+    off_runtime(entities, move || {
+        let reader = view_of(&state)?;
+        let mut view = reader.view().map_err(unreadable)?;
+        let (as_of, frontier) = freshness(&view)?;
+        if plan.pseudonymized {
+            check_key(&state, &view)?;
+        }
+        let mut served: Vec<Vec<ServedEntity>> = Vec::with_capacity(plan.views.len());
+        for v in &plan.views {
+            let lookup = Lookup {
+                entity: v.entity,
+                features: &v.features,
+            };
+            let rows = v.ids.iter().map(|id| lookup.read(&mut view, id));
+            served.push(rows.collect::<Result<_, _>>().map_err(unreadable)?);
+        }
+        drop(view);
+        let body = feast::render(&plan, &served);
+        let flat: Vec<ServedEntity> = served.into_iter().flatten().collect();
+        report(
+            &state,
+            &request_id,
+            "get-online-features",
+            as_of,
+            frontier,
+            &flat,
+        );
+        Ok(json_reply(body, Some((as_of, frontier))))
+    })
+    .await
 }
 
 /// Raw ids pseudonymized with another key than the store's would silently find nobody.

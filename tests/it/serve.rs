@@ -469,10 +469,20 @@ fn run_serve_answers_from_the_writing_process() {
             "6",
             "--serve",
             "127.0.0.1:0",
+            "--serve-max-entities",
+            "100",
         ],
         false,
     );
     served.wait_healthy();
+    // The limits are the flags', as `rewind serve`'s are; a batch past 64 entities reads off
+    // the one runtime thread and answers all the same.
+    let titles = |n: usize| (0..n).map(|i| format!("tt{i:06}")).collect::<Vec<_>>();
+    let too_many = served.post("/v1/batch", &json!({"titles": titles(101)}));
+    assert_eq!(too_many.status, 422, "{}", too_many.body);
+    let batch = served.post("/v1/batch", &json!({"titles": titles(100)}));
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    assert_eq!(batch.json()["titles"].as_array().unwrap().len(), 100);
     // The embedded run made its key in the store; the server pseudonymizes with it.
     let body = json!({"features": ["viewer:plays_24h"], "entities": {"user_id": ["u0000001"]}});
     let reply = served.post("/get-online-features", &body);
