@@ -122,7 +122,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     let started = Instant::now();
     let request_id = request_id(&state, &req);
     let (endpoint, result) = route(&state, req, &request_id).await;
-    let mut reply = result.unwrap_or_else(|e| error_reply(&e));
+    let mut reply = result.unwrap_or_else(|e| match endpoint {
+        "get-online-features" => feast_error_reply(e),
+        _ => error_reply(&e),
+    });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         reply.headers_mut().insert("x-request-id", value);
     }
@@ -555,6 +558,17 @@ fn json_reply(body: Vec<u8>, freshness: Option<(u64, u64)>) -> Reply {
             );
         }
     }
+    reply
+}
+
+/// Feast's client re-raises typed errors from `feast serve`'s bodies; and FastAPI answers a
+/// body it cannot parse with 422, not 400.
+fn feast_error_reply(mut e: ApiError) -> Reply {
+    if e.status == 400 {
+        e.status = 422;
+    }
+    let mut reply = error_reply(&e);
+    *reply.body_mut() = Full::new(Bytes::from(e.feast_body()));
     reply
 }
 

@@ -256,6 +256,9 @@ pub struct ApiError {
     pub status: u16,
     pub detail: String,
     pub unknown: Option<String>,
+    /// The class in `feast.errors` that `feast serve` raises for this error, for the Feast
+    /// endpoint's body.
+    pub feast_class: Option<&'static str>,
 }
 
 impl ApiError {
@@ -268,6 +271,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             unknown: None,
+            feast_class: None,
         }
     }
 
@@ -292,6 +296,37 @@ impl ApiError {
 
     pub fn internal(detail: impl Into<String>) -> ApiError {
         ApiError::new(500, detail)
+    }
+
+    pub fn feast_class(self, class: &'static str) -> ApiError {
+        ApiError {
+            feast_class: Some(class),
+            ..self
+        }
+    }
+
+    /// The body `feast serve` sends for this error: a JSON string holding
+    /// `{"module", "class", "message"}` (`FeastError.to_error_detail()`), which Feast's client
+    /// turns back into the typed exception. A 404 without a class of its own is
+    /// `FeastObjectNotFoundException`, the base of Feast's not-found errors; other errors keep
+    /// the FastAPI shape.
+    pub fn feast_body(&self) -> Vec<u8> {
+        let class = match (self.feast_class, self.status) {
+            (Some(class), _) => class,
+            (None, 404) => "FeastObjectNotFoundException",
+            _ => return self.body(),
+        };
+        let mut inner = br#"{"module": "feast.errors", "class": "#.to_vec();
+        feast::json_str(&mut inner, class);
+        inner.extend_from_slice(br#", "message": "#);
+        feast::json_str(&mut inner, &self.detail);
+        inner.push(b'}');
+        let mut out = Vec::with_capacity(inner.len() + 16);
+        feast::json_str(
+            &mut out,
+            std::str::from_utf8(&inner).expect("built from strings"),
+        );
+        out
     }
 
     pub fn body(&self) -> Vec<u8> {
