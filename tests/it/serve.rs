@@ -587,6 +587,22 @@ fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
     let r = feast(&json!({"feature_service": "nope", "entities": {"viewer_id": [v]}}).to_string());
     assert_eq!(r.status, 404);
     assert_eq!(feast_error(&r).0, "FeatureServiceNotFoundException");
+    // An id of the wrong type is named by where it is, never by its value.
+    let r = feast(r#"{"features": ["viewer:plays_24h"], "entities": {"user_id": [12.5]}}"#);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        detail(&r).contains("entity ids") && !r.body.contains("12.5"),
+        "{}",
+        r.body
+    );
+    let r = post_raw(
+        addr,
+        "/v1/batch",
+        "",
+        r#"{"titles": [{"secret-account": 1}]}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(!r.body.contains("secret-account"), "{}", r.body);
     // The native API keeps FastAPI's {"detail"} with the unknown name.
     let r = served.post(
         "/v1/batch",
