@@ -216,7 +216,7 @@ fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .and_then(|v| bearer_token(v.as_bytes()))
         .map(digest);
     // Digests have one length whatever the token's, and are compared without an early exit.
     let equal = given.is_some_and(|g| {
@@ -232,6 +232,12 @@ fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
         401,
         "this server needs \"Authorization: Bearer <token>\"",
     ))
+}
+
+/// The token of `Bearer <token>`; the scheme's case does not matter (RFC 7235).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
 }
 
 /// The body, refused with 413 as soon as it passes the limit (by its Content-Length, before
@@ -591,7 +597,12 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            // from_str_radix would take a sign ("%+f"): two hex digits exactly.
+            let hex = &bytes[i + 1..i + 3];
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -604,7 +615,16 @@ fn percent_decode(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{bearer_token, percent_decode};
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(b"Bearer x"), Some(&b"x"[..]));
+        assert_eq!(bearer_token(b"bearer x"), Some(&b"x"[..]));
+        assert_eq!(bearer_token(b"BEARER x"), Some(&b"x"[..]));
+        assert_eq!(bearer_token(b"Basic xyzw"), None);
+        assert_eq!(bearer_token(b"Bear"), None);
+    }
 
     #[test]
     fn path_ids_are_percent_decoded_and_bad_escapes_refused() {
@@ -612,6 +632,8 @@ mod tests {
         assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
         assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
         assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%+f"), None);
+        assert_eq!(percent_decode("%-1"), None);
         assert_eq!(percent_decode("%ff"), None);
     }
 }
