@@ -57,6 +57,12 @@ pub struct RunArgs {
     /// With --serve: a file holding the bearer token every request must carry.
     #[arg(long, requires = "serve")]
     serve_token_file: Option<PathBuf>,
+    /// With --serve: largest request body, in bytes (`rewind serve --max-body-bytes`).
+    #[arg(long, requires = "serve", default_value_t = Limits::default().max_body_bytes)]
+    serve_max_body_bytes: usize,
+    /// With --serve: most entities per request (`rewind serve --max-entities`).
+    #[arg(long, requires = "serve", default_value_t = Limits::default().max_entities)]
+    serve_max_entities: usize,
     /// With --serve: log the features of every response beside the store, as
     /// `rewind serve --log-served` does.
     #[arg(long, requires = "serve")]
@@ -217,8 +223,8 @@ fn serve(
     let http = HttpArgs {
         listen: addr,
         token_file: args.serve_token_file.clone(),
-        max_body_bytes: Limits::default().max_body_bytes,
-        max_entities: Limits::default().max_entities,
+        max_body_bytes: args.serve_max_body_bytes,
+        max_entities: args.serve_max_entities,
     };
     let config = http.config(addr, Some(door), 1)?;
     let metrics = Metrics::new(Figures::Engine(shared.clone()));

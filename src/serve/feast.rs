@@ -85,7 +85,8 @@ fn requested_features(req: &FeastRequest) -> Result<Vec<&'static LibFeature>, Ap
                     known.join(", ")
                 ),
                 name,
-            ));
+            )
+            .feast_class("FeatureServiceNotFoundException"));
         };
         let features = service.features.iter().map(|full| {
             lookup::by_full_name(full).ok_or_else(|| {
@@ -126,7 +127,8 @@ fn resolve(reference: &str) -> Result<&'static LibFeature, ApiError> {
         return Err(ApiError::not_found(
             format!("unknown feature view {view:?} in {reference:?}; views: viewer, title"),
             view,
-        ));
+        )
+        .feast_class("FeatureViewNotFoundException"));
     };
     let known = lookup::of_entity(entity);
     match known.iter().find(|f| f.name == name) {

@@ -84,6 +84,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let write_timeout = state.config.limits.write_timeout;
+        let response_timeout = state.config.limits.response_timeout;
         tokio::spawn(async move {
             let _open = Connection::open(state.hooks.clone());
             let service = hyper::service::service_fn(|req| handle(state.clone(), req));
@@ -92,7 +93,7 @@ pub async fn serve(
                 .header_read_timeout(state.config.limits.header_timeout)
                 .keep_alive(true)
                 .serve_connection(
-                    TokioIo::new(WriteDeadline::new(stream, write_timeout)),
+                    TokioIo::new(WriteDeadline::new(stream, write_timeout, response_timeout)),
                     service,
                 );
             let _ = conn.await;
@@ -121,7 +122,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Infa
     let started = Instant::now();
     let request_id = request_id(&state, &req);
     let (endpoint, result) = route(&state, req, &request_id).await;
-    let mut reply = result.unwrap_or_else(|e| error_reply(&e));
+    let mut reply = result.unwrap_or_else(|e| match endpoint {
+        "get-online-features" => feast_error_reply(e),
+        _ => error_reply(&e),
+    });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         reply.headers_mut().insert("x-request-id", value);
     }
@@ -156,7 +160,7 @@ fn request_id(state: &State, req: &Request<Incoming>) -> String {
 }
 
 async fn route(
-    state: &State,
+    state: &Arc<State>,
     req: Request<Incoming>,
     request_id: &str,
 ) -> (&'static str, Result<Reply, ApiError>) {
@@ -198,8 +202,8 @@ async fn route(
         "native-entity" => native_entity(state, &path, request_id),
         _ => match read_body(state, req).await {
             Err(e) => Err(e),
-            Ok(body) if endpoint == "native-batch" => native_batch(state, &body, request_id),
-            Ok(body) => get_online_features(state, &body, request_id),
+            Ok(body) if endpoint == "native-batch" => native_batch(state, &body, request_id).await,
+            Ok(body) => get_online_features(state, &body, request_id).await,
         },
     };
     (endpoint, result)
@@ -212,7 +216,7 @@ fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .and_then(|v| bearer_token(v.as_bytes()))
         .map(digest);
     // Digests have one length whatever the token's, and are compared without an early exit.
     let equal = given.is_some_and(|g| {
@@ -228,6 +232,12 @@ fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
         401,
         "this server needs \"Authorization: Bearer <token>\"",
     ))
+}
+
+/// The token of `Bearer <token>`; the scheme's case does not matter (RFC 7235).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
 }
 
 /// The body, refused with 413 as soon as it passes the limit (by its Content-Length, before
@@ -376,7 +386,28 @@ fn check_native_id(entity: rewind_dataflows::Entity, id: &str) -> Result<(), Api
     }
 }
 
-fn native_batch(state: &State, body: &[u8], request_id: &str) -> Result<Reply, ApiError> {
+/// Entities a request may read on the runtime thread. A read is a few microseconds per entity;
+/// thousands take tens of milliseconds, which would stall every other connection of the
+/// runtime (`run --serve` has one thread), so larger requests read on the blocking pool.
+const INLINE_ENTITIES: usize = 64;
+
+async fn off_runtime<F>(entities: usize, work: F) -> Result<Reply, ApiError>
+where
+    F: FnOnce() -> Result<Reply, ApiError> + Send + 'static,
+{
+    if entities <= INLINE_ENTITIES {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::new_status(500, format!("the read failed: {e}"))))
+}
+
+async fn native_batch(
+    state: &Arc<State>,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Reply, ApiError> {
     let req = request::batch(body, state.config.limits.max_entities).map_err(body_error)?;
     let pick = |entity| -> Result<Vec<&'static lookup::LibFeature>, ApiError> {
         let all = lookup::of_entity(entity);
@@ -410,70 +441,83 @@ fn native_batch(state: &State, body: &[u8], request_id: &str) -> Result<Reply, A
         .enumerate()
         .map(|(i, id)| feast::title_id(i, id))
         .collect::<Result<_, _>>()?;
-    let reader = view_of(state)?;
-    let mut view = reader.view().map_err(unreadable)?;
-    let (as_of, frontier) = freshness(&view)?;
-    let read = |view: &mut rewind_state::View<'_>,
-                entity,
-                features: &[&'static lookup::LibFeature],
-                ids: &[String]| {
-        let lookup = Lookup { entity, features };
-        ids.iter()
-            .map(|id| lookup.read(view, id))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let viewers = read(
-        &mut view,
-        rewind_dataflows::Entity::Viewer,
-        &viewer_features,
-        &viewers,
-    )
-    .map_err(unreadable)?;
-    let titles = read(
-        &mut view,
-        rewind_dataflows::Entity::Title,
-        &title_features,
-        &titles,
-    )
-    .map_err(unreadable)?;
-    drop(view);
-    let body = native::render_batch(&viewers, &titles, as_of, frontier);
-    let mut all = viewers;
-    all.extend(titles);
-    report(state, request_id, "native-batch", as_of, frontier, &all);
-    Ok(json_reply(body, Some((as_of, frontier))))
+    let (state, request_id) = (state.clone(), request_id.to_string());
+    off_runtime(viewers.len() + titles.len(), move || {
+        let reader = view_of(&state)?;
+        let mut view = reader.view().map_err(unreadable)?;
+        let (as_of, frontier) = freshness(&view)?;
+        let read = |view: &mut rewind_state::View<'_>,
+                    entity,
+                    features: &[&'static lookup::LibFeature],
+                    ids: &[String]| {
+            let lookup = Lookup { entity, features };
+            ids.iter()
+                .map(|id| lookup.read(view, id))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let viewers = read(
+            &mut view,
+            rewind_dataflows::Entity::Viewer,
+            &viewer_features,
+            &viewers,
+        )
+        .map_err(unreadable)?;
+        let titles = read(
+            &mut view,
+            rewind_dataflows::Entity::Title,
+            &title_features,
+            &titles,
+        )
+        .map_err(unreadable)?;
+        drop(view);
+        let body = native::render_batch(&viewers, &titles, as_of, frontier);
+        let mut all = viewers;
+        all.extend(titles);
+        report(&state, &request_id, "native-batch", as_of, frontier, &all);
+        Ok(json_reply(body, Some((as_of, frontier))))
+    })
+    .await
 }
 
-fn get_online_features(state: &State, body: &[u8], request_id: &str) -> Result<Reply, ApiError> {
+async fn get_online_features(
+    state: &Arc<State>,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Reply, ApiError> {
     let req = request::feast(body, state.config.limits.max_entities).map_err(body_error)?;
     let plan = feast::plan(req, state.config.door.as_ref())?;
-    let reader = view_of(state)?;
-    let mut view = reader.view().map_err(unreadable)?;
-    let (as_of, frontier) = freshness(&view)?;
-    if plan.pseudonymized {
-        check_key(state, &view)?;
-    }
-    let mut served: Vec<Vec<ServedEntity>> = Vec::with_capacity(plan.views.len());
-    for v in &plan.views {
-        let lookup = Lookup {
-            entity: v.entity,
-            features: &v.features,
-        };
-        let rows = v.ids.iter().map(|id| lookup.read(&mut view, id));
-        served.push(rows.collect::<Result<_, _>>().map_err(unreadable)?);
-    }
-    drop(view);
-    let body = feast::render(&plan, &served);
-    let flat: Vec<ServedEntity> = served.into_iter().flatten().collect();
-    report(
-        state,
-        request_id,
-        "get-online-features",
-        as_of,
-        frontier,
-        &flat,
-    );
-    Ok(json_reply(body, Some((as_of, frontier))))
+    let entities = plan.views.iter().map(|v| v.ids.len()).sum();
+    let (state, request_id) = (state.clone(), request_id.to_string());
+    off_runtime(entities, move || {
+        let reader = view_of(&state)?;
+        let mut view = reader.view().map_err(unreadable)?;
+        let (as_of, frontier) = freshness(&view)?;
+        if plan.pseudonymized {
+            check_key(&state, &view)?;
+        }
+        let mut served: Vec<Vec<ServedEntity>> = Vec::with_capacity(plan.views.len());
+        for v in &plan.views {
+            let lookup = Lookup {
+                entity: v.entity,
+                features: &v.features,
+            };
+            let rows = v.ids.iter().map(|id| lookup.read(&mut view, id));
+            served.push(rows.collect::<Result<_, _>>().map_err(unreadable)?);
+        }
+        drop(view);
+        let body = feast::render(&plan, &served);
+        let flat: Vec<ServedEntity> = served.into_iter().flatten().collect();
+        report(
+            &state,
+            &request_id,
+            "get-online-features",
+            as_of,
+            frontier,
+            &flat,
+        );
+        Ok(json_reply(body, Some((as_of, frontier))))
+    })
+    .await
 }
 
 /// Raw ids pseudonymized with another key than the store's would silently find nobody.
@@ -531,6 +575,17 @@ fn json_reply(body: Vec<u8>, freshness: Option<(u64, u64)>) -> Reply {
     reply
 }
 
+/// Feast's client re-raises typed errors from `feast serve`'s bodies; and FastAPI answers a
+/// body it cannot parse with 422, not 400.
+fn feast_error_reply(mut e: ApiError) -> Reply {
+    if e.status == 400 {
+        e.status = 422;
+    }
+    let mut reply = error_reply(&e);
+    *reply.body_mut() = Full::new(Bytes::from(e.feast_body()));
+    reply
+}
+
 fn error_reply(e: &ApiError) -> Reply {
     let mut reply = json_reply(e.body(), None);
     *reply.status_mut() =
@@ -550,7 +605,12 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            // from_str_radix would take a sign ("%+f"): two hex digits exactly.
+            let hex = &bytes[i + 1..i + 3];
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -563,7 +623,16 @@ fn percent_decode(s: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{bearer_token, percent_decode};
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token(b"Bearer x"), Some(&b"x"[..]));
+        assert_eq!(bearer_token(b"bearer x"), Some(&b"x"[..]));
+        assert_eq!(bearer_token(b"BEARER x"), Some(&b"x"[..]));
+        assert_eq!(bearer_token(b"Basic xyzw"), None);
+        assert_eq!(bearer_token(b"Bear"), None);
+    }
 
     #[test]
     fn path_ids_are_percent_decoded_and_bad_escapes_refused() {
@@ -571,6 +640,8 @@ mod tests {
         assert_eq!(percent_decode("caf%C3%A9").as_deref(), Some("café"));
         assert_eq!(percent_decode("100%").as_deref(), Some("100%"));
         assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%+f"), None);
+        assert_eq!(percent_decode("%-1"), None);
         assert_eq!(percent_decode("%ff"), None);
     }
 }

@@ -9,9 +9,11 @@
 //!
 //! Every response carries `X-Request-Id` (the caller's, when it sent a sane one). What other
 //! parts hook into (request metrics, connection counts, the served-feature log, `/metrics`) is
-//! [`ServeHooks`]. Reads are redb read transactions of a few microseconds, run inline on the
-//! runtime's threads; the writer never waits for a reader, and a slow client holds only its own
-//! connection.
+//! [`ServeHooks`]. Reads are redb read transactions of a few microseconds per entity: a request
+//! of up to 64 entities reads inline on the runtime's threads, a larger one on tokio's blocking
+//! pool, so a 10,000-entity batch does not stall the other connections. The writer never waits
+//! for a reader, and a slow client holds only its own connection (and one response for at most
+//! [`Limits::response_timeout`]).
 
 mod feast;
 mod http;
@@ -107,6 +109,9 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// For a response write that makes no progress (a client that stopped reading).
     pub write_timeout: Duration,
+    /// For all the writes of one response, however steadily they progress: a client that
+    /// reads a few bytes now and then does not hold a large response for ever.
+    pub response_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
 }
@@ -124,6 +129,9 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
+            // The largest response (max_entities of every feature) is a few MB: a minute is
+            // ample for any client that reads it.
+            response_timeout: Duration::from_secs(60),
             max_connections: 1024,
         }
     }
@@ -248,6 +256,9 @@ pub struct ApiError {
     pub status: u16,
     pub detail: String,
     pub unknown: Option<String>,
+    /// The class in `feast.errors` that `feast serve` raises for this error, for the Feast
+    /// endpoint's body.
+    pub feast_class: Option<&'static str>,
 }
 
 impl ApiError {
@@ -260,6 +271,7 @@ impl ApiError {
             status,
             detail: detail.into(),
             unknown: None,
+            feast_class: None,
         }
     }
 
@@ -284,6 +296,37 @@ impl ApiError {
 
     pub fn internal(detail: impl Into<String>) -> ApiError {
         ApiError::new(500, detail)
+    }
+
+    pub fn feast_class(self, class: &'static str) -> ApiError {
+        ApiError {
+            feast_class: Some(class),
+            ..self
+        }
+    }
+
+    /// The body `feast serve` sends for this error: a JSON string holding
+    /// `{"module", "class", "message"}` (`FeastError.to_error_detail()`), which Feast's client
+    /// turns back into the typed exception. A 404 without a class of its own is
+    /// `FeastObjectNotFoundException`, the base of Feast's not-found errors; other errors keep
+    /// the FastAPI shape.
+    pub fn feast_body(&self) -> Vec<u8> {
+        let class = match (self.feast_class, self.status) {
+            (Some(class), _) => class,
+            (None, 404) => "FeastObjectNotFoundException",
+            _ => return self.body(),
+        };
+        let mut inner = br#"{"module": "feast.errors", "class": "#.to_vec();
+        feast::json_str(&mut inner, class);
+        inner.extend_from_slice(br#", "message": "#);
+        feast::json_str(&mut inner, &self.detail);
+        inner.push(b'}');
+        let mut out = Vec::with_capacity(inner.len() + 16);
+        feast::json_str(
+            &mut out,
+            std::str::from_utf8(&inner).expect("built from strings"),
+        );
+        out
     }
 
     pub fn body(&self) -> Vec<u8> {

@@ -130,11 +130,22 @@ fn malformed(e: serde_json::Error) -> BodyError {
 /// The marker the seeds fail with, told apart from other JSON errors by its text.
 const OVER_BUDGET: &str = "rewind: entity budget exhausted";
 
+/// Errors of the entity ids: serde's text quotes the offending value ("invalid type: floating
+/// point `12.5`"), and an id may be a raw account id that must not travel back in an error
+/// (nor into logs), so the message says what is wrong and where, never the value.
 fn over_budget(e: serde_json::Error, max: usize) -> BodyError {
-    match e.to_string().starts_with(OVER_BUDGET) {
-        true => BodyError::TooMany { max },
-        false => malformed(e),
+    let text = e.to_string();
+    if text.starts_with(OVER_BUDGET) {
+        return BodyError::TooMany { max };
     }
+    if e.is_data() {
+        return BodyError::Malformed(format!(
+            "entity ids are lists of strings or integers (int64); one is not, at column {} of \
+             its list",
+            e.column()
+        ));
+    }
+    malformed(e)
 }
 
 struct EntitiesVisitor<'b> {
@@ -226,6 +237,32 @@ impl<'de> Deserialize<'de> for Id {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entity_value_errors_never_quote_the_value() {
+        for bad in [
+            r#"[12.5]"#,
+            r#"[true]"#,
+            r#"[{"secret-account": 1}]"#,
+            r#""secret-account""#,
+            r#"[18446744073709551615]"#,
+        ] {
+            let body = format!(
+                r#"{{"features": ["viewer:plays_24h"], "entities": {{"user_id": {bad}}}}}"#
+            );
+            let e = feast(body.as_bytes(), 10).unwrap_err().to_string();
+            assert!(e.contains("entity ids are lists"), "{bad}: {e}");
+            for leak in ["12.5", "true", "secret-account", "18446744073709551615"] {
+                assert!(!e.contains(leak), "{bad}: {e}");
+            }
+            let body = format!(r#"{{"titles": {bad}}}"#);
+            let e = batch(body.as_bytes(), 10).unwrap_err().to_string();
+            assert!(
+                e.contains("entity ids are lists") && !e.contains("secret"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn a_feast_request_keeps_its_join_keys_in_order() {

@@ -469,10 +469,20 @@ fn run_serve_answers_from_the_writing_process() {
             "6",
             "--serve",
             "127.0.0.1:0",
+            "--serve-max-entities",
+            "100",
         ],
         false,
     );
     served.wait_healthy();
+    // The limits are the flags', as `rewind serve`'s are; a batch past 64 entities reads off
+    // the one runtime thread and answers all the same.
+    let titles = |n: usize| (0..n).map(|i| format!("tt{i:06}")).collect::<Vec<_>>();
+    let too_many = served.post("/v1/batch", &json!({"titles": titles(101)}));
+    assert_eq!(too_many.status, 422, "{}", too_many.body);
+    let batch = served.post("/v1/batch", &json!({"titles": titles(100)}));
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    assert_eq!(batch.json()["titles"].as_array().unwrap().len(), 100);
     // The embedded run made its key in the store; the server pseudonymizes with it.
     let body = json!({"features": ["viewer:plays_24h"], "entities": {"user_id": ["u0000001"]}});
     let reply = served.post("/get-online-features", &body);
@@ -547,26 +557,63 @@ fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
     let detail = |r: &Reply| r.json()["detail"].as_str().unwrap().to_string();
     let v = viewer(1);
 
+    // `feast serve`'s error body: a JSON string holding {"module", "class", "message"}, which
+    // Feast's client (`FeastError.from_error_detail`) re-raises as the class named.
+    let feast_error = |r: &Reply| -> (String, String) {
+        let inner: Value = serde_json::from_str(r.json().as_str().expect("a JSON string"))
+            .unwrap_or_else(|e| panic!("{e}: {}", r.body));
+        assert_eq!(inner["module"], "feast.errors", "{}", r.body);
+        let field = |f: &str| inner[f].as_str().unwrap().to_string();
+        (field("class"), field("message"))
+    };
+
+    // A body FastAPI cannot parse is 422, as `feast serve` answers it.
     let r = feast("{not json");
-    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.status, 422, "{}", r.body);
     assert!(detail(&r).contains("not valid"));
     let r = feast(r#"{"features": "viewer:plays_24h", "entities": {"viewer_id": []}}"#);
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 422);
     let r =
         feast(&json!({"features": ["viewer:nope"], "entities": {"viewer_id": [v]}}).to_string());
-    assert_eq!(
-        (r.status, r.json()["unknown"].as_str()),
-        (404, Some("viewer:nope")),
+    assert_eq!(r.status, 404, "{}", r.body);
+    let (class, message) = feast_error(&r);
+    assert_eq!(class, "FeastObjectNotFoundException");
+    assert!(message.contains("\"nope\""), "{message}");
+    let r = feast(&json!({"features": ["driver:x"], "entities": {"viewer_id": [v]}}).to_string());
+    assert_eq!(r.status, 404);
+    let (class, message) = feast_error(&r);
+    assert_eq!(class, "FeatureViewNotFoundException");
+    assert!(message.contains("\"driver\""), "{message}");
+    let r = feast(&json!({"feature_service": "nope", "entities": {"viewer_id": [v]}}).to_string());
+    assert_eq!(r.status, 404);
+    assert_eq!(feast_error(&r).0, "FeatureServiceNotFoundException");
+    // An id of the wrong type is named by where it is, never by its value.
+    let r = feast(r#"{"features": ["viewer:plays_24h"], "entities": {"user_id": [12.5]}}"#);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        detail(&r).contains("entity ids") && !r.body.contains("12.5"),
         "{}",
         r.body
     );
-    let r = feast(&json!({"features": ["driver:x"], "entities": {"viewer_id": [v]}}).to_string());
+    let r = post_raw(
+        addr,
+        "/v1/batch",
+        "",
+        r#"{"titles": [{"secret-account": 1}]}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(!r.body.contains("secret-account"), "{}", r.body);
+    // The native API keeps FastAPI's {"detail"} with the unknown name.
+    let r = served.post(
+        "/v1/batch",
+        &json!({"features": ["viewer.nope"], "viewers": [v]}),
+    );
     assert_eq!(
         (r.status, r.json()["unknown"].as_str()),
-        (404, Some("driver"))
+        (404, Some("viewer.nope")),
+        "{}",
+        r.body
     );
-    let r = feast(&json!({"feature_service": "nope", "entities": {"viewer_id": [v]}}).to_string());
-    assert_eq!(r.status, 404);
     let r = feast(
         &json!({"features": ["viewer:plays_24h"], "entities": {"user_id": ["secret-account-7"]}})
             .to_string(),
