@@ -113,7 +113,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         rewind_state::META_REPLAYING,
         &rewind::embedded::now_ms().to_le_bytes(),
     )?;
-    let summary = drive(config, shared, &mut status, None)?;
+    let summary = match drive(config, shared, &mut status, None) {
+        Ok(summary) => summary,
+        Err(e) => {
+            discard_if_empty(&store_dir);
+            return Err(e);
+        }
+    };
     // Stopped by a signal, the store is a prefix of the log and stays marked so.
     if !signalled.load(std::sync::atomic::Ordering::Relaxed) {
         rewind_state::Store::open(&store_dir)?.remove_meta(rewind_state::META_REPLAYING)?;
@@ -123,4 +129,16 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     print_summary(&summary);
     Ok(())
+}
+
+/// A replay refused before it committed anything (bad settings, an unreadable log) leaves no
+/// store behind, so that the same command can simply be run again once corrected. One that
+/// committed keeps its store, marked as an unfinished replay.
+fn discard_if_empty(dir: &std::path::Path) {
+    let empty = rewind_state::ReadOnlyStore::open(dir)
+        .and_then(|store| store.snapshot()?.frontier_ms())
+        .is_ok_and(|frontier| frontier.is_none());
+    if empty {
+        let _ = std::fs::remove_file(dir.join(rewind_state::FILE_NAME));
+    }
 }
