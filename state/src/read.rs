@@ -69,6 +69,33 @@ fn unseal<'a>(
         .ok_or_else(|| StoreError::Unsealed { table, key: key() })
 }
 
+/// Meta entry `key` of `table` (of a read or a write transaction), its seal checked, handed
+/// to `f` without a copy; `None` when the entry is absent.
+pub(crate) fn with_meta<R>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    f: impl FnOnce(&[u8]) -> Result<R>,
+) -> Result<Option<R>> {
+    let Some(stored) = table.get(key)? else {
+        return Ok(None);
+    };
+    f(unseal(
+        layout::meta_row(key),
+        stored.value(),
+        "meta",
+        || format!("{key:?}"),
+    )?)
+    .map(Some)
+}
+
+/// A `u64` meta entry of `table`.
+pub(crate) fn meta_u64_of(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>> {
+    with_meta(table, key, |payload| decode_u64(key, payload))
+}
+
 /// One current value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnlineRow {
@@ -458,14 +485,7 @@ impl Snapshot {
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         guard::reading(&self.path, || {
-            let table = self.txn.open_table(META)?;
-            let Some(stored) = table.get(key)? else {
-                return Ok(None);
-            };
-            let payload = unseal(layout::meta_row(key), stored.value(), "meta", || {
-                format!("{key:?}")
-            })?;
-            Ok(Some(payload.to_vec()))
+            with_meta(&self.txn.open_table(META)?, key, |p| Ok(p.to_vec()))
         })
     }
 

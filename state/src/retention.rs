@@ -28,7 +28,7 @@ use redb::{ReadableTable, TableError, WriteTransaction};
 
 use crate::codec::{self, BlockEntries};
 use crate::layout::{self, DEAD_LETTER_TIMES, DEAD_LETTERS, HISTORY, META};
-use crate::{META_FRONTIER, Result, StoreError, decode_u64};
+use crate::{META_FRONTIER, Result, StoreError};
 
 /// The longest retention a store may have: 365 days, the limit VPPA (18 U.S.C. § 2710(e))
 /// sets for destroying viewing records.
@@ -64,18 +64,7 @@ impl Purged {
 
 /// The stored value of a `u64` meta entry, if any.
 fn meta_u64(txn: &WriteTransaction, key: &str) -> Result<Option<u64>> {
-    let meta = txn.open_table(META)?;
-    let Some(stored) = meta.get(key)? else {
-        return Ok(None);
-    };
-    let payload =
-        layout::meta_row(key)
-            .open(stored.value())
-            .ok_or_else(|| StoreError::Unsealed {
-                table: "meta",
-                key: format!("{key:?}"),
-            })?;
-    decode_u64(key, payload).map(Some)
+    crate::read::meta_u64_of(&txn.open_table(META)?, key)
 }
 
 fn put_meta_u64(txn: &WriteTransaction, key: &str, value: u64) -> Result<()> {

@@ -16,7 +16,7 @@ use redb::{ReadTransaction, ReadableDatabase};
 
 use crate::catalog::Catalog;
 use crate::layout::{self, CATALOG, META, ONLINE};
-use crate::{META_FRONTIER, ReadOnlyStore, Result, Store, StoreError, decode_u64, guard, read};
+use crate::{META_FRONTIER, ReadOnlyStore, Result, Store, StoreError, guard, read};
 
 /// Meta key of the tick the online values are as of (`frontier_ms - tick_ms`).
 pub const META_AS_OF: &str = "as_of_ms";
@@ -105,19 +105,7 @@ type Freshness = (Option<u64>, Option<u64>, Option<u64>);
 
 fn freshness(txn: &ReadTransaction) -> Result<Freshness> {
     let meta = txn.open_table(META)?;
-    let read = |key: &str| -> Result<Option<u64>> {
-        let Some(stored) = meta.get(key)? else {
-            return Ok(None);
-        };
-        let payload =
-            layout::meta_row(key)
-                .open(stored.value())
-                .ok_or_else(|| StoreError::Unsealed {
-                    table: "meta",
-                    key: format!("{key:?}"),
-                })?;
-        decode_u64(key, payload).map(Some)
-    };
+    let read = |key: &str| read::meta_u64_of(&meta, key);
     Ok((
         read(META_AS_OF)?,
         read(META_FRONTIER)?,
@@ -157,18 +145,7 @@ impl View<'_> {
     /// One meta entry of this view's commit (see `docs/store.md`).
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         guard::reading(&self.reader.path, || {
-            let table = self.txn.open_table(META)?;
-            let Some(stored) = table.get(key)? else {
-                return Ok(None);
-            };
-            let payload =
-                layout::meta_row(key)
-                    .open(stored.value())
-                    .ok_or_else(|| StoreError::Unsealed {
-                        table: "meta",
-                        key: format!("{key:?}"),
-                    })?;
-            Ok(Some(payload.to_vec()))
+            read::with_meta(&self.txn.open_table(META)?, key, |p| Ok(p.to_vec()))
         })
     }
 
@@ -242,17 +219,8 @@ impl View<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::change;
     use crate::{Change, Commit};
-
-    fn change(feature: &'static str, id: &str, tick_ms: u64, value: Option<&str>) -> Change {
-        Change {
-            entity_kind: "viewer",
-            feature,
-            entity_id: id.into(),
-            tick_ms,
-            value: value.map(|v| v.as_bytes().to_vec()),
-        }
-    }
 
     fn commit(store: &Store, frontier_ms: u64, changes: Vec<Change>) {
         let commit = Commit {

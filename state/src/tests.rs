@@ -1,6 +1,6 @@
 use super::*;
 
-fn change(feature: &'static str, id: &str, tick_ms: u64, value: Option<&str>) -> Change {
+pub(crate) fn change(feature: &'static str, id: &str, tick_ms: u64, value: Option<&str>) -> Change {
     Change {
         entity_kind: "viewer",
         feature,
@@ -288,7 +288,9 @@ fn history_and_online_match_a_model_across_blocks_ticks_and_tombstones() {
     let store = Store::open(dir.path()).unwrap();
     let mut rng = Lcg(7);
     let features = ["viewer.a", "viewer.b", "title.c"];
-    let mut model: BTreeMap<(String, String), BTreeMap<u64, Option<Vec<u8>>>> = BTreeMap::new();
+    // (feature, entity) → tick → value at that tick (None: back to the default).
+    type Model = BTreeMap<(String, String), BTreeMap<u64, Option<Vec<u8>>>>;
+    let mut model: Model = BTreeMap::new();
     let ids: Vec<String> = (0..40)
         .map(|n| match n % 4 {
             0 => format!("tt{n:04}"),
