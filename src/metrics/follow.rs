@@ -3,27 +3,12 @@
 //! is replaced (an embedded run moves a dead log's store aside and starts a fresh one) or a
 //! read fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rewind_state::{ReadOnlyStore, Snapshot, StoreError};
 
-/// Which file a path names, so a replaced file is told from the one opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId(u64, u64);
-
-#[cfg(unix)]
-fn file_id(path: &Path) -> Option<FileId> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| FileId(m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn file_id(path: &Path) -> Option<FileId> {
-    std::fs::metadata(path).ok().map(|_| FileId(0, 0))
-}
+use crate::serve::slot::{FileId, file_id};
 
 pub struct StoreFollower {
     dir: PathBuf,

@@ -21,7 +21,7 @@ mod io;
 mod lookup;
 mod native;
 mod request;
-mod slot;
+pub(crate) mod slot;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

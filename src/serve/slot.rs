@@ -101,12 +101,13 @@ fn waiting_reason(dir: &Path, e: &StoreError) -> String {
     }
 }
 
-/// Which file a path names, so a replaced file is told from the one opened.
-#[derive(Debug, PartialEq, Eq)]
-struct FileId(u64, u64);
+/// Which file a path names, so a replaced file is told from the one opened (the metrics of
+/// `rewind serve` follow the store directory the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId(u64, u64);
 
 #[cfg(unix)]
-fn file_id(path: &Path) -> Option<FileId> {
+pub(crate) fn file_id(path: &Path) -> Option<FileId> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path)
         .ok()
@@ -114,7 +115,7 @@ fn file_id(path: &Path) -> Option<FileId> {
 }
 
 #[cfg(not(unix))]
-fn file_id(path: &Path) -> Option<FileId> {
+pub(crate) fn file_id(path: &Path) -> Option<FileId> {
     std::fs::metadata(path).ok().map(|_| FileId(0, 0))
 }
 
