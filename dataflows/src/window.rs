@@ -138,9 +138,9 @@ mod tests {
         #[test]
         fn visibility_is_ts_before_t(ts in 0u64..10_000_000, k in 0u64..10_000, tick in 1u64..5000) {
             let t0 = visible_at(ts, tick);
-            prop_assert!(t0 > ts && t0 - ts <= tick && t0 % tick == 0);
+            prop_assert!(t0 > ts && t0 - ts <= tick && t0.is_multiple_of(tick));
             let f = floor_tick(ts, tick);
-            prop_assert!(f <= ts && ts < f + tick && f % tick == 0);
+            prop_assert!(f <= ts && ts < f + tick && f.is_multiple_of(tick));
             let boundary = k * tick;
             prop_assert_eq!(t0 <= boundary, ts < boundary);
         }
