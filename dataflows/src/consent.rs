@@ -143,6 +143,11 @@ impl<'s> Consenting<'s> {
         }
     }
 
+    /// `(viewer, purpose index)` for every consent in force, at each time.
+    pub fn in_force(&self) -> VecCollection<'s, TimeMs, (ViewerId, u8)> {
+        self.in_force.clone()
+    }
+
     /// The viewers consenting, at each time, to every gated purpose `feature` serves; `None`
     /// when it serves none.
     pub fn gate(&mut self, feature: &Feature) -> Option<VecCollection<'s, TimeMs, ViewerId>> {

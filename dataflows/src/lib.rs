@@ -117,6 +117,11 @@ impl<'scope> Sources<'scope> {
         }
     }
 
+    /// The (viewer, purpose index) consents in force at each time, with consent configured.
+    pub fn consent_in_force(&self) -> Option<VecCollection<'scope, TimeMs, (ViewerId, u8)>> {
+        self.consent.as_ref().map(|c| c.in_force())
+    }
+
     /// The events of one type ([`EventKind::index`]).
     pub fn events_of(&self, index: usize) -> VecCollection<'scope, TimeMs, Event> {
         self.by_type[index].clone()

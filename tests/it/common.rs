@@ -92,6 +92,7 @@ pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
         max_outage: Duration::from_secs(300),
         commit_interval: Duration::from_millis(50),
         door: door(),
+        consent: None,
         log_id: "kafka:events".into(),
     }
 }
