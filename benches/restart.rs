@@ -87,6 +87,7 @@ fn main() {
             max_outage: Duration::from_secs(300),
             commit_interval: Duration::from_millis(100),
             door: Pseudonymizer::new(b"the benchmark's pseudonym key"),
+            consent: None,
             log_id: "kafka:events".into(),
             retention_ms: rewind_state::MAX_RETENTION_MS,
         };

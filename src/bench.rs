@@ -300,6 +300,7 @@ pub fn ingest(config: &IngestConfig, door: Pseudonymizer) -> Result<IngestReport
         max_outage: Duration::from_secs(300),
         commit_interval: config.commit_interval,
         door,
+        consent: None,
         log_id: format!("bench:{brokers}/{events_topic}:{start_wall_ms}"),
         retention_ms: config.retention_ms,
     };

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
 use rewind_dataflows::event::TitleId;
-use rewind_dataflows::{Event, EventKind, Title, TitleKind};
+use rewind_dataflows::{Event, EventKind, Purpose, Title, TitleKind, ViewerId};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -60,6 +60,10 @@ pub enum DeadReason {
         expected: &'static str,
     },
     UnknownType,
+    /// A consent record's `purpose` is none the feature library knows: these are its names.
+    UnknownPurpose {
+        known: String,
+    },
     ImplausibleTs,
     OutOfRange(&'static str),
     /// `ts` lay this far past the next event of its partition, which did not follow it there.
@@ -93,6 +97,9 @@ impl std::fmt::Display for DeadReason {
                 write!(f, "field `{field}` is not {expected}")
             }
             DeadReason::UnknownType => write!(f, "unknown event `type`"),
+            DeadReason::UnknownPurpose { known } => {
+                write!(f, "unknown `purpose` (known: {known})")
+            }
             DeadReason::ImplausibleTs => {
                 write!(
                     f,
@@ -325,6 +332,8 @@ const FIELD_TYPES: &[(&str, &str)] = &[
     ("duration_s", "a non-negative integer"),
     ("kind", "\"episode\" or \"movie\""),
     ("series_id", "a string"),
+    ("purpose", "a string"),
+    ("granted", "true or false"),
 ];
 
 /// Turns a serde error into a reason that names the field but quotes nothing: serde's own
@@ -360,6 +369,7 @@ fn fits(field: &str, raw: &str) -> bool {
         "rank" => is::<Option<i64>>(raw),
         "position_s" | "interval_s" | "to_s" => is::<Option<f64>>(raw),
         "genres" => is::<Option<Vec<String>>>(raw),
+        "granted" => is::<Option<bool>>(raw),
         "rating" => is::<Option<Rating>>(raw),
         "kind" => is::<Option<WireKind>>(raw),
         _ => is::<Option<String>>(raw),
@@ -439,6 +449,56 @@ fn check_title_lengths(wire: &WireTitle) -> Result<(), DeadReason> {
         .iter()
         .map(|g| ("genres", Some(g.as_str()), MAX_GENRE_BYTES));
     check_lengths(&genres.collect::<Vec<_>>())
+}
+
+/// One decoded `consent` record: a viewer's grant or revocation of a purpose at `ts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub viewer: ViewerId,
+    pub purpose: Purpose,
+    pub granted: bool,
+    pub ts_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct WireConsent<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    purpose: Option<Cow<'a, str>>,
+    granted: Option<bool>,
+    ts: Option<u64>,
+}
+
+/// Decodes one `consent` record, pseudonymizing its viewer. `known` are the purposes the
+/// feature library knows; any other is a dead letter, as a misspelt purpose must not pass for
+/// consent to nothing.
+pub fn decode_consent(
+    payload: Option<&[u8]>,
+    door: &Pseudonymizer,
+    known: &[Purpose],
+) -> Result<ConsentRecord, DeadReason> {
+    let bytes = check_size(payload)?;
+    let wire: WireConsent<'_> = serde_json::from_slice(bytes).map_err(|e| explain(bytes, &e))?;
+    check_lengths(&[("user_id", wire.user_id.as_deref(), MAX_ID_BYTES)])?;
+    let user_id = wire.user_id.ok_or(DeadReason::Missing("user_id"))?;
+    let name = wire.purpose.ok_or(DeadReason::Missing("purpose"))?;
+    let granted = wire.granted.ok_or(DeadReason::Missing("granted"))?;
+    let ts_ms = wire.ts.ok_or(DeadReason::Missing("ts"))?;
+    if !(MIN_TS_MS..MAX_TS_MS).contains(&ts_ms) {
+        return Err(DeadReason::ImplausibleTs);
+    }
+    let Some(purpose) = known.iter().copied().find(|p| p.as_str() == name) else {
+        let names: Vec<&str> = known.iter().map(|p| p.as_str()).collect();
+        let known = names.join(", ");
+        return Err(DeadReason::UnknownPurpose { known });
+    };
+    Ok(ConsentRecord {
+        viewer: door.viewer_id(&user_id),
+        purpose,
+        granted,
+        ts_ms,
+    })
 }
 
 #[cfg(test)]

@@ -17,13 +17,15 @@ use rand::TryRngCore;
 use rewind_connectors::{ConnectorError, EmbeddedCluster, Producer};
 use rewind_state::{Store, StoreError};
 
-use crate::engine::{self, EngineError, LogSource, RunConfig, RunSummary, Shared};
+use crate::engine::{self, ConsentConfig, EngineError, LogSource, RunConfig, RunSummary, Shared};
 use crate::privacy::Pseudonymizer;
 use crate::time::TimePolicy;
-use crate::workload::{GenConfig, Generator};
+use crate::workload::{ConsentShape, ConsentStream, GenConfig, Generator};
+use rewind_dataflows::ConsentRules;
 
 pub const EVENTS_TOPIC: &str = "events";
 pub const TITLES_TOPIC: &str = "titles";
+pub const CONSENT_TOPIC: &str = "consent";
 /// Records the pipeline may trail the generator by, per partition. The mock cluster keeps the
 /// newest ~100k messages or 5 MiB per partition, whichever is less: about 20k generated
 /// records of ~250 bytes. 8k leaves room for uneven partitions and a slow moment.
@@ -51,6 +53,9 @@ pub struct EmbeddedConfig {
     pub door: Pseudonymizer,
     /// How long the store keeps what it holds, in ms of event time.
     pub retention_ms: u64,
+    /// With rules, the generator also produces consent records (the `consent` topic, as many
+    /// partitions as the events) and the engine gates by them.
+    pub consent: Option<ConsentRules>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,12 +89,20 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
     let cluster = EmbeddedCluster::start()?;
     cluster.create_topic(EVENTS_TOPIC, config.partitions)?;
     cluster.create_topic(TITLES_TOPIC, 1)?;
+    if config.consent.is_some() {
+        cluster.create_topic(CONSENT_TOPIC, config.partitions)?;
+    }
     let brokers = cluster.bootstrap_servers().to_string();
     let start_ms = now_ms();
-    let generator = Generator::new(GenConfig {
+    let gen_config = GenConfig {
         start_ms,
         ..config.generator.clone()
-    });
+    };
+    let generator = Generator::new(gen_config.clone());
+    let consent_stream = config
+        .consent
+        .is_some()
+        .then(|| ConsentStream::new(&gen_config, ConsentShape::default()));
     produce_titles(&brokers, &generator, start_ms)?;
 
     let run = RunConfig {
@@ -108,6 +121,10 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
         max_outage: Duration::from_secs(300),
         commit_interval: Duration::from_millis(100),
         door: config.door.clone(),
+        consent: config.consent.clone().map(|rules| ConsentConfig {
+            topic: CONSENT_TOPIC.into(),
+            rules,
+        }),
         log_id: format!(
             "embedded:{:016x}",
             rand::rngs::OsRng.try_next_u64().unwrap_or(start_ms)
@@ -125,7 +142,13 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
     let limit = MAX_BEHIND_PER_PARTITION * u64::from(config.partitions.max(1));
     let generator = std::thread::Builder::new()
         .name("rewind-generator".into())
-        .spawn(move || feed(&gen_brokers, generator, pace, limit, &gen_shared))
+        .spawn(move || {
+            let sources = Feed {
+                generator,
+                consent: consent_stream.map(Iterator::peekable),
+            };
+            feed(&gen_brokers, sources, pace, limit, &gen_shared)
+        })
         .expect("spawning the generator thread");
     Ok(EmbeddedRun {
         engine: Some(engine),
@@ -177,10 +200,16 @@ fn produce_titles(brokers: &str, generator: &Generator, start_ms: u64) -> Result
     Ok(())
 }
 
-/// Produces the generator's events until asked to stop; returns how many.
+/// What the generator thread produces: events, and consent records merged in by due time.
+struct Feed {
+    generator: Generator,
+    consent: Option<std::iter::Peekable<ConsentStream>>,
+}
+
+/// Produces the generator's records until asked to stop; returns how many.
 fn feed(
     brokers: &str,
-    generator: Generator,
+    generator: Feed,
     pace: Pace,
     limit: u64,
     shared: &Shared,
@@ -194,7 +223,7 @@ fn feed(
 
 fn feed_inner(
     brokers: &str,
-    generator: Generator,
+    mut feed: Feed,
     pace: Pace,
     limit: u64,
     shared: &Shared,
@@ -203,7 +232,18 @@ fn feed_inner(
     let started = Instant::now();
     let mut produced = 0u64;
     let mut warned = false;
-    for record in generator {
+    for record in feed.generator {
+        // Consent records due by this event's time go first, as a real service sends them.
+        while let Some(consent) = feed
+            .consent
+            .as_mut()
+            .and_then(|c| c.next_if(|c| c.due_ms <= record.due_ms))
+        {
+            let key = Some(consent.key.as_bytes());
+            let ts = Some(consent.ts_ms as i64);
+            producer.send(CONSENT_TOPIC, key, consent.json.as_bytes(), ts)?;
+            produced += 1;
+        }
         if shared.stopping() {
             break;
         }

@@ -577,3 +577,133 @@ mod tests {
         }
     }
 }
+
+/// Purposes the generated viewers grant and revoke.
+pub const CONSENT_PURPOSES: [&str; 2] = ["personalization", "analytics"];
+
+/// How a workload's consent records are shaped.
+#[derive(Debug, Clone)]
+pub struct ConsentShape {
+    /// Fraction of viewers who ever send a consent record.
+    pub viewers: f64,
+    /// A consenting viewer's next grant or revocation of a purpose comes this long after the
+    /// last, on average (uniform between half and one and a half times it).
+    pub mean_gap_ms: u64,
+    /// Fraction of records stamped up to `disorder_ms` early, inside the lateness.
+    pub disorder: f64,
+    pub disorder_ms: u64,
+}
+
+impl Default for ConsentShape {
+    fn default() -> ConsentShape {
+        ConsentShape {
+            // Most viewers answer the consent prompt; the rest never consent to anything.
+            viewers: 0.8,
+            // Minutes apart, so a short run shows revocations and renewals at work.
+            mean_gap_ms: 20 * 60_000,
+            disorder: 0.05,
+            disorder_ms: 3000,
+        }
+    }
+}
+
+/// The `consent` topic of a workload: for a share of the viewers, a first answer per purpose
+/// a minute before the first event (a grant, mostly), then grants and revocations at random
+/// gaps, a grant while granted renewing it. In `ts` order but for a little disorder within the
+/// lateness; seeded apart from the events, so the events stay the same with or without it.
+pub struct ConsentStream {
+    shape: ConsentShape,
+    rng: StdRng,
+    /// (due ms, viewer, purpose index), earliest first.
+    due: BinaryHeap<Reverse<(u64, u32, usize)>>,
+    /// When the first answers are given.
+    first_ms: u64,
+}
+
+impl ConsentStream {
+    pub fn new(config: &GenConfig, shape: ConsentShape) -> ConsentStream {
+        let mut rng = StdRng::seed_from_u64(config.seed ^ 0x0063_6f6e_7365_6e74);
+        let mut due = BinaryHeap::new();
+        let first_ms = config.start_ms.saturating_sub(60_000);
+        for viewer in 0..config.viewers {
+            if rng.random::<f64>() >= shape.viewers {
+                continue;
+            }
+            for purpose in 0..CONSENT_PURPOSES.len() {
+                due.push(Reverse((first_ms, viewer, purpose)));
+            }
+        }
+        ConsentStream {
+            shape,
+            rng,
+            due,
+            first_ms,
+        }
+    }
+}
+
+impl Iterator for ConsentStream {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        let Reverse((now, viewer, purpose)) = self.due.pop()?;
+        // A first answer is mostly a grant; later ones are grants or revocations at even odds,
+        // so grants also come while granted (renewals) and revocations while revoked.
+        let odds = if now == self.first_ms { 0.85 } else { 0.5 };
+        let granted = self.rng.random::<f64>() < odds;
+        let gap = self.shape.mean_gap_ms.max(2);
+        let next = now.saturating_add(self.rng.random_range(gap / 2..=gap + gap / 2));
+        self.due.push(Reverse((next, viewer, purpose)));
+        let ts_ms = if self.rng.random::<f64>() < self.shape.disorder {
+            now.saturating_sub(self.rng.random_range(0..=self.shape.disorder_ms))
+        } else {
+            now
+        };
+        let key = format!("u{viewer:07}");
+        let json = format!(
+            r#"{{"user_id":"{key}","purpose":"{}","granted":{granted},"ts":{ts_ms}}}"#,
+            CONSENT_PURPOSES[purpose]
+        );
+        Some(Record {
+            key,
+            json,
+            ts_ms,
+            due_ms: now,
+        })
+    }
+}
+
+#[cfg(test)]
+mod consent_tests {
+    use super::*;
+
+    #[test]
+    fn consent_records_are_seeded_valid_and_in_time_order() {
+        let config = GenConfig {
+            viewers: 200,
+            ..GenConfig::default()
+        };
+        let take = || ConsentStream::new(&config, ConsentShape::default()).take(2_000);
+        let records: Vec<Record> = take().collect();
+        assert_eq!(records, take().collect::<Vec<_>>());
+        let door = crate::privacy::Pseudonymizer::new(b"generator test key");
+        let known = rewind_dataflows::Purpose::BUILT_IN;
+        let (mut grants, mut revocations, mut due) = (0, 0, 0);
+        for record in &records {
+            let c =
+                crate::decode::decode_consent(Some(record.json.as_bytes()), &door, &known).unwrap();
+            assert!(record.due_ms >= due, "out of order");
+            assert!(record.ts_ms + 3000 >= record.due_ms);
+            due = record.due_ms;
+            if c.granted {
+                grants += 1
+            } else {
+                revocations += 1
+            }
+        }
+        assert!(grants > 500 && revocations > 300, "{grants} {revocations}");
+        let viewers: std::collections::BTreeSet<&str> =
+            records.iter().map(|r| r.key.as_str()).collect();
+        assert!((120..=190).contains(&viewers.len()), "{}", viewers.len());
+    }
+}

@@ -111,7 +111,7 @@ pub struct Aggregation {
     pub(crate) compute: Arc<dyn Compute>,
 }
 
-impl<T: Record, K: EntityKey> Keyed<T, K> {
+impl<T: Record + HasViewer, K: EntityKey> Keyed<T, K> {
     fn unwindowed<C: Compute + 'static>(
         self,
         value_type: ValueType,
@@ -259,13 +259,36 @@ pub fn ratio(numerator: Aggregation, denominator: Aggregation) -> Aggregation {
     }
 }
 
-/// The select's records turned into weighted data by `f` and restricted to the window.
+/// The select's records turned into weighted data by `f` and restricted to the window; with a
+/// consent gate ([`crate::consent`]), only the records of viewers in the gate at each time.
 ///
 /// A window commutes with record-by-record steps, so where the select has no join the window
 /// goes last: the retraction delayed by a window length then holds the small keyed datum, not
 /// the whole record. Behind a join the window must come first (a value as of `T` pairs the
-/// windowed records with the metadata in force at `T`).
+/// windowed records with the metadata in force at `T`). The gate comes after the window: a
+/// record takes part as of `T` while it is in the window and its viewer consents at `T`.
 fn keyed_window<'s, T, D, I>(
+    select: &Select<T>,
+    sources: &Sources<'s>,
+    window_ms: u64,
+    mut f: impl FnMut(T) -> I + 'static,
+) -> VecCollection<'s, TimeMs, D>
+where
+    T: Record + HasViewer,
+    D: Record,
+    I: IntoIterator<Item = (D, isize)>,
+{
+    let Some(gate) = &sources.gate else {
+        return windowed(select, sources, window_ms, f);
+    };
+    let by_viewer = windowed(select, sources, window_ms, move |t: T| {
+        let viewer = t.viewer();
+        f(t).into_iter().map(move |(d, w)| ((viewer, d), w))
+    });
+    by_viewer.semijoin(gate.clone()).map(|(_, d)| d)
+}
+
+fn windowed<'s, T, D, I>(
     select: &Select<T>,
     sources: &Sources<'s>,
     window_ms: u64,
@@ -297,7 +320,7 @@ struct Total<T, K> {
     render: fn(i64) -> Value,
 }
 
-impl<T: Record, K: EntityKey> Compute for Total<T, K> {
+impl<T: Record + HasViewer, K: EntityKey> Compute for Total<T, K> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, weight, render) = (self.key.clone(), self.weight.clone(), self.render);
         keyed_window(&self.select, sources, self.window_ms, move |t| {
@@ -315,7 +338,7 @@ struct Distinct<T, K, V> {
     window_ms: u64,
 }
 
-impl<T: Record, K: EntityKey, V: Record> Compute for Distinct<T, K, V> {
+impl<T: Record + HasViewer, K: EntityKey, V: Record> Compute for Distinct<T, K, V> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, field) = (self.key.clone(), self.field.clone());
         keyed_window(&self.select, sources, self.window_ms, move |t| {
@@ -337,7 +360,7 @@ struct LastDistinct<T, K, V> {
     window_ms: u64,
 }
 
-impl<T: Record, K: EntityKey, V: Record + Display> Compute for LastDistinct<T, K, V> {
+impl<T: Record + HasViewer, K: EntityKey, V: Record + Display> Compute for LastDistinct<T, K, V> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, field, time, k) = (
             self.key.clone(),
@@ -376,7 +399,7 @@ struct ShareBy<T, K> {
     window_ms: u64,
 }
 
-impl<T: Record, K: EntityKey> Compute for ShareBy<T, K> {
+impl<T: Record + HasViewer, K: EntityKey> Compute for ShareBy<T, K> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, keys, weight) = (self.key.clone(), self.keys.clone(), self.weight.clone());
         let weighted = keyed_window(&self.select, sources, self.window_ms, move |t| {
@@ -399,7 +422,7 @@ struct ShareByTitle<T, K> {
     window_ms: u64,
 }
 
-impl<T: Record + HasTitle, K: EntityKey> Compute for ShareByTitle<T, K> {
+impl<T: Record + HasTitle + HasViewer, K: EntityKey> Compute for ShareByTitle<T, K> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, keys, weight) = (self.key.clone(), self.keys.clone(), self.weight.clone());
         // The weight rides as the diff: equal (title, entity) rows of a tick consolidate, and

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use differential_dataflow::VecCollection;
+
 use crate::aggregate::{Aggregation, Compute};
+use crate::event::{TimeMs, ViewerId};
 use crate::value::ValueType;
 use crate::window::RETENTION_MS;
 use crate::{Entity, Output, Sources, Window};
@@ -15,15 +18,40 @@ pub enum Purpose {
     Personalization,
     Analytics,
     Ads,
+    /// A purpose the library declares beyond the built-in ones: a snake_case name.
+    Named(&'static str),
 }
 
 impl Purpose {
+    pub const BUILT_IN: [Purpose; 3] = [Purpose::Personalization, Purpose::Analytics, Purpose::Ads];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Personalization => "personalization",
             Purpose::Analytics => "analytics",
             Purpose::Ads => "ads",
+            Purpose::Named(name) => name,
         }
+    }
+
+    /// The purpose called `name` among the built-in ones and those `features` declare.
+    pub fn find(name: &str, features: &[Feature]) -> Option<Purpose> {
+        let declared = features.iter().flat_map(|f| f.purposes.iter().copied());
+        Purpose::BUILT_IN
+            .into_iter()
+            .chain(declared)
+            .find(|p| p.as_str() == name)
+    }
+
+    /// Every purpose known: the built-in ones and those `features` declare, once each.
+    pub fn known(features: &[Feature]) -> Vec<Purpose> {
+        let mut known = Purpose::BUILT_IN.to_vec();
+        for p in features.iter().flat_map(|f| f.purposes.iter().copied()) {
+            if !known.contains(&p) {
+                known.push(p);
+            }
+        }
+        known
     }
 }
 
@@ -129,6 +157,29 @@ impl Feature {
         self.value_type().default_json()
     }
 
+    /// Whether the computation is built from the combinators (then consent can gate the
+    /// records of any entity), not a custom one.
+    pub fn keyed(&self) -> bool {
+        self.body.as_ref().is_some_and(|b| b.keyed_by.is_some())
+    }
+
+    /// This feature's output with only the viewers of `gate` taking part, at each time: a
+    /// viewer feature keeps the values of those viewers, and others aggregate the records of
+    /// those viewers alone ([`crate::consent`]).
+    pub fn compute_gated<'s>(
+        &self,
+        sources: &Sources<'s>,
+        gate: Option<VecCollection<'s, TimeMs, ViewerId>>,
+    ) -> Output<'s> {
+        match gate {
+            None => self.compute(sources),
+            Some(gate) if self.entity() == Some(Entity::Viewer) => {
+                crate::consent::gate_values(self.compute(sources), gate)
+            }
+            Some(gate) => self.compute(&sources.gated_by(gate)),
+        }
+    }
+
     /// This feature's output collection in a worker's dataflow.
     pub fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let body = self
@@ -173,6 +224,20 @@ pub enum DefinitionError {
         name: String,
     },
     NoPurpose {
+        name: String,
+    },
+    BadPurpose {
+        name: String,
+        purpose: String,
+    },
+    ConsentMaxAge {
+        max_age_ms: u64,
+        tick_ms: u64,
+    },
+    TooManyPurposes {
+        count: usize,
+    },
+    UngatedCustom {
         name: String,
     },
 }
@@ -228,6 +293,30 @@ impl std::fmt::Display for DefinitionError {
             NoPurpose { name } => write!(
                 f,
                 "feature {name:?} declares no purpose; add .purposes(&[Purpose::…])"
+            ),
+            BadPurpose { name, purpose } => write!(
+                f,
+                "feature {name:?} declares purpose {purpose:?}; a declared purpose is a \
+                 snake_case name other than the built-in ones (use Purpose::Personalization, …)"
+            ),
+            ConsentMaxAge {
+                max_age_ms,
+                tick_ms,
+            } => write!(
+                f,
+                "a consent max age of {max_age_ms} ms is not a positive whole number of \
+                 {tick_ms} ms ticks up to {} ms (730 days, the VPPA limit); give a shorter one",
+                crate::consent::MAX_AGE_LIMIT_MS
+            ),
+            TooManyPurposes { count } => write!(
+                f,
+                "{count} purposes need consent, more than 255; gate fewer purposes"
+            ),
+            UngatedCustom { name } => write!(
+                f,
+                "feature {name:?} is a custom computation of title values serving a purpose \
+                 that needs consent: rewind cannot tell which viewers its values come from; \
+                 build it from the combinators, or serve a purpose without consent"
             ),
         }
     }
@@ -295,6 +384,21 @@ fn check(feature: &Feature, tick_ms: u64) -> Vec<DefinitionError> {
     }
     if feature.purposes.is_empty() {
         errors.push(DefinitionError::NoPurpose { name: name.clone() });
+    }
+    for purpose in &feature.purposes {
+        if let Purpose::Named(named) = purpose {
+            let snake = !named.is_empty()
+                && named.starts_with(|c: char| c.is_ascii_lowercase())
+                && named
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !snake || Purpose::BUILT_IN.iter().any(|p| p.as_str() == *named) {
+                errors.push(DefinitionError::BadPurpose {
+                    name: name.clone(),
+                    purpose: named.to_string(),
+                });
+            }
+        }
     }
     let Some(body) = &feature.body else {
         errors.push(DefinitionError::NoComputation { name });

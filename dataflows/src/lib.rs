@@ -23,6 +23,7 @@
 //! - nothing at or after `T` affects the value as of `T` (windows use [`window::sliding`]).
 
 pub mod aggregate;
+pub mod consent;
 pub mod event;
 pub mod feature;
 pub mod features;
@@ -33,6 +34,7 @@ pub mod window;
 
 use differential_dataflow::VecCollection;
 
+pub use consent::{Consent, ConsentRules, Consenting};
 pub use event::{EntityId, Event, EventKind, TimeMs, Title, TitleKind, ViewerId};
 pub use feature::{DefinitionError, DefinitionErrors, Feature, Purpose, validate};
 pub use services::{FeatureService, services};
@@ -65,6 +67,10 @@ pub struct Sources<'scope> {
     /// `events` split by type, once: each feature's source reads only its own type, instead
     /// of every feature copying and filtering every event.
     by_type: Vec<VecCollection<'scope, TimeMs, Event>>,
+    /// The consent in force, when purposes need consent ([`Sources::with_consent`]).
+    consent: Option<Consenting<'scope>>,
+    /// While one feature is built: the viewers whose records it may aggregate, at each time.
+    pub(crate) gate: Option<VecCollection<'scope, TimeMs, ViewerId>>,
 }
 
 impl<'scope> Sources<'scope> {
@@ -86,7 +92,36 @@ impl<'scope> Sources<'scope> {
             events,
             titles,
             by_type,
+            consent: None,
+            gate: None,
         }
+    }
+
+    /// Gates every feature serving a purpose of `rules` by the consent `records` give
+    /// ([`consent`]): without it, nothing is gated.
+    pub fn with_consent(
+        mut self,
+        records: VecCollection<'scope, TimeMs, Consent>,
+        rules: ConsentRules,
+    ) -> Sources<'scope> {
+        self.consent = Some(Consenting::new(records, rules));
+        self
+    }
+
+    /// These sources with each feature's records gated by the viewers of `gate`.
+    pub(crate) fn gated_by(
+        &self,
+        gate: VecCollection<'scope, TimeMs, ViewerId>,
+    ) -> Sources<'scope> {
+        Sources {
+            gate: Some(gate),
+            ..self.clone()
+        }
+    }
+
+    /// The (viewer, purpose index) consents in force at each time, with consent configured.
+    pub fn consent_in_force(&self) -> Option<VecCollection<'scope, TimeMs, (ViewerId, u8)>> {
+        self.consent.as_ref().map(|c| c.in_force())
     }
 
     /// The events of one type ([`EventKind::index`]).
@@ -148,14 +183,17 @@ pub fn library() -> Vec<Feature> {
     features
 }
 
-/// Builds every feature of `features` and concatenates their outputs.
+/// Builds every feature of `features` and concatenates their outputs; with consent
+/// ([`Sources::with_consent`]), each feature is gated by the consent to its purposes.
 pub fn build_all<'scope>(sources: &Sources<'scope>, features: &[Feature]) -> AllOutputs<'scope> {
-    let outputs = features.iter().enumerate().map(|(index, feature)| {
+    let mut consent = sources.consent.clone();
+    let mut outputs = Vec::with_capacity(features.len());
+    for (index, feature) in features.iter().enumerate() {
         let id = u16::try_from(index).expect("fewer than 65536 features");
-        feature
-            .compute(sources)
-            .map(move |(entity, value)| ((id, entity), value))
-    });
+        let gate = consent.as_mut().and_then(|c| c.gate(feature));
+        let output = feature.compute_gated(sources, gate);
+        outputs.push(output.map(move |(entity, value)| ((id, entity), value)));
+    }
     let scope = sources.events.scope();
     differential_dataflow::collection::concatenate(scope, outputs)
 }

@@ -28,6 +28,10 @@ pub struct ReplayArgs {
     /// Titles as JSON lines, with --file; they apply from the start of time.
     #[arg(long, requires = "file")]
     titles_file: Option<PathBuf>,
+    /// Consent records as JSON lines, with --file and --consent-purposes: the file log's
+    /// consent topic, read like the events.
+    #[arg(long, requires = "file")]
+    consent: Option<PathBuf>,
     #[arg(long, default_value = "events")]
     topic: String,
     #[arg(long, default_value = "titles")]
@@ -65,7 +69,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         stopper.stop();
     })
     .context("installing the Ctrl-C handler")?;
-    let topics = [args.topic.as_str(), args.titles_topic.as_str()];
+    let mut topics = vec![args.topic.as_str(), args.titles_topic.as_str()];
+    if args
+        .engine
+        .consent_purposes
+        .as_deref()
+        .is_some_and(|p| p != "none")
+    {
+        topics.push(&args.engine.consent_topic);
+    }
     let (source, log_id, mut status) = match (&args.brokers, &args.file) {
         (Some(brokers), _) => (
             LogSource::Kafka {
@@ -79,16 +91,25 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             if let Some(titles) = &args.titles_file {
                 total += file::count_lines(titles)?;
             }
+            if let Some(consent) = &args.consent {
+                total += file::count_lines(consent)?;
+            }
             let source = LogSource::Files {
                 events: events.clone(),
                 titles: args.titles_file.clone(),
+                consent: args.consent.clone(),
             };
             let log_id = format!("file:{}", events.display());
             (source, log_id, Status::lines(total))
         }
         (None, None) => bail!("give --brokers HOST:PORT or --file FILE"),
     };
+    let consent = args.engine.consent("none")?;
+    if args.consent.is_some() && consent.is_none() {
+        bail!("--consent gates nothing without --consent-purposes: name the purposes it gates");
+    }
     let config = RunConfig {
+        consent,
         source,
         events_topic: args.topic.clone(),
         titles_topic: Some(args.titles_topic.clone()),

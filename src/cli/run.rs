@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use rewind::embedded::{self, EmbeddedConfig, Pace};
-use rewind::engine::{self, LogSource, RunConfig, RunSummary, Shared};
+use rewind::engine::{self, ConsentConfig, LogSource, RunConfig, RunSummary, Shared};
 use rewind::metrics::{Figures, Metrics};
 use rewind::privacy::{KeySource, Pseudonymizer};
 use rewind::serve::{Limits, Server, Source};
 use rewind::workload::GenConfig;
 use rewind::{TimePolicy, utc};
 use rewind_connectors::KafkaSource;
+use rewind_dataflows::consent::MAX_AGE_LIMIT_MS;
+use rewind_dataflows::{ConsentRules, Purpose};
 
 use super::serve::HttpArgs;
 
@@ -100,6 +102,19 @@ pub(super) struct EngineArgs {
     /// tick.
     #[arg(long, default_value = "365d", value_parser = parse_retention)]
     pub retention: u64,
+    /// Purposes that need the viewer's consent, comma-separated ("personalization,analytics",
+    /// or any purpose a feature declares), or "none". A feature serving one of them is computed
+    /// only from viewers consenting to all of those it serves. Default: none, except in the
+    /// embedded default, which gates personalization and analytics. Fixed for the life of a store.
+    #[arg(long)]
+    pub consent_purposes: Option<String>,
+    /// How long a grant holds unless revoked or renewed: days ("730d"), hours ("12h") or
+    /// minutes ("90m"). At most 730 days, the VPPA limit. Fixed for the life of a store.
+    #[arg(long, default_value = "730d", value_parser = parse_max_age)]
+    pub consent_max_age: u64,
+    /// Topic of consent records ({user_id, purpose, granted, ts}), with --consent-purposes.
+    #[arg(long, default_value = "consent")]
+    pub consent_topic: String,
 }
 
 /// A retention as ms: a whole number and a unit (d, h, m, s, ms), more than zero and at most
@@ -137,9 +152,70 @@ pub(super) fn parse_retention(s: &str) -> Result<u64, String> {
     }
 }
 
+/// A duration of whole days, hours or minutes, in ms, up to the VPPA's two years.
+fn parse_max_age(s: &str) -> Result<u64, String> {
+    let split = s.len() - s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
+    let (number, unit) = s.split_at(s.len() - split);
+    let unit_ms = match unit {
+        "d" => 86_400_000,
+        "h" => 3_600_000,
+        "m" => 60_000,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a number of days, hours or minutes (\"730d\", \"12h\", \"90m\")"
+            ));
+        }
+    };
+    let ms = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ms))
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| format!("{s:?} is not a positive whole number of {unit}"))?;
+    if ms > MAX_AGE_LIMIT_MS {
+        return Err(format!(
+            "{s:?} is longer than 730 days, the most consent may last under the VPPA"
+        ));
+    }
+    Ok(ms)
+}
+
 impl EngineArgs {
     pub(super) fn max_outage(&self) -> Duration {
         Duration::from_secs(self.max_outage_s)
+    }
+
+    /// The consent settings: `default` purposes unless --consent-purposes says otherwise.
+    pub(super) fn consent(&self, default: &str) -> anyhow::Result<Option<ConsentConfig>> {
+        let names = self.consent_purposes.as_deref().unwrap_or(default);
+        let library = rewind_dataflows::library();
+        let mut purposes = Vec::new();
+        for name in names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty() && *n != "none")
+        {
+            let Some(purpose) = Purpose::find(name, &library) else {
+                let known: Vec<&str> = Purpose::known(&library)
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect();
+                bail!(
+                    "--consent-purposes: no feature serves {name:?}; known: {}",
+                    known.join(", ")
+                );
+            };
+            if !purposes.contains(&purpose) {
+                purposes.push(purpose);
+            }
+        }
+        Ok((!purposes.is_empty()).then(|| ConsentConfig {
+            topic: self.consent_topic.clone(),
+            rules: ConsentRules {
+                purposes,
+                max_age_ms: self.consent_max_age,
+            },
+        }))
     }
 
     pub(super) fn policy(&self) -> TimePolicy {
@@ -263,14 +339,15 @@ fn run_brokers(
         max_outage: args.engine.max_outage(),
         commit_interval: Duration::from_millis(100),
         door,
+        consent: args.engine.consent("none")?,
         log_id: format!("kafka:{}", args.topic),
         retention_ms: args.engine.retention,
     };
-    let mut status = Status::new(
-        brokers,
-        &[&args.topic, &args.titles_topic],
-        !args.until_caught_up,
-    );
+    let mut topics = vec![args.topic.as_str(), args.titles_topic.as_str()];
+    if config.consent.is_some() {
+        topics.push(&args.engine.consent_topic);
+    }
+    let mut status = Status::new(brokers, &topics, !args.until_caught_up);
     drive(config, shared, &mut status, args.duration_s)
 }
 
@@ -319,6 +396,10 @@ fn run_embedded(
         policy,
         door,
         retention_ms: args.engine.retention,
+        consent: args
+            .engine
+            .consent("personalization,analytics")?
+            .map(|c| c.rules),
     };
     let running = embedded::start(config, shared.clone())?;
     if let Some(old) = &running.moved_aside {
@@ -460,8 +541,18 @@ impl Status {
                 for_.as_secs()
             )
         });
+        let consent = if counters.consent_records > 0 {
+            format!(
+                " | consent records {} ({} late), in force {}",
+                counters.consent_records,
+                counters.late_consent,
+                shared.consents_in_force()
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | no title {} | features written {}{outage}",
+            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | no title {}{consent} | features written {}{outage}",
             counters.late_events,
             counters.dead_letters,
             counters.untitled_events,
@@ -503,6 +594,12 @@ pub(super) fn print_summary(summary: &RunSummary) {
         c.untitled_events,
         summary.changes_written
     );
+    if c.consent_records > 0 {
+        eprintln!(
+            "rewind: consent: {} records read ({} late, applied at their partition's frontier)",
+            c.consent_records, c.late_consent
+        );
+    }
     // A catalogue stamped later than the events (produced today, with ordinary timestamps)
     // silently empties every feature that joins titles: say so when it is more than a few.
     if c.untitled_events * 100 > c.events.max(1) && c.titles == 0 {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use rewind::decode::{MAX_TS_MS, MIN_TS_MS};
-use rewind::workload::{GenConfig, Generator};
+use rewind::workload::{ConsentShape, ConsentStream, GenConfig, Generator};
 use rewind_connectors::Producer;
 
 /// Generate a seeded viewing workload (events and titles) in the event schema (docs/events.md).
@@ -41,6 +41,14 @@ pub struct GenArgs {
     /// Where titles go with --out (default: OUT with extension `.titles.jsonl`).
     #[arg(long, requires = "out")]
     titles_out: Option<PathBuf>,
+    /// Where consent records (grants and revocations, up to the last event) go with --out
+    /// (default: OUT with extension `.consent.jsonl`).
+    #[arg(long, requires = "out")]
+    consent_out: Option<PathBuf>,
+    /// With --brokers: also produce consent records to this topic, merged with the events in
+    /// time.
+    #[arg(long, requires = "brokers")]
+    consent_topic: Option<String>,
     /// Produce into this Kafka cluster instead (HOST:PORT).
     #[arg(long)]
     brokers: Option<String>,
@@ -70,39 +78,66 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         ..defaults
     };
     let generator = Generator::new(config.clone());
+    let consent = ConsentStream::new(&config, ConsentShape::default()).peekable();
     match (&args.out, &args.brokers) {
         (Some(out), _) => {
             let titles_out = args
                 .titles_out
                 .clone()
                 .unwrap_or_else(|| out.with_extension("titles.jsonl"));
-            write_files(generator, args.events, out, &titles_out)
+            let consent_out = args
+                .consent_out
+                .clone()
+                .unwrap_or_else(|| out.with_extension("consent.jsonl"));
+            let files = Files {
+                out,
+                titles_out: &titles_out,
+                consent_out: &consent_out,
+            };
+            write_files(generator, consent, args.events, files)
         }
-        (None, Some(brokers)) => produce(generator, &args, brokers, config.start_ms),
+        (None, Some(brokers)) => produce(generator, consent, &args, brokers, config.start_ms),
         (None, None) => bail!("give --out FILE or --brokers HOST:PORT"),
     }
 }
 
+struct Files<'a> {
+    out: &'a Path,
+    titles_out: &'a Path,
+    consent_out: &'a Path,
+}
+
+type Consent = std::iter::Peekable<ConsentStream>;
+
 fn write_files(
     generator: Generator,
+    mut consent: Consent,
     events: u64,
-    out: &Path,
-    titles_out: &Path,
+    files: Files<'_>,
 ) -> anyhow::Result<()> {
-    let mut titles = create(titles_out)?;
+    let mut titles = create(files.titles_out)?;
     for record in generator.title_records() {
         writeln!(titles, "{}", record.json)?;
     }
     titles.flush()?;
-    let mut file = create(out)?;
+    let mut file = create(files.out)?;
+    let mut consent_file = create(files.consent_out)?;
+    let mut consent_records = 0u64;
     for record in generator.take(events as usize) {
+        while let Some(c) = consent.next_if(|c| c.due_ms <= record.due_ms) {
+            writeln!(consent_file, "{}", c.json)?;
+            consent_records += 1;
+        }
         writeln!(file, "{}", record.json)?;
     }
     file.flush()?;
+    consent_file.flush()?;
     eprintln!(
-        "rewind: wrote {events} events to {} and titles to {}",
-        out.display(),
-        titles_out.display()
+        "rewind: wrote {events} events to {}, titles to {} and {consent_records} consent \
+         records to {}",
+        files.out.display(),
+        files.titles_out.display(),
+        files.consent_out.display()
     );
     Ok(())
 }
@@ -115,6 +150,7 @@ fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
 
 fn produce(
     generator: Generator,
+    mut consent: Consent,
     args: &GenArgs,
     brokers: &str,
     start_ms: u64,
@@ -137,6 +173,12 @@ fn produce(
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
+        }
+        while let Some(topic) = &args.consent_topic
+            && let Some(c) = consent.next_if(|c| c.due_ms <= record.due_ms)
+        {
+            let ts = Some(c.ts_ms as i64);
+            producer.send(topic, Some(c.key.as_bytes()), c.json.as_bytes(), ts)?;
         }
         let key = Some(record.key.as_bytes());
         producer.send(

@@ -322,3 +322,110 @@ proptest! {
         let _ = decode_event(Some(&bytes), &door());
     }
 }
+
+fn consent(json: &str) -> Result<ConsentRecord, DeadReason> {
+    let known = Purpose::BUILT_IN;
+    decode_consent(Some(json.as_bytes()), &door(), &known)
+}
+
+#[test]
+fn a_consent_record_decodes_with_a_pseudonymous_viewer() {
+    let json = format!(
+        r#"{{"user_id":"u42","purpose":"analytics","granted":false,"ts":{TS},"email":"a@b.c"}}"#
+    );
+    let record = consent(&json).unwrap();
+    assert_eq!(
+        record,
+        ConsentRecord {
+            viewer: door().viewer_id("u42"),
+            purpose: Purpose::Analytics,
+            granted: false,
+            ts_ms: TS,
+        }
+    );
+    let debug = format!("{record:?}");
+    assert!(
+        !debug.contains("u42") && !debug.contains("a@b.c"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn each_kind_of_bad_consent_record_gets_its_reason() {
+    let long = "u".repeat(MAX_ID_BYTES + 1);
+    let cases = [
+        ("".to_string(), "empty payload"),
+        ("{".to_string(), "bad JSON: syntax error"),
+        ("[1]".to_string(), "bad JSON: not a JSON object"),
+        (
+            format!(r#"{{"purpose":"ads","granted":true,"ts":{TS}}}"#),
+            "missing required field `user_id`",
+        ),
+        (
+            format!(r#"{{"user_id":"u","granted":true,"ts":{TS}}}"#),
+            "missing required field `purpose`",
+        ),
+        (
+            format!(r#"{{"user_id":"u","purpose":"ads","ts":{TS}}}"#),
+            "missing required field `granted`",
+        ),
+        (
+            r#"{"user_id":"u","purpose":"ads","granted":true}"#.to_string(),
+            "missing required field `ts`",
+        ),
+        (
+            format!(r#"{{"user_id":"u","purpose":"marketing","granted":true,"ts":{TS}}}"#),
+            "unknown `purpose` (known: personalization, analytics, ads)",
+        ),
+        (
+            format!(r#"{{"user_id":"u","purpose":"ads","granted":"yes","ts":{TS}}}"#),
+            "field `granted` is not true or false",
+        ),
+        (
+            format!(r#"{{"user_id":"u","purpose":7,"granted":true,"ts":{TS}}}"#),
+            "field `purpose` is not a string",
+        ),
+        (
+            format!(r#"{{"user_id":9,"purpose":"ads","granted":true,"ts":{TS}}}"#),
+            "field `user_id` is not a string",
+        ),
+        (
+            r#"{"user_id":"u","purpose":"ads","granted":true,"ts":"now"}"#.to_string(),
+            "field `ts` is not an integer of milliseconds",
+        ),
+        (
+            r#"{"user_id":"u","purpose":"ads","granted":true,"ts":4102444800000}"#.to_string(),
+            "`ts` is not a plausible time",
+        ),
+        (
+            format!(r#"{{"user_id":"{long}","purpose":"ads","granted":true,"ts":{TS}}}"#),
+            "field `user_id` exceeds the 256-byte limit",
+        ),
+        (
+            format!(
+                r#"{{"user_id":"u","purpose":"{}","granted":true,"ts":{TS}}}"#,
+                "p".repeat(100_000)
+            ),
+            "exceeds the 65536-byte limit",
+        ),
+    ];
+    for (json, want) in cases {
+        let reason = consent(&json).unwrap_err().to_string();
+        assert!(reason.contains(want), "{json:.80}: {reason}");
+    }
+}
+
+#[test]
+fn a_purpose_the_library_declares_is_known() {
+    let known = [Purpose::Personalization, Purpose::Named("fraud_review")];
+    let json = format!(r#"{{"user_id":"u","purpose":"fraud_review","granted":true,"ts":{TS}}}"#);
+    let record = decode_consent(Some(json.as_bytes()), &door(), &known).unwrap();
+    assert_eq!(record.purpose, Purpose::Named("fraud_review"));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_consent_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode_consent(Some(&bytes), &door(), &Purpose::BUILT_IN);
+    }
+}

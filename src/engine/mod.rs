@@ -23,6 +23,7 @@ use std::sync::mpsc::sync_channel;
 use std::time::Duration;
 
 use rewind_connectors::{ConnectorError, KafkaSource, TopicInfo, file};
+use rewind_dataflows::ConsentRules;
 use rewind_state::{Store, StoreError};
 
 pub use shared::{Committed, Counters, Shared};
@@ -40,7 +41,16 @@ pub enum LogSource {
     Files {
         events: PathBuf,
         titles: Option<PathBuf>,
+        /// Consent records, read like the events (their own clock, in the file's order).
+        consent: Option<PathBuf>,
     },
+}
+
+/// Which purposes need consent, and where consent records are read from.
+#[derive(Debug, Clone)]
+pub struct ConsentConfig {
+    pub topic: String,
+    pub rules: ConsentRules,
 }
 
 /// How one `rewind run` reads and writes.
@@ -75,6 +85,9 @@ pub struct RunConfig {
     /// fsync stays a small share of the writer's time.
     pub commit_interval: Duration,
     pub door: Pseudonymizer,
+    /// Consent gating; `None` gates nothing and reads no consent topic: the pipeline of a
+    /// store without consent is exactly what it was before consent existed.
+    pub consent: Option<ConsentConfig>,
     /// What the store records as its log: a run refuses a store built from another log.
     pub log_id: String,
     /// How long the store keeps what it holds, in ms of event time: each commit purges what
@@ -209,6 +222,8 @@ fn check_retention(config: &RunConfig, warnings: &mut Vec<String>) -> Result<(),
 pub(crate) struct Plan {
     pub events: TopicInfo,
     pub titles: Option<TopicInfo>,
+    /// Consent records, when purposes need consent and the topic exists.
+    pub consent: Option<TopicInfo>,
     /// The store's frontier when the run started: every tick below it is already written.
     pub resume_frontier_ms: u64,
     /// The store's next offsets when the run started. Records from there on are new to the
@@ -219,7 +234,14 @@ pub(crate) struct Plan {
 /// Runs the pipeline until `shared` is told to stop or, with `until_caught_up`, until the log
 /// as of start is consumed.
 pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineError> {
-    rewind_dataflows::validate(&rewind_dataflows::library(), config.policy.tick_ms)?;
+    let library = rewind_dataflows::library();
+    rewind_dataflows::validate(&library, config.policy.tick_ms)?;
+    if let Some(consent) = &config.consent {
+        let errors = consent.rules.check(&library, config.policy.tick_ms);
+        if !errors.is_empty() {
+            return Err(rewind_dataflows::DefinitionErrors(errors).into());
+        }
+    }
     let mut warnings = Vec::new();
     check_retention(&config, &mut warnings)?;
     let store = Arc::new(Store::open(&config.store_dir)?);
@@ -311,12 +333,31 @@ const META_TITLES_FROM_START: &str = "titles_from_start";
 pub const META_LOG: &str = "log";
 /// The pseudonym key's fingerprint, never the key: see [`Pseudonymizer::fingerprint`].
 pub const META_KEY_FINGERPRINT: &str = "key_fingerprint";
+/// The consent rules a store is built with; absent for a store without consent, whose meta
+/// stays what it was before consent existed.
+pub const META_CONSENT: &str = "consent";
+
+/// The consent rules as the store records them: gated purposes and max age.
+fn consent_meta(consent: Option<&ConsentConfig>) -> String {
+    match consent {
+        None => "none".into(),
+        Some(c) => {
+            let purposes: Vec<&str> = c.rules.purposes.iter().map(|p| p.as_str()).collect();
+            format!(
+                "purposes={} max_age_ms={}",
+                purposes.join(","),
+                c.rules.max_age_ms
+            )
+        }
+    }
+}
 
 /// A store's tick, lateness, log and pseudonym key are fixed when it is created: mixing them
 /// would make history rows of one store mean different things (with another key, every
 /// viewer would live on under two pseudonyms).
 fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineError> {
     let snap = store.snapshot()?;
+    let fresh = snap.meta_u64(META_TICK)?.is_none();
     let mismatch = |what, stored: String, wanted: String, hint: &str| EngineError::Mismatch {
         dir: config.store_dir.clone(),
         what,
@@ -366,6 +407,18 @@ fn check_store_settings(store: &Store, config: &RunConfig) -> Result<(), EngineE
             None => store.put_meta(key, wanted.as_bytes())?,
         }
     }
+    // Which viewers a value may come from is part of what it means.
+    let stored = snap.meta(META_CONSENT)?;
+    let stored = stored.map_or("none".into(), |s| String::from_utf8_lossy(&s).into_owned());
+    let wanted = consent_meta(config.consent.as_ref());
+    if stored != wanted && !(fresh && stored == "none") {
+        let hint = "Pass the store's consent settings (--consent-purposes, --consent-max-age), \
+                    or replay into a fresh --store";
+        return Err(mismatch("consent", stored, wanted, hint));
+    }
+    if fresh && config.consent.is_some() {
+        store.put_meta(META_CONSENT, wanted.as_bytes())?;
+    }
     Ok(())
 }
 
@@ -396,7 +449,11 @@ fn retention_change(
 fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineError> {
     let brokers = match &config.source {
         LogSource::Kafka { brokers } => brokers,
-        LogSource::Files { events, titles } => {
+        LogSource::Files {
+            events,
+            titles,
+            consent,
+        } => {
             let info = |topic: &str, path: &PathBuf| -> Result<TopicInfo, EngineError> {
                 let end = file::count_lines(path)?;
                 Ok(TopicInfo {
@@ -405,9 +462,12 @@ fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineEr
                 })
             };
             let titles_topic = config.titles_topic.as_deref().unwrap_or("titles");
+            let consent_topic = config.consent.as_ref().map(|c| c.topic.as_str());
+            let consent = consent.as_ref().zip(consent_topic);
             return Ok(Plan {
                 events: info(&config.events_topic, events)?,
                 titles: titles.as_ref().map(|t| info(titles_topic, t)).transpose()?,
+                consent: consent.map(|(c, topic)| info(topic, c)).transpose()?,
                 resume_frontier_ms: 0,
                 resume_offsets: Vec::new(),
             });
@@ -428,9 +488,25 @@ fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineEr
             Err(e) => return Err(e.into()),
         },
     };
+    let consent = match &config.consent {
+        None => None,
+        Some(consent) => match source.topic_info(&consent.topic) {
+            Ok(info) => Some(info),
+            Err(ConnectorError::NoTopic { .. }) => {
+                warnings.push(format!(
+                    "no consent topic {:?}: no viewer consents, so features serving a gated \
+                     purpose hold their defaults",
+                    consent.topic
+                ));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
     Ok(Plan {
         events,
         titles,
+        consent,
         resume_frontier_ms: 0,
         resume_offsets: Vec::new(),
     })
@@ -446,7 +522,10 @@ fn pin_log_starts(
     warnings: &mut Vec<String>,
 ) -> Result<(), EngineError> {
     let snap = store.snapshot()?;
-    for info in std::iter::once(&mut plan.events).chain(plan.titles.as_mut()) {
+    let topics = std::iter::once(&mut plan.events)
+        .chain(plan.titles.as_mut())
+        .chain(plan.consent.as_mut());
+    for info in topics {
         for (partition, (low, _)) in info.watermarks.iter_mut().enumerate() {
             let key = format!("log_start/{}/{partition}", info.topic);
             match snap.meta_u64(&key)? {
@@ -478,7 +557,9 @@ fn pin_log_starts(
 
 /// A store that has read further than the log holds was built from another log.
 fn check_offsets(store: &Store, config: &RunConfig, plan: &Plan) -> Result<(), EngineError> {
-    let topics = std::iter::once(&plan.events).chain(plan.titles.as_ref());
+    let topics = std::iter::once(&plan.events)
+        .chain(plan.titles.as_ref())
+        .chain(plan.consent.as_ref());
     for (topic, partition, stored) in store.snapshot()?.next_offsets()? {
         let Some(info) = topics.clone().find(|t| t.topic == topic) else {
             continue;

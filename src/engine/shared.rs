@@ -3,7 +3,7 @@
 //! second (or a scrape) and written once a batch; the mutexes guard a few entries per partition,
 //! written once a report or a commit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rewind_state::{Snapshot, Store, StoreError};
@@ -26,6 +26,10 @@ pub struct Counters {
     pub titles: u64,
     /// Events naming a title that had no titles record as of their time.
     pub untitled_events: u64,
+    /// Consent records read and placed (dead letters aside).
+    pub consent_records: u64,
+    /// Consent records beyond the lateness: applied at their partition's frontier.
+    pub late_consent: u64,
 }
 
 impl Counters {
@@ -36,6 +40,8 @@ impl Counters {
         self.dead_letters += other.dead_letters;
         self.titles += other.titles;
         self.untitled_events += other.untitled_events;
+        self.consent_records += other.consent_records;
+        self.late_consent += other.late_consent;
     }
 }
 
@@ -80,6 +86,10 @@ pub struct Shared {
     dead_letters: AtomicU64,
     titles: AtomicU64,
     untitled_events: AtomicU64,
+    consent_records: AtomicU64,
+    late_consent: AtomicU64,
+    /// (viewer, purpose) consents in force, as of the dataflow's latest time.
+    consents_in_force: AtomicI64,
     /// Store frontier after the last commit.
     pub(crate) frontier_ms: AtomicU64,
     pub(crate) changes_written: AtomicU64,
@@ -116,6 +126,9 @@ impl Default for Shared {
             dead_letters: AtomicU64::default(),
             titles: AtomicU64::default(),
             untitled_events: AtomicU64::default(),
+            consent_records: AtomicU64::default(),
+            late_consent: AtomicU64::default(),
+            consents_in_force: AtomicI64::default(),
             frontier_ms: AtomicU64::default(),
             changes_written: AtomicU64::default(),
             max_time_ms: AtomicU64::default(),
@@ -161,6 +174,19 @@ impl Shared {
         self.titles.fetch_add(delta.titles, Ordering::Relaxed);
         self.untitled_events
             .fetch_add(delta.untitled_events, Ordering::Relaxed);
+        self.consent_records
+            .fetch_add(delta.consent_records, Ordering::Relaxed);
+        self.late_consent
+            .fetch_add(delta.late_consent, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_consents_in_force(&self, diff: i64) {
+        self.consents_in_force.fetch_add(diff, Ordering::Relaxed);
+    }
+
+    /// (viewer, purpose) consents in force as of the dataflow's latest time, over all workers.
+    pub fn consents_in_force(&self) -> u64 {
+        self.consents_in_force.load(Ordering::Relaxed).max(0) as u64
     }
 
     pub fn counters(&self) -> Counters {
@@ -171,6 +197,8 @@ impl Shared {
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             titles: self.titles.load(Ordering::Relaxed),
             untitled_events: self.untitled_events.load(Ordering::Relaxed),
+            consent_records: self.consent_records.load(Ordering::Relaxed),
+            late_consent: self.late_consent.load(Ordering::Relaxed),
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use differential_dataflow::input::{Input, InputSession};
 use rewind_connectors::file::FileSource;
 use rewind_connectors::{ConnectorError, KafkaSource, Polled, RecordRef};
-use rewind_dataflows::{Event, Sources, TimeMs, Title, build_all, library};
+use rewind_dataflows::{Consent, Event, Purpose, Sources, TimeMs, Title, build_all, library};
 use rewind_state::DeadLetter;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -24,7 +24,7 @@ use super::pool::{DecodePool, Decoded, Payloads};
 use super::shared::Counters;
 use super::writer::{Report, Update};
 use super::{EngineError, LogSource, Plan, RunConfig, Shared};
-use crate::decode::{self, DeadReason, MAX_PAYLOAD_BYTES, MAX_TS_MS, MIN_TS_MS};
+use crate::decode::{self, ConsentRecord, DeadReason, MAX_PAYLOAD_BYTES, MAX_TS_MS, MIN_TS_MS};
 use crate::time::{PartitionClock, vouches};
 
 /// Records handed to the dataflow per step: large enough to amortise a step, small enough to
@@ -48,8 +48,18 @@ pub(crate) struct Context {
     pub pool: DecodePool,
 }
 
+/// What a partition holds: each kind is read, placed in time and fed differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Events,
+    /// Reference data: placed at its records' Kafka timestamps, the latest per title wins.
+    Titles,
+    /// Consent records: placed in event time like events, by their partition's own clock.
+    Consent,
+}
+
 struct Partition {
-    titles: bool,
+    kind: Kind,
     topic: String,
     partition: u32,
     next_offset: u64,
@@ -72,17 +82,42 @@ struct Partition {
 }
 
 struct Suspect {
-    event: Event,
+    record: Timed,
     offset: u64,
 }
+
+/// A record placed in event time by its partition's clock.
+enum Timed {
+    Event(Event),
+    Consent(ConsentRecord),
+}
+
+impl Timed {
+    fn ts_ms(&self) -> TimeMs {
+        match self {
+            Timed::Event(event) => event.ts_ms,
+            Timed::Consent(record) => record.ts_ms,
+        }
+    }
+}
+
+/// The dataflow's input sessions: events, titles, consent records.
+type Inputs = (
+    InputSession<TimeMs, Event, isize>,
+    InputSession<TimeMs, Title, isize>,
+    InputSession<TimeMs, Consent, isize>,
+);
 
 /// Everything the record callback touches.
 struct Ingest<'a> {
     ctx: &'a Context,
     parts: Vec<Partition>,
-    index: HashMap<(bool, u32), usize>,
+    index: HashMap<(Kind, u32), usize>,
     events: InputSession<TimeMs, Event, isize>,
     titles: InputSession<TimeMs, Title, isize>,
+    consent: InputSession<TimeMs, Consent, isize>,
+    /// The purposes the library knows: a consent record naming another is a dead letter.
+    known_purposes: Vec<Purpose>,
     /// The latest record of each title this worker owns, and the time it took effect.
     current_titles: HashMap<rewind_dataflows::event::TitleId, (Title, TimeMs)>,
     dead_letters: Vec<DeadLetter>,
@@ -114,12 +149,24 @@ pub(crate) fn run(
     let output: Rc<RefCell<Vec<Update>>> = Rc::default();
     let untitled: Rc<RefCell<Vec<(TimeMs, isize)>>> = Rc::default();
     let (sink, untitled_sink) = (output.clone(), untitled.clone());
-    let (events, titles, probe) = worker.dataflow::<TimeMs, _, _>(|scope| {
+    let shared = ctx.shared.clone();
+    let (inputs, probe) = worker.dataflow::<TimeMs, _, _>(|scope| {
         let (events_in, events) = scope.new_collection::<Event, isize>();
         let (titles_in, titles) = scope.new_collection::<Title, isize>();
+        let (consent_in, consent) = scope.new_collection::<Consent, isize>();
         let known = titles.clone().map(|t| t.title_id).distinct();
-        let outputs = build_all(&Sources::new(events.clone(), titles), &library());
+        let mut sources = Sources::new(events.clone(), titles);
+        if let Some(config) = &ctx.config.consent {
+            sources = sources.with_consent(consent, config.rules.clone());
+        }
+        let outputs = build_all(&sources, &library());
         let (probe, _) = take_into(outputs.inner, sink).probe();
+        // For the status line: (viewer, purpose) consents in force as of the latest time.
+        if let Some(in_force) = sources.consent_in_force() {
+            in_force
+                .inspect(move |(_, _, diff)| shared.add_consents_in_force(*diff as i64))
+                .probe_with(&probe);
+        }
         // Events naming a title that has no record as of their time: a feature joining titles
         // skips them. Summed per title and tick before the exchange, so it costs a record per
         // title a batch, not one per event. An insert is an event that found no title; a title
@@ -136,9 +183,9 @@ pub(crate) fn run(
                 untitled_sink.borrow_mut().extend(found);
             })
             .probe_with(&probe);
-        (events_in, titles_in, probe)
+        ((events_in, titles_in, consent_in), probe)
     });
-    let mut ingest = Ingest::new(ctx, index, peers, events, titles);
+    let mut ingest = Ingest::new(ctx, index, peers, inputs);
     let mut sources = Consumers::connect(&ctx.config.source, &ingest)?;
     let mut reporter = Reporter {
         index,
@@ -163,17 +210,13 @@ pub(crate) fn run(
 }
 
 impl<'a> Ingest<'a> {
-    fn new(
-        ctx: &'a Context,
-        index: usize,
-        peers: usize,
-        events: InputSession<TimeMs, Event, isize>,
-        titles: InputSession<TimeMs, Title, isize>,
-    ) -> Ingest<'a> {
-        let topics = std::iter::once((false, &ctx.plan.events))
-            .chain(ctx.plan.titles.iter().map(|t| (true, t)));
+    fn new(ctx: &'a Context, index: usize, peers: usize, inputs: Inputs) -> Ingest<'a> {
+        let (events, titles, consent) = inputs;
+        let topics = std::iter::once((Kind::Events, &ctx.plan.events))
+            .chain(ctx.plan.titles.iter().map(|t| (Kind::Titles, t)))
+            .chain(ctx.plan.consent.iter().map(|t| (Kind::Consent, t)));
         let mut parts = Vec::new();
-        for (titles, info) in topics {
+        for (kind, info) in topics {
             for (p, &(low, high)) in info.watermarks.iter().enumerate() {
                 if p % peers != index {
                     continue;
@@ -184,7 +227,7 @@ impl<'a> Ingest<'a> {
                     .iter()
                     .find(|(t, q, _)| *t == info.topic && *q == p as u32);
                 parts.push(Partition {
-                    titles,
+                    kind,
                     topic: info.topic.clone(),
                     partition: p as u32,
                     next_offset: low,
@@ -200,7 +243,7 @@ impl<'a> Ingest<'a> {
         let index = parts
             .iter()
             .enumerate()
-            .map(|(i, p)| ((p.titles, p.partition), i))
+            .map(|(i, p)| ((p.kind, p.partition), i))
             .collect();
         Ingest {
             ctx,
@@ -208,6 +251,8 @@ impl<'a> Ingest<'a> {
             index,
             events,
             titles,
+            consent,
+            known_purposes: Purpose::known(&library()),
             current_titles: HashMap::new(),
             dead_letters: Vec::new(),
             counters: Counters::default(),
@@ -223,10 +268,10 @@ impl<'a> Ingest<'a> {
 
     /// Every partition starts at the start of the log: without a checkpoint, the dataflow's
     /// state can only be rebuilt by reading it all again.
-    fn starts(&self, titles: bool) -> Vec<(String, u32, u64)> {
+    fn starts(&self, kind: Kind) -> Vec<(String, u32, u64)> {
         self.parts
             .iter()
-            .filter(|p| !p.done && p.titles == titles)
+            .filter(|p| !p.done && p.kind == kind)
             .map(|p| (p.topic.clone(), p.partition, p.next_offset))
             .collect()
     }
@@ -252,7 +297,7 @@ impl<'a> Ingest<'a> {
                 self.ctx.pool.help(IDLE_WAIT, &mut decode);
                 Ok(0)
             } else {
-                let read = sources.drain(wait, |titles, polled| self.polled(titles, polled));
+                let read = sources.drain(wait, |kind, polled| self.polled(kind, polled));
                 self.ingest_file_batch();
                 read
             };
@@ -313,11 +358,9 @@ impl<'a> Ingest<'a> {
         // Every partition is read, so no input can land below `end` any more: a worker that
         // followed the others from behind moves up to it, or the frontier would wait for it.
         if end > *self.events.time() {
-            self.events.advance_to(end);
-            self.titles.advance_to(end);
+            self.advance_inputs(end);
         }
-        self.events.flush();
-        self.titles.flush();
+        self.flush_inputs();
         while probe.less_than(&end) && !shared.stopping() {
             worker.step();
         }
@@ -325,21 +368,22 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
-    fn polled(&mut self, titles: bool, polled: Polled<'_>) {
+    fn polled(&mut self, kind: Kind, polled: Polled<'_>) {
+        let shared_decoding = self.helpers > 0 && kind == Kind::Events;
         match polled {
-            Polled::Record(record) if self.helpers > 0 && !titles => {
+            Polled::Record(record) if shared_decoding => {
                 let batch = &mut self.batch;
                 batch.payloads.push(record.payload.unwrap_or_default());
                 batch.offsets.push(record.offset);
             }
-            Polled::End { .. } if self.helpers > 0 && !titles => self.batch.end = true,
-            Polled::Record(record) => self.ingest(titles, record, None),
-            Polled::End { partition } => self.partition_end(titles, partition),
+            Polled::End { .. } if shared_decoding => self.batch.end = true,
+            Polled::Record(record) => self.ingest(kind, record, None),
+            Polled::End { partition } => self.partition_end(kind, partition),
         }
     }
 
-    fn partition_end(&mut self, titles: bool, partition: u32) {
-        if let Some(&i) = self.index.get(&(titles, partition)) {
+    fn partition_end(&mut self, kind: Kind, partition: u32) {
+        if let Some(&i) = self.index.get(&(kind, partition)) {
             let part = &mut self.parts[i];
             part.at_end_since.get_or_insert_with(Instant::now);
             // The end of the log as it is now lies at or past its end as of start.
@@ -372,10 +416,10 @@ impl<'a> Ingest<'a> {
                 key: None,
                 payload: Some(payloads.get(k)),
             };
-            self.ingest(false, record, Some(decoded));
+            self.ingest(Kind::Events, record, Some(decoded));
         }
         if batch.end {
-            self.partition_end(false, 0);
+            self.partition_end(Kind::Events, 0);
         }
         // Kept for the next batch unless a helper still holds the part it found taken.
         batch.payloads = std::sync::Arc::try_unwrap(payloads).unwrap_or_default();
@@ -385,8 +429,8 @@ impl<'a> Ingest<'a> {
         self.batch = batch;
     }
 
-    fn ingest(&mut self, titles: bool, record: RecordRef<'_>, decoded: Option<Decoded>) {
-        let Some(&i) = self.index.get(&(titles, record.partition)) else {
+    fn ingest(&mut self, kind: Kind, record: RecordRef<'_>, decoded: Option<Decoded>) {
+        let Some(&i) = self.index.get(&(kind, record.partition)) else {
             return;
         };
         let part = &mut self.parts[i];
@@ -404,57 +448,86 @@ impl<'a> Ingest<'a> {
         }
         self.counters.records += 1;
         self.unshared.records += 1;
-        if titles {
-            self.ingest_title(i, record);
-        } else {
-            self.ingest_event(i, record, decoded);
+        match kind {
+            Kind::Titles => self.ingest_title(i, record),
+            Kind::Events => {
+                let door = &self.ctx.config.door;
+                let decoded = decoded.unwrap_or_else(|| decode::decode_event(record.payload, door));
+                match decoded {
+                    Ok(event) => self.ingest_timed(i, record, Timed::Event(event)),
+                    Err(reason) => self.dead(record, reason),
+                }
+            }
+            Kind::Consent => {
+                let (door, known) = (&self.ctx.config.door, &self.known_purposes);
+                match decode::decode_consent(record.payload, door, known) {
+                    Ok(consent) => self.ingest_timed(i, record, Timed::Consent(consent)),
+                    Err(reason) => self.dead(record, reason),
+                }
+            }
         }
     }
 
-    fn ingest_event(&mut self, i: usize, record: RecordRef<'_>, decoded: Option<Decoded>) {
-        let decoded =
-            decoded.unwrap_or_else(|| decode::decode_event(record.payload, &self.ctx.config.door));
-        let event = match decoded {
-            Ok(event) => event,
-            Err(reason) => return self.dead(record, reason),
-        };
-        let behind = self.parts[i]
-            .clock
-            .max_ts()
-            .is_some_and(|max| event.ts_ms <= max);
+    /// Events and consent records alike: a record far ahead of its partition waits for the
+    /// next to vouch for it, so one clock error cannot drag the watermark.
+    fn ingest_timed(&mut self, i: usize, record: RecordRef<'_>, timed: Timed) {
+        let ts_ms = timed.ts_ms();
+        let behind = self.parts[i].clock.max_ts().is_some_and(|max| ts_ms <= max);
         if behind {
-            // A late event says nothing of a held one ahead: it neither confirms nor refutes.
-            return self.place_event(i, event, record.offset);
+            // A late record says nothing of a held one ahead: it neither confirms nor refutes.
+            return self.place(i, timed, record.offset);
         }
         if let Some(suspect) = self.parts[i].suspect.take() {
-            if vouches(event.ts_ms, suspect.event.ts_ms) {
-                self.place_event(i, suspect.event, suspect.offset);
+            let held_ts = suspect.record.ts_ms();
+            if vouches(ts_ms, held_ts) {
+                self.place(i, suspect.record, suspect.offset);
             } else {
-                let ahead_ms = suspect.event.ts_ms - event.ts_ms;
+                let ahead_ms = held_ts - ts_ms;
                 let reason = DeadReason::AheadOfPartition { ahead_ms };
                 self.dead_at(record.topic, record.partition, suspect.offset, reason);
             }
         }
-        if self.parts[i].clock.needs_confirmation(event.ts_ms) {
+        if self.parts[i].clock.needs_confirmation(ts_ms) {
             self.parts[i].suspect = Some(Suspect {
-                event,
+                record: timed,
                 offset: record.offset,
             });
             return;
         }
-        self.place_event(i, event, record.offset);
+        self.place(i, timed, record.offset);
     }
 
-    fn place_event(&mut self, i: usize, event: Event, offset: u64) {
+    fn place(&mut self, i: usize, timed: Timed, offset: u64) {
         let floor = self.floor(i, offset);
-        let placed = self.parts[i]
-            .clock
-            .place(event.ts_ms, floor, &self.ctx.config.policy);
-        self.max_time = self.max_time.max(placed.time);
-        self.events.update_at(event, placed.time, 1);
-        self.count(|c| c.events += 1);
-        if placed.late {
-            self.count(|c| c.late_events += 1);
+        let policy = &self.ctx.config.policy;
+        let placed = self.parts[i].clock.place(timed.ts_ms(), floor, policy);
+        match timed {
+            Timed::Event(event) => {
+                self.max_time = self.max_time.max(placed.time);
+                self.events.update_at(event, placed.time, 1);
+                self.count(|c| c.events += 1);
+                if placed.late {
+                    self.count(|c| c.late_events += 1);
+                }
+            }
+            Timed::Consent(record) => {
+                let rules = self.ctx.config.consent.as_ref().map(|c| &c.rules);
+                // A purpose that needs no consent: read and placed (it moves the clock), but
+                // it gates nothing.
+                if let Some(purpose) = rules.and_then(|r| r.index(record.purpose)) {
+                    let consent = Consent {
+                        viewer: record.viewer,
+                        purpose,
+                        granted: record.granted,
+                        ts_ms: record.ts_ms,
+                    };
+                    self.consent.update_at(consent, placed.time, 1);
+                }
+                self.count(|c| c.consent_records += 1);
+                if placed.late {
+                    self.count(|c| c.late_consent += 1);
+                }
+            }
         }
     }
 
@@ -463,7 +536,7 @@ impl<'a> Ingest<'a> {
     fn place_suspects(&mut self) {
         for i in 0..self.parts.len() {
             if let Some(suspect) = self.parts[i].suspect.take() {
-                self.place_event(i, suspect.event, suspect.offset);
+                self.place(i, suspect.record, suspect.offset);
             }
         }
     }
@@ -551,17 +624,15 @@ impl<'a> Ingest<'a> {
             let seen = self
                 .parts
                 .iter()
-                .filter(|p| !p.titles)
+                .filter(|p| p.kind != Kind::Titles)
                 .map(|p| self.frontier(p));
             let followed = shared.input_time_ms.load(Ordering::Relaxed);
             seen.max().unwrap_or(0).max(followed)
         });
         if target > *self.events.time() {
-            self.events.advance_to(target);
-            self.titles.advance_to(target);
+            self.advance_inputs(target);
         }
-        self.events.flush();
-        self.titles.flush();
+        self.flush_inputs();
         shared
             .input_time_ms
             .fetch_max(*self.events.time(), Ordering::Relaxed);
@@ -569,6 +640,18 @@ impl<'a> Ingest<'a> {
             .max_time_ms
             .fetch_max(self.max_time, Ordering::SeqCst);
         shared.add(&std::mem::take(&mut self.unshared));
+    }
+
+    fn advance_inputs(&mut self, time: TimeMs) {
+        self.events.advance_to(time);
+        self.titles.advance_to(time);
+        self.consent.advance_to(time);
+    }
+
+    fn flush_inputs(&mut self) {
+        self.events.flush();
+        self.titles.flush();
+        self.consent.flush();
     }
 
     /// The smallest frontier of the partitions that hold time back, if any does.
@@ -583,7 +666,7 @@ impl<'a> Ingest<'a> {
         let now = Instant::now();
         let holds = |p: &&Partition| {
             let at_end_for = |d| p.at_end_since.is_some_and(|t| now.duration_since(t) >= d);
-            if p.titles {
+            if p.kind == Kind::Titles {
                 !p.done && p.at_end_since.is_none()
             } else if config.until_caught_up {
                 p.clock.max_ts().is_some() || p.suspect.is_some() || !p.done
@@ -602,7 +685,7 @@ impl<'a> Ingest<'a> {
         let own = match (&p.suspect, p.clock.max_ts()) {
             // A held first event holds time back where it would once placed: if it is real,
             // events after it in this partition must find time where one run leaves it.
-            (Some(held), None) => PartitionClock::frontier_of(held.event.ts_ms, policy),
+            (Some(held), None) => PartitionClock::frontier_of(held.record.ts_ms(), policy),
             _ => p.clock.frontier(policy),
         };
         if p.next_offset >= p.resume_offset {
@@ -629,6 +712,7 @@ impl<'a> Ingest<'a> {
 struct Consumers {
     events: Option<Reader>,
     titles: Option<Reader>,
+    consent: Option<Reader>,
 }
 
 enum Reader {
@@ -651,8 +735,8 @@ impl Reader {
 
 impl Consumers {
     fn connect(source: &LogSource, ingest: &Ingest<'_>) -> Result<Consumers, EngineError> {
-        let connect = |titles: bool| -> Result<Option<Reader>, EngineError> {
-            let starts = ingest.starts(titles);
+        let connect = |kind: Kind| -> Result<Option<Reader>, EngineError> {
+            let starts = ingest.starts(kind);
             let Some((topic, _, _)) = starts.first() else {
                 return Ok(None);
             };
@@ -664,45 +748,55 @@ impl Consumers {
                 }
                 LogSource::Files {
                     events,
-                    titles: titles_file,
+                    titles,
+                    consent,
                 } => {
-                    let path = if titles {
-                        titles_file.as_ref()
-                    } else {
-                        Some(events)
+                    let path = match kind {
+                        Kind::Events => Some(events),
+                        Kind::Titles => titles.as_ref(),
+                        Kind::Consent => consent.as_ref(),
                     };
-                    let path = path.expect("a titles partition comes from a titles file");
+                    let path = path.expect("a partition of a file log comes from its file");
                     Reader::File(FileSource::open(path, topic, MAX_PAYLOAD_BYTES)?)
                 }
             }))
         };
         Ok(Consumers {
-            events: connect(false)?,
-            titles: connect(true)?,
+            events: connect(Kind::Events)?,
+            titles: connect(Kind::Titles)?,
+            consent: connect(Kind::Consent)?,
         })
     }
 
     /// Whether the cluster answers (files always do).
     fn reachable(&self) -> bool {
-        let reader = self.events.as_ref().or(self.titles.as_ref());
+        let reader = self
+            .events
+            .as_ref()
+            .or(self.titles.as_ref())
+            .or(self.consent.as_ref());
         match reader {
             Some(Reader::Kafka(source)) => source.reachable(Duration::from_secs(1)),
             _ => true,
         }
     }
 
-    /// Drains the titles first (a little, never waiting), then a batch of events.
+    /// Drains the titles and the consent first (a little, never waiting), then a batch of
+    /// events.
     fn drain(
         &mut self,
         wait: Duration,
-        mut f: impl FnMut(bool, Polled<'_>),
+        mut f: impl FnMut(Kind, Polled<'_>),
     ) -> Result<usize, ConnectorError> {
         let mut read = 0;
         if let Some(titles) = &mut self.titles {
-            read += titles.drain(Duration::ZERO, |p| f(true, p))?;
+            read += titles.drain(Duration::ZERO, |p| f(Kind::Titles, p))?;
+        }
+        if let Some(consent) = &mut self.consent {
+            read += consent.drain(Duration::ZERO, |p| f(Kind::Consent, p))?;
         }
         if let Some(events) = &mut self.events {
-            read += events.drain(wait, |p| f(false, p))?;
+            read += events.drain(wait, |p| f(Kind::Events, p))?;
         }
         Ok(read)
     }

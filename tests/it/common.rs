@@ -15,6 +15,7 @@ use rewind_connectors::{EmbeddedCluster, KafkaSource, Polled, Producer};
 pub const KEY: &[u8] = b"the integration tests' pseudonym key";
 pub const EVENTS: &str = "events";
 pub const TITLES: &str = "titles";
+pub const CONSENT: &str = "consent";
 
 pub fn door() -> Pseudonymizer {
     Pseudonymizer::new(KEY)
@@ -28,6 +29,11 @@ pub struct Log {
 }
 
 impl Log {
+    /// Adds a topic of `partitions` partitions to the cluster.
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        self.cluster.create_topic(topic, partitions).unwrap();
+    }
+
     /// Takes the cluster's broker down, or brings it back.
     pub fn set_broker_up(&self, up: bool) {
         self.cluster.set_broker_up(up).unwrap();
@@ -92,6 +98,7 @@ pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
         max_outage: Duration::from_secs(300),
         commit_interval: Duration::from_millis(50),
         door: door(),
+        consent: None,
         log_id: "kafka:events".into(),
         retention_ms: rewind_state::MAX_RETENTION_MS,
     }

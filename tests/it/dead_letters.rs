@@ -335,3 +335,83 @@ fn run_with_bad_records(
     }
     (store, letters)
 }
+
+/// Hostile consent records among good ones: each is a dead letter of the consent topic with
+/// its reason, and the good ones are read and counted.
+#[test]
+fn hostile_consent_records_are_dead_letters_with_their_reason() {
+    let s = 1_767_225_600_000u64;
+    let consent = |body: String, ts_ms| Record {
+        key: "u1".into(),
+        json: body,
+        ts_ms,
+        due_ms: ts_ms,
+    };
+    let good =
+        |ts: u64| format!(r#"{{"user_id":"u1","purpose":"analytics","granted":true,"ts":{ts}}}"#);
+    let records = vec![
+        consent(good(s), s),
+        consent("{not json".into(), s),
+        consent(
+            format!(r#"{{"user_id":"u1","purpose":"marketing","granted":true,"ts":{s}}}"#),
+            s,
+        ),
+        consent(
+            format!(r#"{{"user_id":"u1","purpose":"ads","granted":"yes","ts":{s}}}"#),
+            s,
+        ),
+        consent(good(s + 10_000), s + 10_000),
+        // A day ahead of its partition, which does not follow it there: a clock error.
+        consent(good(s + 86_400_000), s + 86_400_000),
+        consent(good(s + 20_000), s + 20_000),
+    ];
+    let events: Vec<Record> = (0..30)
+        .map(|i| {
+            let ts = s + i * 1000;
+            let json = format!(
+                r#"{{"event_id":"e{i}","type":"play_start","user_id":"u1","ts":{ts},"title_id":"t"}}"#
+            );
+            Record { key: "u1".into(), json, ts_ms: ts, due_ms: ts }
+        })
+        .collect();
+    let log = common::log(1);
+    log.create_topic(common::CONSENT, 1);
+    common::produce(&log.brokers, common::EVENTS, &events);
+    common::produce(&log.brokers, common::CONSENT, &records);
+    let store = tempfile::tempdir().unwrap();
+    let mut config = common::config(&log.brokers, store.path(), 1);
+    config.consent = Some(rewind::engine::ConsentConfig {
+        topic: common::CONSENT.into(),
+        rules: rewind_dataflows::ConsentRules {
+            purposes: vec![rewind_dataflows::Purpose::Analytics],
+            max_age_ms: 3_600_000,
+        },
+    });
+    let shared = std::sync::Arc::new(rewind::engine::Shared::default());
+    let summary = rewind::engine::run(config, shared).unwrap();
+    assert_eq!(summary.counters.consent_records, 3);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let letters: Vec<(u64, String)> = snap
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.topic == common::CONSENT)
+        .map(|l| (l.offset, l.reason))
+        .collect();
+    let reasons = [
+        "bad JSON",
+        "unknown `purpose`",
+        "`granted` is not true or false",
+        "ahead of",
+    ];
+    assert_eq!(letters.len(), reasons.len(), "{letters:?}");
+    for ((offset, reason), (want_offset, want)) in
+        letters.iter().zip([1, 2, 3, 5].iter().zip(reasons))
+    {
+        assert_eq!(offset, want_offset, "{letters:?}");
+        assert!(reason.contains(want), "{reason}");
+    }
+}

@@ -8,13 +8,17 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rewind::TimePolicy;
-use rewind::decode::{decode_event, decode_title};
-use rewind::workload::{GenConfig, Generator, Record};
+use std::sync::Arc;
+
+use rewind::decode::{ConsentRecord, decode_consent, decode_event, decode_title};
+use rewind::engine::{self, ConsentConfig, Shared};
+use rewind::workload::{ConsentShape, ConsentStream, GenConfig, Generator, Record};
 use rewind_dataflows::window::RETENTION_MS;
+use rewind_dataflows::{ConsentRules, Purpose};
 use rewind_dataflows::{Event, EventKind, F64, Title, Value};
 use rewind_state::{ReadOnlyStore, Snapshot};
 
-use crate::common::{self, Raw};
+use crate::common::{self, CONSENT, Raw};
 
 const HOUR: u64 = 3_600_000;
 const DAY: u64 = 24 * HOUR;
@@ -506,5 +510,190 @@ fn check_edges(log: &common::Log, s: u64) {
         let summary = common::run_caught_up(&log.brokers, store.path(), workers);
         assert_eq!(summary.counters.late_events, 1);
         check_store(store.path(), &world, &times);
+    }
+}
+
+/// Consent as the oracle sees it: every decodable consent record, placed by the events' time
+/// rule on its own partition's clock, and the rules it is read under.
+pub struct ConsentWorld {
+    pub records: Vec<Placed<ConsentRecord>>,
+    pub purposes: Vec<Purpose>,
+    pub max_age_ms: u64,
+}
+
+impl ConsentWorld {
+    pub fn read(brokers: &str, purposes: &[Purpose], max_age_ms: u64) -> ConsentWorld {
+        let door = common::door();
+        let mut clocks = Clocks(HashMap::new());
+        let mut records = Vec::new();
+        for raw in common::read_back(brokers, CONSENT) {
+            let payload = raw.payload.as_deref();
+            let Ok(record) = decode_consent(payload, &door, &Purpose::BUILT_IN) else {
+                continue;
+            };
+            records.push(Placed {
+                time: clocks.place(raw.partition, record.ts_ms),
+                record,
+            });
+        }
+        ConsentWorld {
+            records,
+            purposes: purposes.to_vec(),
+            max_age_ms,
+        }
+    }
+
+    /// The rule, plainly: as of `t`, a (viewer, purpose) consents when the latest record in
+    /// force (placed at or before `t`, less than the max age before it), by (tick, ts, a
+    /// revocation after a grant), is a grant.
+    fn consenting_at(&self, t: u64) -> BTreeSet<(String, Purpose)> {
+        let mut latest: BTreeMap<(String, Purpose), (u64, u64, bool)> = BTreeMap::new();
+        let in_force = self.records.iter();
+        for p in in_force.filter(|p| p.time <= t && t < p.time + self.max_age_ms) {
+            let r = &p.record;
+            let order = (p.time, r.ts_ms, !r.granted);
+            let entry = latest
+                .entry((r.viewer.to_string(), r.purpose))
+                .or_insert(order);
+            *entry = (*entry).max(order);
+        }
+        let granted = latest.into_iter().filter(|(_, (_, _, revoked))| !revoked);
+        granted.map(|(key, _)| key).collect()
+    }
+}
+
+/// The oracle's values as of `t` with consent: a viewer feature keeps a viewer's value only
+/// while the viewer consents to its gated purposes; a title feature counts only the events
+/// of viewers consenting then.
+pub fn expected_with_consent(world: &World, consent: &ConsentWorld, t: u64) -> Values {
+    let consenting = consent.consenting_at(t);
+    // Both title features serve personalization and analytics: one rule fits both.
+    let both = [Purpose::Personalization, Purpose::Analytics];
+    let gated = |e: &Placed<Event>| {
+        let viewer = e.record.viewer.to_string();
+        both.iter()
+            .filter(|p| consent.purposes.contains(p))
+            .all(|p| consenting.contains(&(viewer.clone(), *p)))
+    };
+    // Title features: from the consenting viewers' events alone (both serve the same gated
+    // purposes, so one filter fits both).
+    let titles_world = World {
+        events: world.events.iter().filter(|e| gated(e)).map(copy).collect(),
+        titles: world.titles.iter().map(copy).collect(),
+    };
+    let mut values = expected(world, t);
+    let library = rewind_dataflows::library();
+    let gated_of = |feature: &str| -> Vec<Purpose> {
+        let feature = library.iter().find(|f| f.name == feature).unwrap();
+        let gated = feature
+            .purposes
+            .iter()
+            .filter(|p| consent.purposes.contains(p));
+        gated.copied().collect()
+    };
+    values.retain(|(feature, entity), _| {
+        let gated = gated_of(feature);
+        !feature.starts_with("title.")
+            && gated
+                .iter()
+                .all(|p| consenting.contains(&(entity.clone(), *p)))
+    });
+    let titles = expected(&titles_world, t);
+    values.extend(
+        titles
+            .into_iter()
+            .filter(|((f, _), _)| f.starts_with("title.")),
+    );
+    values
+}
+
+fn copy<T: Clone>(p: &Placed<T>) -> Placed<T> {
+    Placed {
+        record: p.record.clone(),
+        time: p.time,
+    }
+}
+
+/// Checks history at `times` and online values at the frontier against the consent oracle.
+fn check_consent_store(store: &Path, world: &World, consent: &ConsentWorld, times: &[u64]) {
+    let tick = TimePolicy::default().tick_ms;
+    let snap = ReadOnlyStore::open(store).unwrap().snapshot().unwrap();
+    let frontier = snap.frontier_ms().unwrap().expect("output committed");
+    let mut keys: BTreeSet<_> = snap
+        .history()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.feature, r.entity_id))
+        .collect();
+    for &t in times.iter().filter(|t| **t < frontier) {
+        let want = expected_with_consent(world, consent, t);
+        keys.extend(want.keys().cloned());
+        let got = history_as_of(&snap, &keys, t);
+        assert_eq!(
+            got, want,
+            "history as of {t} differs from the consent oracle"
+        );
+    }
+    let online: Values = snap
+        .online_all()
+        .unwrap()
+        .into_iter()
+        .map(|(_, id, row)| ((row.feature, id), json(&row.value_json)))
+        .collect();
+    let want = expected_with_consent(world, consent, frontier - tick);
+    assert_eq!(online, want, "online values differ from the consent oracle");
+}
+
+fn consent_config(max_age_ms: u64) -> ConsentConfig {
+    ConsentConfig {
+        topic: CONSENT.into(),
+        rules: ConsentRules {
+            purposes: vec![Purpose::Personalization, Purpose::Analytics],
+            max_age_ms,
+        },
+    }
+}
+
+/// Generated consent over a generated workload: grants, revocations, re-grants and renewals
+/// minutes apart, a max age short enough to expire grants mid-stream, and records reordered
+/// within the lateness, for 1 and 2 workers.
+#[test]
+fn consent_gating_equals_the_oracle_for_1_and_2_workers() {
+    let config = workload(21);
+    // Shorter than most gaps between records: grants expire mid-stream, and renewals too.
+    let max_age_ms = 6 * 60_000;
+    let (titles, records) = common::workload(config.clone(), 60_000);
+    let shape = ConsentShape {
+        mean_gap_ms: 8 * 60_000,
+        ..ConsentShape::default()
+    };
+    let last_due = records.last().unwrap().due_ms;
+    let consent: Vec<Record> = ConsentStream::new(&config, shape)
+        .take_while(|c| c.due_ms <= last_due)
+        .collect();
+    // Six partitions keep each well under the mock cluster's 5 MiB.
+    let log = common::log(6);
+    log.create_topic(CONSENT, 2);
+    common::produce_workload(&log.brokers, &titles, &records, config.start_ms);
+    common::produce(&log.brokers, CONSENT, &consent);
+    let world = World::read(&log.brokers);
+    let purposes = [Purpose::Personalization, Purpose::Analytics];
+    let consent_world = ConsentWorld::read(&log.brokers, &purposes, max_age_ms);
+    assert_eq!(consent_world.records.len(), consent.len());
+    let revoked = consent.iter().filter(|c| c.json.contains("false")).count();
+    assert!(revoked > 100, "{revoked} revocations");
+    // Ticks right where grants placed at the start expire: exactly the max age later.
+    let first = consent_world.records.iter().map(|p| p.time).min().unwrap();
+    let extra: Vec<u64> = (0..4)
+        .map(|i| first + max_age_ms - 2000 + i * 1000)
+        .collect();
+    let times = sample_times(&world, 40, config.seed, &extra);
+    for workers in [1, 2] {
+        let store = tempfile::tempdir().unwrap();
+        let mut run = common::config(&log.brokers, store.path(), workers);
+        run.consent = Some(consent_config(max_age_ms));
+        let summary = engine::run(run, Arc::new(Shared::default())).unwrap();
+        assert_eq!(summary.counters.consent_records, consent.len() as u64);
+        check_consent_store(store.path(), &world, &consent_world, &times);
     }
 }

@@ -399,3 +399,81 @@ fn a_server_refuses_a_store_whose_replay_has_not_finished() {
         }
     }
 }
+
+/// With consent gating, a replay of the files (`--consent FILE`) equals the live store built
+/// from the same records in Kafka: consent records land at the same ticks either way.
+#[test]
+fn replay_with_consent_equals_the_live_store_of_the_same_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let (titles, consent) = (
+        dir.path().join("events.titles.jsonl"),
+        dir.path().join("events.consent.jsonl"),
+    );
+    let (e, t, c) = (
+        events.to_str().unwrap(),
+        titles.to_str().unwrap(),
+        consent.to_str().unwrap(),
+    );
+    let gen_args = [
+        "gen",
+        "--viewers",
+        "100",
+        "--titles",
+        "20",
+        "--events",
+        "20000",
+    ];
+    ok(&rewind(
+        &[&gen_args[..], &["--seed", "5", "--out", e]].concat(),
+    ));
+    assert!(
+        std::fs::read_to_string(&consent)
+            .unwrap()
+            .contains("\"granted\":false")
+    );
+
+    let log = common::log(2);
+    log.create_topic(common::CONSENT, 1);
+    let b = log.brokers.as_str();
+    common::produce_files(b, t, "946684800000", e);
+    ok(&rewind(&[
+        "produce",
+        "--brokers",
+        b,
+        "--topic",
+        "consent",
+        "--file",
+        c,
+    ]));
+    let gate = ["--consent-purposes", "personalization,analytics"];
+    let live = dir.path().join("live");
+    let run = ["run", "--brokers", b, "--until-caught-up", "--store"];
+    let out = rewind(&[&run[..], &[live.to_str().unwrap()], &gate[..]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    assert!(stderr.contains("consent:"), "{stderr}");
+
+    let replayed = dir.path().join("replayed");
+    let replay = [
+        "replay",
+        "--file",
+        e,
+        "--titles-file",
+        t,
+        "--consent",
+        c,
+        "--store",
+    ];
+    ok(&rewind(
+        &[&replay[..], &[replayed.to_str().unwrap()], &gate[..]].concat(),
+    ));
+    assert_eq!(tables(&replayed), tables(&live));
+    // The live store refuses a run without its consent settings.
+    let out = rewind(&[&run[..], &[live.to_str().unwrap()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("consent"),
+        "{stderr}"
+    );
+}

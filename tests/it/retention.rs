@@ -182,6 +182,7 @@ fn file_config(events: &Path, titles: &Path, store: &Path) -> RunConfig {
         source: LogSource::Files {
             events: events.to_path_buf(),
             titles: Some(titles.to_path_buf()),
+            consent: None,
         },
         until_caught_up: true,
         seal: false,
