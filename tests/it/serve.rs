@@ -302,7 +302,7 @@ fn the_feast_format_field_by_field_with_and_without_a_content_type() {
 }
 
 #[test]
-fn feature_services_full_names_two_views_and_null_defaults() {
+fn feature_services_full_names_and_two_views_read_what_rewind_get_reads() {
     let dir = tempfile::tempdir().unwrap();
     let store = replayed_store(dir.path());
     let served = serve_store(&store, &[], true);
@@ -325,21 +325,45 @@ fn feature_services_full_names_two_views_and_null_defaults() {
         "title__ctr_24h",
     ];
     assert_feast_shape(&response, &names, 2);
-    // The raw ids are echoed as given; the values are the pseudonyms'.
+    // The raw ids are echoed as given; the values are `rewind get`'s (its own read of the
+    // store's online table) of their pseudonyms.
     assert_eq!(response["results"][0]["values"], json!(["u0000002", 3]));
-    let native = served.get(&format!("/v1/viewers/{}", viewer(2))).json();
-    assert_eq!(
-        response["results"][4]["values"][0],
-        native["features"]["viewer.plays_24h"]["value"]
-    );
-    // A title without a row is NOT_FOUND; one with a row reads its ctr (a number, or a null
-    // default that is NULL_VALUE).
-    let ctr = &response["results"][8];
-    assert_eq!(ctr["statuses"][1], "NOT_FOUND");
-    match ctr["values"][0].is_null() {
-        true => assert_eq!(ctr["statuses"][0], "NULL_VALUE"),
-        false => assert_eq!(ctr["statuses"][0], "PRESENT"),
+    let viewer_got = get(&store, "viewer", &viewer(2));
+    let title_got = get(&store, "title", "tt000001");
+    for (i, name) in names.iter().enumerate().skip(2) {
+        let full = name.replace("__", ".");
+        let got = match full.starts_with("viewer.") {
+            true => &viewer_got,
+            false => &title_got,
+        };
+        let column = &response["results"][i];
+        let expected = &got["features"][full.as_str()]["value"];
+        assert_eq!(column["values"][0], *expected, "{full}");
+        // Row 0's viewer and title both have rows: every value is PRESENT.
+        assert_eq!(column["statuses"][0], "PRESENT", "{full}");
+        // Row 1's viewer (user id 3, never generated) and title have none.
+        assert_eq!(column["values"][1], Value::Null, "{full}");
+        assert_eq!(column["statuses"][1], "NOT_FOUND", "{full}");
     }
+    // The second most popular title has impressions in this workload: its ctr is a number
+    // (a null ctr, NULL_VALUE, is lookup.rs's unit test).
+    assert!(
+        title_got["features"]["title.ctr_24h"]["value"].is_f64(),
+        "{title_got}"
+    );
+    assert!(viewer_got["features"]["viewer.plays_24h"]["value"].as_u64() > Some(0));
+}
+
+/// `rewind get ENTITY ID` of `store`, as JSON.
+fn get(store: &Path, entity: &str, id: &str) -> Value {
+    let out = ok(&rewind(&[
+        "get",
+        "--store",
+        store.to_str().unwrap(),
+        entity,
+        id,
+    ]));
+    serde_json::from_str(&out).unwrap()
 }
 
 #[test]
