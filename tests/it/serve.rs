@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use rewind::workload::GenConfig;
+use rewind_dataflows::Entity;
+
 use crate::common::{self, KEY, ok, rewind};
 
 /// A running `rewind` process that serves; killed when dropped.
@@ -398,6 +401,9 @@ fn served_values_equal_the_history_as_of_each_response_while_a_run_ingests() {
             "4000",
             "--duration-s",
             "8",
+            // Every viewer's values, ungated, so each of the ten read has values by the end.
+            "--consent-purposes",
+            "none",
         ])
         .env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap())
         .stdout(Stdio::null())
@@ -431,33 +437,56 @@ fn served_values_equal_the_history_as_of_each_response_while_a_run_ingests() {
         "the server followed no commit: {as_ofs:?}"
     );
 
-    // History is append-only: what each response served is the history as of its as-of.
+    // History is append-only: what each response served is the history as of its as-of,
+    // read from the store file on its own, found or not included.
     let reader = rewind_state::ReadOnlyStore::open(&store).unwrap();
     let snap = reader.snapshot().unwrap();
     let lookup = snap.history_lookup().unwrap();
+    let viewer_features: Vec<&str> = rewind_dataflows::library()
+        .iter()
+        .filter(|f| f.entity() == Some(Entity::Viewer))
+        .map(|f| f.name)
+        .collect();
     let mut checked = 0;
     for (as_of, response) in &responses {
         let as_of_ms = parse_utc(as_of);
-        for (f, feature) in features.iter().enumerate() {
-            let full = feature.replace(':', ".");
-            let default = rewind::serve::LibFeature::default_of(&full).unwrap();
-            for (row, user) in users.iter().enumerate() {
-                let value = lookup.as_of(&full, &viewer(*user), as_of_ms).unwrap();
+        for (row, user) in users.iter().enumerate() {
+            let id = viewer(*user);
+            // The store has a row for a viewer once any of its features changed.
+            let found = viewer_features
+                .iter()
+                .any(|f| !lookup.rows(f, &id, as_of_ms).unwrap().is_empty());
+            for (f, feature) in features.iter().enumerate() {
+                let full = feature.replace(':', ".");
+                let default = rewind::serve::LibFeature::default_of(&full).unwrap();
                 let column = &response["results"][f + 1];
-                let expected: Value = match value {
-                    Some(bytes) => serde_json::from_slice(&bytes).unwrap(),
-                    None if column["statuses"][row] == "NOT_FOUND" => Value::Null,
-                    None => serde_json::from_str(default).unwrap(),
+                let (expected, status): (Value, _) = match lookup.as_of(&full, &id, as_of_ms) {
+                    _ if !found => (Value::Null, "NOT_FOUND"),
+                    Ok(Some(bytes)) => (serde_json::from_slice(&bytes).unwrap(), "PRESENT"),
+                    // None of these three defaults is null.
+                    Ok(None) => (serde_json::from_str(default).unwrap(), "PRESENT"),
+                    Err(e) => panic!("{e}"),
                 };
-                assert_eq!(
-                    column["values"][row], expected,
-                    "{full} u{user} as of {as_of}"
-                );
+                let at = format!("{full} u{user} as of {as_of}");
+                assert_eq!(column["values"][row], expected, "{at}");
+                assert_eq!(column["statuses"][row], status, "{at}");
                 checked += 1;
             }
         }
     }
-    assert!(checked > 0);
+    assert_eq!(checked, responses.len() * features.len() * users.len());
+    // By the last response every one of the ten viewers has played something: found, with a
+    // count and a title list that are not their defaults.
+    let (as_of, last) = responses.last().unwrap();
+    for row in 0..users.len() {
+        let plays = &last["results"][1]["values"][row];
+        assert!(plays.as_u64() > Some(0), "row {row} as of {as_of}: {plays}");
+        let titles = last["results"][3]["values"][row].as_array();
+        assert!(
+            titles.is_some_and(|t| !t.is_empty()),
+            "row {row} as of {as_of}"
+        );
+    }
 }
 
 fn parse_utc(text: &str) -> u64 {
