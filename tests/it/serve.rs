@@ -57,6 +57,13 @@ impl Served {
         }
     }
 
+    /// Stops the process (SIGINT, as Ctrl-C) and waits for it to end.
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let _ = self.child.wait();
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -548,6 +555,87 @@ fn run_serve_answers_from_the_writing_process() {
     assert_eq!(title["features"].as_object().unwrap().len(), 2);
 }
 
+/// `run --serve` on a log that ends: once the run has read it all, the store stops moving, and
+/// what the writing process served is what `rewind get` reads from the store after the run.
+#[test]
+fn run_serve_serves_what_rewind_get_reads_after_the_run() {
+    let config = GenConfig {
+        viewers: 20,
+        titles: 8,
+        seed: 5,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 3_000);
+    let log = common::log(2);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let args = [
+        "run",
+        "--brokers",
+        &log.brokers,
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let mut served = Served::start(&[&args[..], &["--serve", "127.0.0.1:0"]].concat(), true);
+    served.wait_healthy();
+    // Caught up, the frontier stays where the log's watermark holds it: two reads a second
+    // apart at the same as-of.
+    let as_of = |s: &Served| s.get("/health").json()["as_of_ms"].as_u64();
+    let started = Instant::now();
+    let mut last = as_of(&served);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = as_of(&served);
+        if now == last && now.is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the store kept moving"
+        );
+        last = now;
+    }
+    let ids: Vec<String> = (0..titles.len()).map(|t| format!("tt{t:06}")).collect();
+    let viewers: Vec<String> = (0..5).map(viewer).collect();
+    let batch = served.post("/v1/batch", &json!({"titles": ids, "viewers": viewers}));
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let batch = batch.json();
+    served.stop();
+
+    let mut compared = 0;
+    for (kind, list) in [("title", "titles"), ("viewer", "viewers")] {
+        for entity in batch[list].as_array().unwrap() {
+            let got = get(&store, kind, entity["id"].as_str().unwrap());
+            assert_eq!(
+                got["as_of_ms"], batch["as_of_ms"],
+                "the store moved after serving"
+            );
+            assert_eq!(entity["features"].as_object().unwrap().len(), {
+                got["features"].as_object().unwrap().len()
+            });
+            for (name, expected) in got["features"].as_object().unwrap() {
+                let value = &entity["features"][name];
+                assert_eq!(value["value"], expected["value"], "{kind} {name}");
+                assert_eq!(value["valid_from_ms"], expected["valid_from_ms"], "{name}");
+                compared += 1;
+            }
+        }
+    }
+    let count = |e| {
+        let library = rewind_dataflows::library();
+        library.iter().filter(|f| f.entity() == Some(e)).count()
+    };
+    let expected = 8 * count(Entity::Title) + 5 * count(Entity::Viewer);
+    assert_eq!(
+        (compared, expected),
+        (51, 51),
+        "eight titles of 2 features, 5 viewers of 7"
+    );
+    let plays = |e: &Value| e["features"]["title.plays_1h"]["value"].as_u64();
+    assert!(plays(&batch["titles"][0]) > Some(0), "{batch}");
+}
+
 #[test]
 fn the_native_api_reads_entities_and_batches() {
     let dir = tempfile::tempdir().unwrap();
@@ -710,13 +798,14 @@ fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(raw(addr, &chunked).status, 413);
 
     // Ids, methods and paths.
-    assert_eq!(served.get("/v1/viewers/alice").status, 400);
+    assert_eq!(served.get("/v1/viewers/alice").status, 422);
     assert_eq!(
         served
             .get(&format!("/v1/titles/{}", "t".repeat(300)))
             .status,
-        400
+        422
     );
+    assert_eq!(served.get("/v1/titles/t%zz").status, 400);
     let r = served.get("/get-online-features");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     assert_eq!(served.get("/nope").status, 404);
