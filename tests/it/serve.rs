@@ -825,6 +825,70 @@ fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(r.status, 200);
 }
 
+/// A control character (a NUL above all) has no place in an id: it would become part of a
+/// store key, a served-log row, a log line. Every id path refuses it with 422, and never
+/// quotes the id back.
+#[test]
+fn control_characters_in_ids_are_refused_without_quoting_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let served = serve_store(&store, &[], true);
+    served.wait_healthy();
+    let refused_for = |r: Reply, what: &str, why: &str| {
+        assert_eq!(r.status, 422, "{what}: {}", r.body);
+        let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
+        assert!(detail.contains(why), "{what}: {}", r.body);
+        assert!(!r.body.contains("secret"), "{what}: {}", r.body);
+    };
+    let refused = |r: Reply, what: &str| refused_for(r, what, "control character");
+    for id in [
+        "secret%00id",
+        "tt000001%00",
+        "secret%1b%5b2J",
+        "secret%7f",
+        "secret%c2%85",
+    ] {
+        refused(served.get(&format!("/v1/titles/{id}")), id);
+    }
+    // A viewer id is a pseudonym or nothing: 422 as well.
+    let pseudonym = "pseudonym";
+    refused_for(
+        served.get("/v1/viewers/v_secret%00"),
+        "viewer path",
+        pseudonym,
+    );
+    for id in [r"secret\u0000id", r"tt000001\u0000", r"secret\nline"] {
+        let feast = format!(
+            r#"{{"features": ["title:plays_1h"], "entities": {{"title_id": ["tt000001", "{id}"]}}}}"#
+        );
+        refused(
+            post_raw(served.addr, "/get-online-features", "", &feast),
+            id,
+        );
+        let batch = format!(r#"{{"titles": ["{id}"]}}"#);
+        refused(post_raw(served.addr, "/v1/batch", "", &batch), id);
+    }
+    let user =
+        r#"{"features": ["viewer:plays_24h"], "entities": {"user_id": ["secret\u0000acct"]}}"#;
+    refused(
+        post_raw(served.addr, "/get-online-features", "", user),
+        "user_id",
+    );
+    let viewer =
+        r#"{"features": ["viewer:plays_24h"], "entities": {"viewer_id": ["v_secret\u0000"]}}"#;
+    let r = post_raw(served.addr, "/get-online-features", "", viewer);
+    refused_for(r, "viewer_id", pseudonym);
+    let batch = r#"{"viewers": ["v_secret\u0000"]}"#;
+    refused_for(
+        post_raw(served.addr, "/v1/batch", "", batch),
+        "batch viewer",
+        pseudonym,
+    );
+    // The same ids without the control character are served.
+    let fine = served.get("/v1/titles/tt000001");
+    assert_eq!(fine.status, 200, "{}", fine.body);
+}
+
 #[test]
 fn a_token_is_required_of_every_request_when_set() {
     let dir = tempfile::tempdir().unwrap();
