@@ -2,7 +2,7 @@
 //! Feast's wire format field by field, the native API, values against `rewind get` and the
 //! history, and hostile requests.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -31,29 +31,11 @@ impl Drop for Served {
 impl Served {
     /// Runs `rewind ARGS` (which must serve on `127.0.0.1:0`) and waits for its address.
     fn start(args: &[&str], key: bool) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        match key {
-            true => cmd.env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap()),
-            false => cmd.env_remove("REWIND_PSEUDONYM_KEY"),
-        };
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("serving http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap().to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server's address");
+        let spawned = common::spawn_rewind(args, key);
+        let addr = spawned.words_after(&[common::SERVING], Duration::from_secs(30));
         Served {
-            child,
-            addr: addr.parse().unwrap(),
+            child: spawned.child,
+            addr: addr[0].parse().unwrap(),
         }
     }
 
