@@ -222,6 +222,13 @@ fn ids_for(
             }
             let ids =
                 find(USER_KEY).ok_or_else(|| missing_key("viewer", "viewer_id or user_id"))?;
+            let control = ids.iter().position(|id| lookup::has_control(&id.text()));
+            if let Some(row) = control {
+                return Err(ApiError::unprocessable(format!(
+                    "user_id of row {row} holds a control character (U+0000-U+001F, \
+                     U+007F-U+009F)"
+                )));
+            }
             let door = door.ok_or_else(|| {
                 ApiError::unprocessable(
                     "user_id needs the pseudonym key, and this server has none: start it with \
@@ -254,12 +261,11 @@ pub fn viewer_id(row: usize, id: &IdValue) -> Result<String, ApiError> {
 
 pub fn title_id(row: usize, id: &IdValue) -> Result<String, ApiError> {
     let text = id.text();
-    match text.is_empty() || text.len() > lookup::MAX_ID_BYTES {
-        true => Err(ApiError::unprocessable(format!(
-            "title_id of row {row} is empty or longer than {} bytes",
-            lookup::MAX_ID_BYTES
+    match lookup::title_id_problem(&text) {
+        Some(problem) => Err(ApiError::unprocessable(format!(
+            "title_id of row {row} {problem}"
         ))),
-        false => Ok(text),
+        None => Ok(text),
     }
 }
 

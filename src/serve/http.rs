@@ -368,22 +368,17 @@ fn native_entity(state: &State, path: &str, request_id: &str) -> Result<Reply, A
     Ok(json_reply(body, Some((as_of, frontier))))
 }
 
+/// An id in a path that cannot be a key is 422, as in a body; only a path that does not decode
+/// (bad escapes, not UTF-8) is 400. The id itself is never quoted back.
 fn check_native_id(entity: rewind_dataflows::Entity, id: &str) -> Result<(), ApiError> {
-    let ok = match entity {
-        rewind_dataflows::Entity::Viewer => lookup::is_pseudonym(id),
-        rewind_dataflows::Entity::Title => !id.is_empty() && id.len() <= lookup::MAX_ID_BYTES,
+    let problem = match entity {
+        rewind_dataflows::Entity::Viewer => (!lookup::is_pseudonym(id))
+            .then(|| "a viewer id is a pseudonym: \"v_\" and 32 lowercase hex digits".to_string()),
+        rewind_dataflows::Entity::Title => {
+            lookup::title_id_problem(id).map(|p| format!("the title id {p}"))
+        }
     };
-    match ok {
-        true => Ok(()),
-        false => Err(ApiError::bad_request(match entity {
-            rewind_dataflows::Entity::Viewer => {
-                "a viewer id is a pseudonym: \"v_\" and 32 lowercase hex digits".to_string()
-            }
-            rewind_dataflows::Entity::Title => {
-                format!("a title id is 1 to {} bytes", lookup::MAX_ID_BYTES)
-            }
-        })),
-    }
+    problem.map_or(Ok(()), |p| Err(ApiError::unprocessable(p)))
 }
 
 /// Entities a request may read on the runtime thread. A read is a few microseconds per entity;

@@ -173,6 +173,22 @@ pub fn is_pseudonym(id: &str) -> bool {
 /// Title ids are the producers' own; bounded, so a hostile id cannot bloat a key or a log.
 pub const MAX_ID_BYTES: usize = 256;
 
+/// Whether `id` holds a control character (Unicode's Cc: U+0000 to U+001F, U+007F to
+/// U+009F). None belongs in an id: a NUL would become part of a store key and a served-log
+/// row, and an escape would reach whatever terminal shows a log line.
+pub fn has_control(id: &str) -> bool {
+    id.chars().any(char::is_control)
+}
+
+/// What makes `id` no title id, if anything: said of the id without quoting it, since an
+/// error is echoed and logged.
+pub fn title_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Some(format!("is not 1 to {MAX_ID_BYTES} bytes long"));
+    }
+    has_control(id).then(|| "holds a control character (U+0000-U+001F, U+007F-U+009F)".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +232,16 @@ mod tests {
         assert!(!is_pseudonym("v_0123456789ABCDEF0123456789abcdef"));
         assert!(!is_pseudonym("v_0123"));
         assert!(!is_pseudonym("alice"));
+        assert!(!is_pseudonym("v_0123456789abcdef0123456789abcde\0"));
+    }
+
+    #[test]
+    fn title_ids_are_bounded_and_free_of_control_characters() {
+        assert_eq!(title_id_problem("tt000001"), None);
+        assert_eq!(title_id_problem("titel-\u{e9}t\u{e9}"), None);
+        for bad in ["", "tt\0", "\u{1b}[2J", "tt\u{7f}", "tt\u{85}", "a\nb"] {
+            assert!(title_id_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(title_id_problem(&"t".repeat(MAX_ID_BYTES + 1)).is_some());
     }
 }

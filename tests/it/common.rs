@@ -200,3 +200,61 @@ pub fn produce_files(brokers: &str, titles: &str, titles_ts_ms: &str, events: &s
         events,
     ]));
 }
+
+/// What a serving `rewind` prints before its address (`serving http://ADDR ...`).
+pub const SERVING: &str = "serving http://";
+
+/// A `rewind` process started by [`spawn_rewind`]: its stderr arrives line by line on
+/// `lines` as the process writes it. Stopping it is the caller's (each test stops it its way).
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub lines: std::sync::mpsc::Receiver<String>,
+}
+
+/// Starts `rewind ARGS` with the tests' pseudonym key in its environment (`key`) or none.
+pub fn spawn_rewind(args: &[&str], key: bool) -> Spawned {
+    use std::io::BufRead;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
+    cmd.args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    match key {
+        true => cmd.env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap()),
+        false => cmd.env_remove("REWIND_PSEUDONYM_KEY"),
+    };
+    let mut child = cmd.spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Spawned { child, lines }
+}
+
+impl Spawned {
+    /// The first word after each of `markers` (e.g. [`SERVING`]), from the first stderr line
+    /// holding it; panics after `within` without all of them.
+    pub fn words_after(&self, markers: &[&str], within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut found: Vec<Option<String>> = vec![None; markers.len()];
+        while found.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("rewind printed none of {markers:?} within {within:?}"));
+            for (marker, slot) in markers.iter().zip(&mut found) {
+                let word = line
+                    .split(marker)
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next());
+                if let (None, Some(word)) = (&slot, word) {
+                    *slot = Some(word.to_string());
+                }
+            }
+        }
+        found.into_iter().map(Option::unwrap).collect()
+    }
+}

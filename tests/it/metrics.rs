@@ -2,11 +2,10 @@
 //! (the engine's figures, live) and from `rewind serve` beside a finished store (the store's
 //! figures, read from its `meta` and `offsets` tables).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use rewind::workload::GenConfig;
@@ -26,42 +25,14 @@ impl Running {
     /// Runs `rewind ARGS`, which must serve on `127.0.0.1:0`, and waits for its address (and,
     /// for the `embedded` default, its cluster's).
     fn start(args: &[&str], embedded: bool) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
-            .args(args)
-            .env_remove("REWIND_PSEUDONYM_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let after = |marker: &str| {
-                    let rest = line.split(marker).nth(1)?;
-                    Some(rest.split_whitespace().next()?.to_string())
-                };
-                if let Some(brokers) = after("embedded Kafka at ") {
-                    let _ = tx.send((false, brokers));
-                } else if let Some(addr) = after("serving http://") {
-                    let _ = tx.send((true, addr));
-                }
-            }
-        });
-        let (mut addr, mut brokers) = (None, None);
-        while addr.is_none() || (embedded && brokers.is_none()) {
-            let (serving, found) = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the server's address, and the embedded cluster's");
-            match serving {
-                true => addr = Some(found),
-                false => brokers = Some(found),
-            }
-        }
+        let spawned = common::spawn_rewind(args, false);
+        let markers = [common::SERVING, "embedded Kafka at "];
+        let markers = &markers[..1 + embedded as usize];
+        let mut found = spawned.words_after(markers, Duration::from_secs(60));
         Running {
-            child,
-            addr: addr.unwrap(),
-            brokers,
+            child: spawned.child,
+            brokers: found.get(1).cloned(),
+            addr: found.swap_remove(0),
         }
     }
 

@@ -373,27 +373,15 @@ fn a_server_refuses_a_store_whose_replay_has_not_finished() {
     ]));
 
     for (store, expect) in [(&stopped, 503), (&finished, 200)] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
-            .args(["serve", "--listen", &addr, "--store"])
-            .arg(store)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(std::time::Instant::now() < deadline, "serve did not listen");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let store = store.to_str().unwrap();
+        let args = ["serve", "--listen", "127.0.0.1:0", "--store", store];
+        let mut server = common::spawn_rewind(&args, false);
+        let within = std::time::Duration::from_secs(30);
+        let addr = server.words_after(&[common::SERVING], within).remove(0);
         let (status, body) = health(&addr);
-        let _ = server.kill();
-        let _ = server.wait();
-        assert_eq!(status, expect, "{}: {body}", store.display());
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        assert_eq!(status, expect, "{store}: {body}");
         if expect == 503 {
             assert!(body.contains("rewind replay"), "{body}");
         }

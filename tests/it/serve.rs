@@ -2,13 +2,16 @@
 //! Feast's wire format field by field, the native API, values against `rewind get` and the
 //! history, and hostile requests.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use rewind::workload::GenConfig;
+use rewind_dataflows::Entity;
 
 use crate::common::{self, KEY, ok, rewind};
 
@@ -28,30 +31,19 @@ impl Drop for Served {
 impl Served {
     /// Runs `rewind ARGS` (which must serve on `127.0.0.1:0`) and waits for its address.
     fn start(args: &[&str], key: bool) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rewind"));
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
-        match key {
-            true => cmd.env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap()),
-            false => cmd.env_remove("REWIND_PSEUDONYM_KEY"),
-        };
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("serving http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap().to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server's address");
+        let spawned = common::spawn_rewind(args, key);
+        let addr = spawned.words_after(&[common::SERVING], Duration::from_secs(30));
         Served {
-            child,
-            addr: addr.parse().unwrap(),
+            child: spawned.child,
+            addr: addr[0].parse().unwrap(),
         }
+    }
+
+    /// Stops the process (SIGINT, as Ctrl-C) and waits for it to end.
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let _ = self.child.wait();
     }
 
     fn url(&self, path: &str) -> String {
@@ -302,7 +294,7 @@ fn the_feast_format_field_by_field_with_and_without_a_content_type() {
 }
 
 #[test]
-fn feature_services_full_names_two_views_and_null_defaults() {
+fn feature_services_full_names_and_two_views_read_what_rewind_get_reads() {
     let dir = tempfile::tempdir().unwrap();
     let store = replayed_store(dir.path());
     let served = serve_store(&store, &[], true);
@@ -325,21 +317,45 @@ fn feature_services_full_names_two_views_and_null_defaults() {
         "title__ctr_24h",
     ];
     assert_feast_shape(&response, &names, 2);
-    // The raw ids are echoed as given; the values are the pseudonyms'.
+    // The raw ids are echoed as given; the values are `rewind get`'s (its own read of the
+    // store's online table) of their pseudonyms.
     assert_eq!(response["results"][0]["values"], json!(["u0000002", 3]));
-    let native = served.get(&format!("/v1/viewers/{}", viewer(2))).json();
-    assert_eq!(
-        response["results"][4]["values"][0],
-        native["features"]["viewer.plays_24h"]["value"]
-    );
-    // A title without a row is NOT_FOUND; one with a row reads its ctr (a number, or a null
-    // default that is NULL_VALUE).
-    let ctr = &response["results"][8];
-    assert_eq!(ctr["statuses"][1], "NOT_FOUND");
-    match ctr["values"][0].is_null() {
-        true => assert_eq!(ctr["statuses"][0], "NULL_VALUE"),
-        false => assert_eq!(ctr["statuses"][0], "PRESENT"),
+    let viewer_got = get(&store, "viewer", &viewer(2));
+    let title_got = get(&store, "title", "tt000001");
+    for (i, name) in names.iter().enumerate().skip(2) {
+        let full = name.replace("__", ".");
+        let got = match full.starts_with("viewer.") {
+            true => &viewer_got,
+            false => &title_got,
+        };
+        let column = &response["results"][i];
+        let expected = &got["features"][full.as_str()]["value"];
+        assert_eq!(column["values"][0], *expected, "{full}");
+        // Row 0's viewer and title both have rows: every value is PRESENT.
+        assert_eq!(column["statuses"][0], "PRESENT", "{full}");
+        // Row 1's viewer (user id 3, never generated) and title have none.
+        assert_eq!(column["values"][1], Value::Null, "{full}");
+        assert_eq!(column["statuses"][1], "NOT_FOUND", "{full}");
     }
+    // The second most popular title has impressions in this workload: its ctr is a number
+    // (a null ctr, NULL_VALUE, is lookup.rs's unit test).
+    assert!(
+        title_got["features"]["title.ctr_24h"]["value"].is_f64(),
+        "{title_got}"
+    );
+    assert!(viewer_got["features"]["viewer.plays_24h"]["value"].as_u64() > Some(0));
+}
+
+/// `rewind get ENTITY ID` of `store`, as JSON.
+fn get(store: &Path, entity: &str, id: &str) -> Value {
+    let out = ok(&rewind(&[
+        "get",
+        "--store",
+        store.to_str().unwrap(),
+        entity,
+        id,
+    ]));
+    serde_json::from_str(&out).unwrap()
 }
 
 #[test]
@@ -374,6 +390,9 @@ fn served_values_equal_the_history_as_of_each_response_while_a_run_ingests() {
             "4000",
             "--duration-s",
             "8",
+            // Every viewer's values, ungated, so each of the ten read has values by the end.
+            "--consent-purposes",
+            "none",
         ])
         .env("REWIND_PSEUDONYM_KEY", std::str::from_utf8(KEY).unwrap())
         .stdout(Stdio::null())
@@ -407,33 +426,56 @@ fn served_values_equal_the_history_as_of_each_response_while_a_run_ingests() {
         "the server followed no commit: {as_ofs:?}"
     );
 
-    // History is append-only: what each response served is the history as of its as-of.
+    // History is append-only: what each response served is the history as of its as-of,
+    // read from the store file on its own, found or not included.
     let reader = rewind_state::ReadOnlyStore::open(&store).unwrap();
     let snap = reader.snapshot().unwrap();
     let lookup = snap.history_lookup().unwrap();
+    let viewer_features: Vec<&str> = rewind_dataflows::library()
+        .iter()
+        .filter(|f| f.entity() == Some(Entity::Viewer))
+        .map(|f| f.name)
+        .collect();
     let mut checked = 0;
     for (as_of, response) in &responses {
         let as_of_ms = parse_utc(as_of);
-        for (f, feature) in features.iter().enumerate() {
-            let full = feature.replace(':', ".");
-            let default = rewind::serve::LibFeature::default_of(&full).unwrap();
-            for (row, user) in users.iter().enumerate() {
-                let value = lookup.as_of(&full, &viewer(*user), as_of_ms).unwrap();
+        for (row, user) in users.iter().enumerate() {
+            let id = viewer(*user);
+            // The store has a row for a viewer once any of its features changed.
+            let found = viewer_features
+                .iter()
+                .any(|f| !lookup.rows(f, &id, as_of_ms).unwrap().is_empty());
+            for (f, feature) in features.iter().enumerate() {
+                let full = feature.replace(':', ".");
+                let default = rewind::serve::LibFeature::default_of(&full).unwrap();
                 let column = &response["results"][f + 1];
-                let expected: Value = match value {
-                    Some(bytes) => serde_json::from_slice(&bytes).unwrap(),
-                    None if column["statuses"][row] == "NOT_FOUND" => Value::Null,
-                    None => serde_json::from_str(default).unwrap(),
+                let (expected, status): (Value, _) = match lookup.as_of(&full, &id, as_of_ms) {
+                    _ if !found => (Value::Null, "NOT_FOUND"),
+                    Ok(Some(bytes)) => (serde_json::from_slice(&bytes).unwrap(), "PRESENT"),
+                    // None of these three defaults is null.
+                    Ok(None) => (serde_json::from_str(default).unwrap(), "PRESENT"),
+                    Err(e) => panic!("{e}"),
                 };
-                assert_eq!(
-                    column["values"][row], expected,
-                    "{full} u{user} as of {as_of}"
-                );
+                let at = format!("{full} u{user} as of {as_of}");
+                assert_eq!(column["values"][row], expected, "{at}");
+                assert_eq!(column["statuses"][row], status, "{at}");
                 checked += 1;
             }
         }
     }
-    assert!(checked > 0);
+    assert_eq!(checked, responses.len() * features.len() * users.len());
+    // By the last response every one of the ten viewers has played something: found, with a
+    // count and a title list that are not their defaults.
+    let (as_of, last) = responses.last().unwrap();
+    for row in 0..users.len() {
+        let plays = &last["results"][1]["values"][row];
+        assert!(plays.as_u64() > Some(0), "row {row} as of {as_of}: {plays}");
+        let titles = last["results"][3]["values"][row].as_array();
+        assert!(
+            titles.is_some_and(|t| !t.is_empty()),
+            "row {row} as of {as_of}"
+        );
+    }
 }
 
 fn parse_utc(text: &str) -> u64 {
@@ -493,6 +535,87 @@ fn run_serve_answers_from_the_writing_process() {
     let title = title.json();
     assert!(title["as_of_ms"].as_u64().unwrap() < title["frontier_ms"].as_u64().unwrap());
     assert_eq!(title["features"].as_object().unwrap().len(), 2);
+}
+
+/// `run --serve` on a log that ends: once the run has read it all, the store stops moving, and
+/// what the writing process served is what `rewind get` reads from the store after the run.
+#[test]
+fn run_serve_serves_what_rewind_get_reads_after_the_run() {
+    let config = GenConfig {
+        viewers: 20,
+        titles: 8,
+        seed: 5,
+        ..GenConfig::default()
+    };
+    let (titles, events) = common::workload(config.clone(), 3_000);
+    let log = common::log(2);
+    common::produce_workload(&log.brokers, &titles, &events, config.start_ms);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let args = [
+        "run",
+        "--brokers",
+        &log.brokers,
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let mut served = Served::start(&[&args[..], &["--serve", "127.0.0.1:0"]].concat(), true);
+    served.wait_healthy();
+    // Caught up, the frontier stays where the log's watermark holds it: two reads a second
+    // apart at the same as-of.
+    let as_of = |s: &Served| s.get("/health").json()["as_of_ms"].as_u64();
+    let started = Instant::now();
+    let mut last = as_of(&served);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = as_of(&served);
+        if now == last && now.is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the store kept moving"
+        );
+        last = now;
+    }
+    let ids: Vec<String> = (0..titles.len()).map(|t| format!("tt{t:06}")).collect();
+    let viewers: Vec<String> = (0..5).map(viewer).collect();
+    let batch = served.post("/v1/batch", &json!({"titles": ids, "viewers": viewers}));
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let batch = batch.json();
+    served.stop();
+
+    let mut compared = 0;
+    for (kind, list) in [("title", "titles"), ("viewer", "viewers")] {
+        for entity in batch[list].as_array().unwrap() {
+            let got = get(&store, kind, entity["id"].as_str().unwrap());
+            assert_eq!(
+                got["as_of_ms"], batch["as_of_ms"],
+                "the store moved after serving"
+            );
+            assert_eq!(entity["features"].as_object().unwrap().len(), {
+                got["features"].as_object().unwrap().len()
+            });
+            for (name, expected) in got["features"].as_object().unwrap() {
+                let value = &entity["features"][name];
+                assert_eq!(value["value"], expected["value"], "{kind} {name}");
+                assert_eq!(value["valid_from_ms"], expected["valid_from_ms"], "{name}");
+                compared += 1;
+            }
+        }
+    }
+    let count = |e| {
+        let library = rewind_dataflows::library();
+        library.iter().filter(|f| f.entity() == Some(e)).count()
+    };
+    let expected = 8 * count(Entity::Title) + 5 * count(Entity::Viewer);
+    assert_eq!(
+        (compared, expected),
+        (51, 51),
+        "eight titles of 2 features, 5 viewers of 7"
+    );
+    let plays = |e: &Value| e["features"]["title.plays_1h"]["value"].as_u64();
+    assert!(plays(&batch["titles"][0]) > Some(0), "{batch}");
 }
 
 #[test]
@@ -657,13 +780,14 @@ fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(raw(addr, &chunked).status, 413);
 
     // Ids, methods and paths.
-    assert_eq!(served.get("/v1/viewers/alice").status, 400);
+    assert_eq!(served.get("/v1/viewers/alice").status, 422);
     assert_eq!(
         served
             .get(&format!("/v1/titles/{}", "t".repeat(300)))
             .status,
-        400
+        422
     );
+    assert_eq!(served.get("/v1/titles/t%zz").status, 400);
     let r = served.get("/get-online-features");
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     assert_eq!(served.get("/nope").status, 404);
@@ -681,6 +805,70 @@ fn hostile_requests_get_clear_errors_and_the_server_keeps_serving() {
         &json!({"features": ["viewer:plays_24h"], "entities": {"viewer_id": [v]}}),
     );
     assert_eq!(r.status, 200);
+}
+
+/// A control character (a NUL above all) has no place in an id: it would become part of a
+/// store key, a served-log row, a log line. Every id path refuses it with 422, and never
+/// quotes the id back.
+#[test]
+fn control_characters_in_ids_are_refused_without_quoting_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = replayed_store(dir.path());
+    let served = serve_store(&store, &[], true);
+    served.wait_healthy();
+    let refused_for = |r: Reply, what: &str, why: &str| {
+        assert_eq!(r.status, 422, "{what}: {}", r.body);
+        let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
+        assert!(detail.contains(why), "{what}: {}", r.body);
+        assert!(!r.body.contains("secret"), "{what}: {}", r.body);
+    };
+    let refused = |r: Reply, what: &str| refused_for(r, what, "control character");
+    for id in [
+        "secret%00id",
+        "tt000001%00",
+        "secret%1b%5b2J",
+        "secret%7f",
+        "secret%c2%85",
+    ] {
+        refused(served.get(&format!("/v1/titles/{id}")), id);
+    }
+    // A viewer id is a pseudonym or nothing: 422 as well.
+    let pseudonym = "pseudonym";
+    refused_for(
+        served.get("/v1/viewers/v_secret%00"),
+        "viewer path",
+        pseudonym,
+    );
+    for id in [r"secret\u0000id", r"tt000001\u0000", r"secret\nline"] {
+        let feast = format!(
+            r#"{{"features": ["title:plays_1h"], "entities": {{"title_id": ["tt000001", "{id}"]}}}}"#
+        );
+        refused(
+            post_raw(served.addr, "/get-online-features", "", &feast),
+            id,
+        );
+        let batch = format!(r#"{{"titles": ["{id}"]}}"#);
+        refused(post_raw(served.addr, "/v1/batch", "", &batch), id);
+    }
+    let user =
+        r#"{"features": ["viewer:plays_24h"], "entities": {"user_id": ["secret\u0000acct"]}}"#;
+    refused(
+        post_raw(served.addr, "/get-online-features", "", user),
+        "user_id",
+    );
+    let viewer =
+        r#"{"features": ["viewer:plays_24h"], "entities": {"viewer_id": ["v_secret\u0000"]}}"#;
+    let r = post_raw(served.addr, "/get-online-features", "", viewer);
+    refused_for(r, "viewer_id", pseudonym);
+    let batch = r#"{"viewers": ["v_secret\u0000"]}"#;
+    refused_for(
+        post_raw(served.addr, "/v1/batch", "", batch),
+        "batch viewer",
+        pseudonym,
+    );
+    // The same ids without the control character are served.
+    let fine = served.get("/v1/titles/tt000001");
+    assert_eq!(fine.status, 200, "{}", fine.body);
 }
 
 #[test]

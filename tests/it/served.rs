@@ -339,37 +339,24 @@ struct LoggingServer {
 
 impl LoggingServer {
     fn start(store: &Path) -> LoggingServer {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rewind"))
-            .args(["serve", "--store", store.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0", "--log-served"])
-            .env(
-                "REWIND_PSEUDONYM_KEY",
-                std::str::from_utf8(crate::common::KEY).unwrap(),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-        let (tx, stderr) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = stderr
-                .recv_timeout(std::time::Duration::from_secs(30))
-                .expect("the server's address");
-            if let Some(rest) = line.split("serving http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
+        let store = store.to_str().unwrap();
+        let args = [
+            "serve",
+            "--store",
+            store,
+            "--listen",
+            "127.0.0.1:0",
+            "--log-served",
+        ];
+        let spawned = crate::common::spawn_rewind(&args, true);
+        let addr = spawned.words_after(
+            &[crate::common::SERVING],
+            std::time::Duration::from_secs(30),
+        );
         LoggingServer {
-            child,
-            addr,
-            stderr,
+            child: spawned.child,
+            addr: addr[0].clone(),
+            stderr: spawned.lines,
         }
     }
 
