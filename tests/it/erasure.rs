@@ -95,7 +95,7 @@ fn traces(viewer: &str) -> Vec<Vec<u8>> {
         key.clone(),
         key[1..].to_vec(),
         viewer.as_bytes().to_vec(),
-        viewer[2..].as_bytes().to_vec(),
+        viewer.as_bytes()[2..].to_vec(),
     ]
 }
 
