@@ -80,9 +80,13 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
         erasures: vec![erasure],
         ..Commit::default()
     };
+    let started = std::time::Instant::now();
     let erased = store.commit(&commit)?.erased;
+    let commit_elapsed = started.elapsed().saturating_sub(erased.scrub.elapsed);
     let served = erase_served(&args.store, &viewer.to_string())?;
-    report(&store, &erased, served, ts_ms, frontier_ms)
+    report(&store, &erased, served, commit_elapsed)?;
+    outln!("this one at tick {frontier_ms} (erasure time {ts_ms})")?;
+    Ok(())
 }
 
 /// The id is checked as the door checks `user_id`; the error never shows it.
@@ -169,8 +173,7 @@ fn report(
     store: &Store,
     erased: &Erased,
     served: u64,
-    ts_ms: u64,
-    tick_ms: u64,
+    commit_elapsed: std::time::Duration,
 ) -> anyhow::Result<()> {
     let snap = store.snapshot()?;
     if erased.erasures == 0 {
@@ -182,14 +185,15 @@ fn report(
         outln!("the store held no rows of this account; the erasure is recorded")?;
     } else {
         outln!(
-            "erased: 1 online row, {} history entries ({} blocks rewritten, {} removed)",
+            "erased: 1 online row, {} history entries ({} blocks rewritten, {} removed) in a \
+             commit of {commit_elapsed:.2?}",
             erased.history_entries,
             erased.blocks_rewritten,
             erased.blocks_removed
         )?;
     }
     outln!("served-log rows erased: {served}")?;
-    if erased.erasures > 0 {
+    if erased.online_rows > 0 {
         outln!(
             "store file rewritten without them: {} -> {} bytes in {:.2?}",
             erased.scrub.bytes_before,
@@ -198,8 +202,7 @@ fn report(
         )?;
     }
     outln!(
-        "suppression list: {} accounts, {} erasures applied; this one at tick {tick_ms} \
-         (erasure time {ts_ms})",
+        "suppression list: {} accounts, {} erasures applied",
         snap.erasures().map(|e| e.len())?,
         snap.erasures_applied()?
     )?;

@@ -186,7 +186,9 @@ pub(crate) fn apply(
         erased.erasures += 1;
         erasing.add(e.entity_kind, entity, e.tick_ms);
     }
-    if erased.erasures > 0 {
+    // Only deleted rows leave bytes in free pages: an erasure of an entity the store never
+    // held (or a repeat) needs no scrub.
+    if erased.online_rows > 0 {
         let sealed = layout::meta_row(META_SCRUB_PENDING).seal(&1u64.to_le_bytes());
         txn.open_table(META)?
             .insert(META_SCRUB_PENDING, sealed.as_slice())?;

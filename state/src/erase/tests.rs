@@ -259,6 +259,24 @@ fn an_erased_viewer_reads_as_never_seen_and_others_are_untouched() {
     let purged = store.commit(&commit).unwrap();
     assert_eq!((purged.erased.erasures, purged.erased.repeats), (0, 1));
     assert_eq!(store.snapshot().unwrap().erasures_applied().unwrap(), 1);
+    // A viewer the store never held: recorded, and nothing to scrub.
+    let unknown = "v_fedcba9876543210fedcba9876543210";
+    let commit = Commit {
+        frontier_ms: frontier,
+        erasures: vec![erasure(unknown, 1, frontier)],
+        ..Commit::default()
+    };
+    let erased = store.commit(&commit).unwrap().erased;
+    assert_eq!((erased.erasures, erased.online_rows), (1, 0));
+    assert_eq!(erased.scrub, crate::Scrubbed::default());
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.erasures_applied().unwrap(), 2);
+    assert!(snap.erasure(token(unknown)).unwrap().is_some());
+    assert!(
+        snap.meta(crate::erase::META_SCRUB_PENDING)
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
