@@ -333,3 +333,102 @@ fn hostile_arguments_and_a_held_store_get_clear_errors_that_never_show_the_id() 
     let kept = door.viewer_id(secret).to_string();
     assert!(!snap.online("viewer", &kept).unwrap().is_empty());
 }
+
+/// A `rewind serve` reading the store in another process follows the rewritten file: the
+/// erased viewer is not found, the others answer as before, and the server lets go of the old
+/// file (whose free pages held the viewer) instead of keeping it open.
+#[test]
+fn a_running_server_follows_the_erasure() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = replayed(dir.path());
+    let door = common::door();
+    let gone = door.viewer_id(ERASED).to_string();
+    let other = door.viewer_id(&user(9)).to_string();
+    /// Killed when dropped, so a failed assertion leaves no server behind.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["serve", "--store", &store, "--listen", "127.0.0.1:0"])
+        .env_remove(rewind::privacy::KEY_ENV)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let server = Server(server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let read = |viewer: &str| -> serde_json::Value {
+        let url = format!("http://{addr}/v1/viewers/{viewer}");
+        let mut response = agent.get(&url).call().unwrap();
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let started = Instant::now();
+    while agent
+        .get(format!("http://{addr}/health"))
+        .call()
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "never healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read(&gone)["found"], true);
+    let other_before = read(&other);
+
+    common::ok(&common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--user-id",
+        ERASED,
+        "--key-file",
+        &key,
+    ]));
+    // The very next read already follows (the old file is marked replaced).
+    assert_eq!(read(&gone)["found"], false);
+    assert_eq!(read(&other), other_before);
+    #[cfg(target_os = "linux")]
+    {
+        let fds = format!("/proc/{}/fd", server.0.id());
+        let started = Instant::now();
+        loop {
+            let deleted: Vec<String> = std::fs::read_dir(&fds)
+                .unwrap()
+                .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+                .map(|target| target.display().to_string())
+                .filter(|target| target.contains("rewind.redb") && target.contains("(deleted)"))
+                .collect();
+            if deleted.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the server still holds the replaced file: {deleted:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    drop(server);
+}
