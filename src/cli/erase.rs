@@ -179,7 +179,7 @@ fn report(
     if erased.erasures == 0 {
         outln!(
             "already erased: the store's suppression list holds this account at the same or a \
-             later time; nothing more to remove"
+             later erasure time; nothing more to remove"
         )?;
     } else if erased.online_rows == 0 {
         outln!("the store held no rows of this account; the erasure is recorded")?;

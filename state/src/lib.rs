@@ -239,7 +239,9 @@ pub struct Erasure {
     pub entity_kind: &'static str,
     /// The pseudonym (the same id as [`Change::entity_id`]).
     pub entity_id: EntityId,
-    /// `E`: the erasure's own time. The pipeline ignores the entity's events before it.
+    /// `E`: the erasure's own time. The pipeline ignores the entity's events before it. With
+    /// the entity, what the erasure is known by: one the store holds at the same or a later `E`
+    /// is a repeat, skipped whatever its tick.
     pub ts_ms: u64,
     /// `T_e`: the tick the erasure lands at. The commit's changes of this entity before it are
     /// dropped. It lies within the commit: at or after the store's frontier before the commit,
