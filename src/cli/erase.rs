@@ -163,7 +163,9 @@ fn erase_served(dir: &Path, viewer: &str) -> anyhow::Result<u64> {
         };
         let n = log.erase("viewer", viewer)?;
         total += n;
-        let log = if n > 0 { log.scrub()? } else { log };
+        if n > 0 {
+            log.scrub()?;
+        }
         log.close();
     }
     Ok(total)
