@@ -1,6 +1,6 @@
 //! rewind's store: one redb file holding what the feature dataflows produced.
 //!
-//! Six tables (layout in `docs/store.md`, [`layout`] and [`codec`]):
+//! Eight tables (layout in `docs/store.md`, [`layout`] and [`codec`]):
 //! - `online`: (entity kind, entity id) → every current feature value of the entity, packed,
 //!   each with the tick it is valid from: one read per entity.
 //! - `history`: (tick, first key) → a block of the changes of that tick, sorted by (feature,
@@ -13,6 +13,7 @@
 //! - `offsets`: (topic, partition) → next offset to read.
 //! - `dead_letters`: (topic, partition, offset) → reason.
 //! - `dead_letter_times`: (time it landed, topic, partition, offset), for the retention purge.
+//! - `erasures`: the suppression list, keyed hash of an erased entity → its erasure's times.
 //! - `meta`: the output frontier, the time policy the store was built with, counters.
 //!
 //! Invariant: a [`Commit`] lands in one write transaction, so after a crash the file is exactly
@@ -22,6 +23,10 @@
 //! A commit that carries a retention purges, in the same transaction, every row older than it
 //! ([`retention`]): history changes whose validity ended before the horizon, and dead letters
 //! that landed before it.
+//!
+//! A commit that carries erasures ([`erase`]) deletes every row of each erased entity in the
+//! same transaction, records a keyed hash of it, then rewrites the file into a fresh one so that
+//! no byte of the deleted rows remains ([`Store::scrub`]); readers follow to the fresh file.
 //!
 //! Every stored row (a history block, an entity's online row, …) carries a checksum, checked on
 //! every read; a file that is damaged, empty, foreign or of another [`FORMAT_VERSION`] is a
@@ -34,28 +39,32 @@
 
 mod catalog;
 pub mod codec;
+pub mod erase;
 mod guard;
 pub mod layout;
 mod open;
 mod read;
 pub mod retention;
+mod scrub;
 mod seal;
 mod serving;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, StorageError, TableError, TransactionError};
 
 pub use catalog::Catalog;
 pub use codec::{BlockEntry, EntityId, EntityRef};
+pub use erase::{Erased, ErasureRecord, Scrubbed};
 use layout::META;
 pub use read::{
     DeadLetterRow, HistoryBlock, HistoryLookup, HistoryRow, HistorySweep, OnlineRow, ReadOnlyStore,
     Snapshot,
 };
 pub use retention::{MAX_RETENTION_MS, Purged};
+pub use scrub::META_REPLACED;
 pub use serving::{CurrentValue, META_AS_OF, Reader, View};
 
 /// The store's file name inside its directory.
@@ -146,6 +155,15 @@ pub enum StoreError {
          history is append-only, and each tick lands once, complete"
     )]
     TickWritten { tick_ms: u64, last_ms: u64 },
+    #[error(
+        "an erasure lands at tick {tick_ms}, outside the commit that applies it (ticks \
+         {frontier_ms} to {new_frontier_ms}): an erasure is applied by the commit of its tick"
+    )]
+    ErasureTick {
+        tick_ms: u64,
+        frontier_ms: u64,
+        new_frontier_ms: u64,
+    },
     #[error("the store's feature catalog is full (65,536 features)")]
     CatalogFull,
     #[error(
@@ -213,6 +231,27 @@ pub struct DeadLetter {
     pub time_ms: Option<u64>,
 }
 
+/// One erasure the commit applies (see [`erase`]): every trace of the entity goes, its
+/// changes before `tick_ms` are dropped, and the store records `token`, never the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// `"viewer"`: the kind of the entity erased.
+    pub entity_kind: &'static str,
+    /// The pseudonym (the same id as [`Change::entity_id`]).
+    pub entity_id: EntityId,
+    /// `E`: the erasure's own time. The pipeline ignores the entity's events before it. With
+    /// the entity, what the erasure is known by: one the store holds at the same or a later `E`
+    /// is a repeat, skipped whatever its tick.
+    pub ts_ms: u64,
+    /// `T_e`: the tick the erasure lands at. The commit's changes of this entity before it are
+    /// dropped. It lies within the commit: at or after the store's frontier before the commit,
+    /// at or before the commit's new frontier.
+    pub tick_ms: u64,
+    /// A keyed hash of the pseudonym, computed by the caller with a key the store never sees:
+    /// what the suppression list keeps as proof of the erasure.
+    pub token: [u8; 32],
+}
+
 /// Everything one write transaction lands: the changes of a run of completed ticks, the
 /// frontier they complete, and the source positions and dead letters that produced them.
 #[derive(Debug, Default)]
@@ -229,17 +268,23 @@ pub struct Commit {
     /// Purge, in the same transaction, everything older than this many ms before the new
     /// frontier (see [`retention`]); `None` keeps everything (and records nothing).
     pub retention_ms: Option<u64>,
+    /// Erasures applied in this commit, before its changes (see [`erase`]).
+    pub erasures: Vec<Erasure>,
 }
 
 /// The writer's handle on the store. Only one process may hold it.
 pub struct Store {
-    db: Database,
+    /// Behind a lock because a scrub replaces the file (see [`Store::scrub`]); snapshots keep
+    /// the handle they were taken from alive.
+    db: RwLock<Arc<Database>>,
     dir: PathBuf,
     path: Arc<Path>,
     /// The file's catalog as of the last commit: only the writer adds to it.
     catalog: Mutex<Catalog>,
     /// What snapshots read the catalog through (see [`catalog::CatalogCache`]).
     read_catalog: Arc<catalog::CatalogCache>,
+    /// Off only in tests that show what an erasure leaves in free pages without it.
+    scrub_after_erasure: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -266,19 +311,48 @@ impl Store {
         }
         let db = open::writer(&path)?;
         let mut store = Store {
-            db,
+            db: RwLock::new(Arc::new(db)),
             dir: dir.to_path_buf(),
             path,
             catalog: Mutex::default(),
             read_catalog: Arc::default(),
+            scrub_after_erasure: true,
         };
         let snapshot = store.snapshot()?;
         snapshot.check_format()?;
         let catalog = snapshot.catalog()?.clone();
         drop(snapshot);
-        retention::upgrade(&store.db).map_err(|e| e.at(&store.path))?;
+        retention::upgrade(&store.db()).map_err(|e| e.at(&store.path))?;
         store.catalog = Mutex::new(catalog);
+        // Only now, holding the writer's lock: no other scrub can be building one.
+        scrub::remove_leftovers(dir)?;
+        let pending = store.snapshot()?.meta(erase::META_SCRUB_PENDING)?;
+        if pending.is_some() {
+            // A crash came between an erasure's commit and its scrub.
+            store.scrub()?;
+        }
         Ok(store)
+    }
+
+    /// The file's handle (a scrub replaces it).
+    fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rewrites the store into a fresh file holding only its live rows and puts it in place of
+    /// the old one, so that no byte of a deleted row remains in the store's file. A commit that
+    /// applied an erasure runs it itself; see [`scrub`](mod@scrub) for how readers follow.
+    pub fn scrub(&self) -> Result<Scrubbed> {
+        let _writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        self.scrub_locked()
+    }
+
+    /// The scrub, the caller holding the commit lock.
+    fn scrub_locked(&self) -> Result<Scrubbed> {
+        let old = self.db();
+        let (fresh, scrubbed) = scrub::rewrite(&old, &self.path).map_err(|e| e.at(&self.path))?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(scrubbed)
     }
 
     pub fn dir(&self) -> &Path {
@@ -288,18 +362,20 @@ impl Store {
     /// A consistent read view of the latest commit.
     pub fn snapshot(&self) -> Result<Snapshot> {
         guard::reading(&self.path, || {
-            let txn = self.db.begin_read()?;
+            let db = self.db();
+            let txn = db.begin_read()?;
             Ok(Snapshot::new(
                 txn,
                 self.path.clone(),
                 self.read_catalog.clone(),
+                db,
             ))
         })
     }
 
     /// Writes one meta entry on its own, for settings fixed when a store is created.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         let sealed = layout::meta_row(key).seal(value);
         txn.open_table(META)?.insert(key, sealed.as_slice())?;
         txn.commit()?;
@@ -308,7 +384,7 @@ impl Store {
 
     /// Removes a meta entry (nothing if it is absent).
     pub fn remove_meta(&self, key: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         txn.open_table(META)?.remove(key)?;
         txn.commit()?;
         Ok(())
@@ -323,12 +399,15 @@ impl Store {
         }
         let mut current = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut catalog = current.clone();
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db().begin_write()?;
         txn.set_durability(Durability::Immediate)
             .expect("no savepoints are ever taken");
-        let purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
+        let mut purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
         txn.commit()?;
         *current = catalog;
+        if purged.erased.online_rows > 0 && self.scrub_after_erasure {
+            purged.erased.scrub = self.scrub_locked()?;
+        }
         Ok(purged)
     }
 }
