@@ -42,6 +42,7 @@ fn commit_of(n: usize, tick: u64, viewers: u64) -> Commit {
         dead_letters: Vec::new(),
         counters: vec![("events_total", tick)],
         retention_ms: None,
+        erasures: Vec::new(),
     }
 }
 

@@ -206,6 +206,7 @@ impl Writer {
             ],
             changes,
             retention_ms: Some(self.retention_ms),
+            erasures: Vec::new(),
         };
         let started = Instant::now();
         let purged = self.store.commit(&commit)?;

@@ -26,6 +26,10 @@ pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const DEAD_LETTER_TIMES: TableDefinition<(u64, &str, u32, u64), &[u8]> =
     TableDefinition::new("dead_letter_times");
 
+/// The suppression list: token (the caller's keyed hash of an erased pseudonym, never the
+/// pseudonym) → sealed (`E`, `T_e`), two `u64` LE (see [`crate::erase`]). Never purged.
+pub const ERASURES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("erasures");
+
 /// Meta key of the [`crate::FORMAT_VERSION`] a file was created with.
 pub const META_FORMAT: &str = "format";
 
@@ -65,6 +69,10 @@ pub fn dead_letter_time_row((time_ms, topic, partition, offset): (u64, &str, u32
         .part(topic.as_bytes())
         .int(partition.into())
         .int(offset)
+}
+
+pub fn erasure_row(token: &[u8; 32]) -> Crc {
+    Crc::row("erasures").part(token)
 }
 
 pub fn meta_row(key: &str) -> Crc {

@@ -34,6 +34,7 @@
 
 mod catalog;
 pub mod codec;
+pub mod erase;
 mod guard;
 pub mod layout;
 mod open;
@@ -50,6 +51,7 @@ use redb::{Database, Durability, ReadableDatabase, StorageError, TableError, Tra
 
 pub use catalog::Catalog;
 pub use codec::{BlockEntry, EntityId, EntityRef};
+pub use erase::{Erased, ErasureRecord, Scrubbed};
 use layout::META;
 pub use read::{
     DeadLetterRow, HistoryBlock, HistoryLookup, HistoryRow, HistorySweep, OnlineRow, ReadOnlyStore,
@@ -146,6 +148,15 @@ pub enum StoreError {
          history is append-only, and each tick lands once, complete"
     )]
     TickWritten { tick_ms: u64, last_ms: u64 },
+    #[error(
+        "an erasure lands at tick {tick_ms}, outside the commit that applies it (ticks \
+         {frontier_ms} to {new_frontier_ms}): an erasure is applied by the commit of its tick"
+    )]
+    ErasureTick {
+        tick_ms: u64,
+        frontier_ms: u64,
+        new_frontier_ms: u64,
+    },
     #[error("the store's feature catalog is full (65,536 features)")]
     CatalogFull,
     #[error(
@@ -213,6 +224,25 @@ pub struct DeadLetter {
     pub time_ms: Option<u64>,
 }
 
+/// One erasure the commit applies (see [`erase`]): every trace of the entity goes, its
+/// changes before `tick_ms` are dropped, and the store records `token`, never the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// `"viewer"`: the kind of the entity erased.
+    pub entity_kind: &'static str,
+    /// The pseudonym (the same id as [`Change::entity_id`]).
+    pub entity_id: EntityId,
+    /// `E`: the erasure's own time. The pipeline ignores the entity's events before it.
+    pub ts_ms: u64,
+    /// `T_e`: the tick the erasure lands at. The commit's changes of this entity before it are
+    /// dropped. It lies within the commit: at or after the store's frontier before the commit,
+    /// at or before the commit's new frontier.
+    pub tick_ms: u64,
+    /// A keyed hash of the pseudonym, computed by the caller with a key the store never sees:
+    /// what the suppression list keeps as proof of the erasure.
+    pub token: [u8; 32],
+}
+
 /// Everything one write transaction lands: the changes of a run of completed ticks, the
 /// frontier they complete, and the source positions and dead letters that produced them.
 #[derive(Debug, Default)]
@@ -229,6 +259,8 @@ pub struct Commit {
     /// Purge, in the same transaction, everything older than this many ms before the new
     /// frontier (see [`retention`]); `None` keeps everything (and records nothing).
     pub retention_ms: Option<u64>,
+    /// Erasures applied in this commit, before its changes (see [`erase`]).
+    pub erasures: Vec<Erasure>,
 }
 
 /// The writer's handle on the store. Only one process may hold it.

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use redb::{Builder, ConcurrencyMode, Database, DatabaseError, ReadOnlyDatabase, StorageError};
 
 use crate::layout::{
-    self, CATALOG, DEAD_LETTER_TIMES, DEAD_LETTERS, HISTORY, META, META_FORMAT, OFFSETS, ONLINE,
+    self, CATALOG, DEAD_LETTER_TIMES, DEAD_LETTERS, ERASURES, HISTORY, META, META_FORMAT, OFFSETS,
+    ONLINE,
 };
 use crate::{FILE_NAME, FORMAT_VERSION, Result, StoreError, guard};
 
@@ -60,6 +61,7 @@ fn initialise(db: &Database) -> Result<()> {
     txn.open_table(OFFSETS)?;
     txn.open_table(DEAD_LETTERS)?;
     txn.open_table(DEAD_LETTER_TIMES)?;
+    txn.open_table(ERASURES)?;
     let format = layout::meta_row(META_FORMAT).seal(&FORMAT_VERSION.to_le_bytes());
     txn.open_table(META)?
         .insert(META_FORMAT, format.as_slice())?;

@@ -483,6 +483,47 @@ impl Snapshot {
         })
     }
 
+    /// How many erasures the store has applied (repeats of one already applied not counted).
+    pub fn erasures_applied(&self) -> Result<u64> {
+        Ok(self.meta_u64(crate::erase::META_ERASURES)?.unwrap_or(0))
+    }
+
+    /// The latest erasure applied: (`E`, its time; `T_e`, the tick it landed at).
+    pub fn latest_erasure(&self) -> Result<Option<(u64, u64)>> {
+        let key = crate::erase::META_LATEST_ERASURE;
+        let Some(payload) = self.meta(key)? else {
+            return Ok(None);
+        };
+        let record = crate::erase::ErasureRecord::decode([0; 32], &payload)
+            .ok_or_else(|| StoreError::BadMeta { key: key.into() })?;
+        Ok(Some((record.ts_ms, record.tick_ms)))
+    }
+
+    /// The suppression list's entry for `token`, if the store erased that entity.
+    pub fn erasure(&self, token: [u8; 32]) -> Result<Option<crate::ErasureRecord>> {
+        guard::reading(&self.path, || match self.txn.open_table(layout::ERASURES) {
+            Err(TableError::TableDoesNotExist(_)) => Ok(None),
+            table => crate::erase::read_record(&table?, token),
+        })
+    }
+
+    /// The whole suppression list, in token order (an older store without one has none).
+    pub fn erasures(&self) -> Result<Vec<crate::ErasureRecord>> {
+        guard::reading(&self.path, || {
+            let table = match self.txn.open_table(layout::ERASURES) {
+                Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                table => table?,
+            };
+            let mut rows = Vec::new();
+            for entry in table.iter()? {
+                let (key, _) = entry?;
+                let token = key.value();
+                rows.extend(crate::erase::read_record(&table, token)?);
+            }
+            Ok(rows)
+        })
+    }
+
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         guard::reading(&self.path, || {
             with_meta(&self.txn.open_table(META)?, key, |p| Ok(p.to_vec()))

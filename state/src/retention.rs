@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use redb::{ReadableTable, TableError, WriteTransaction};
+use redb::{ReadableTable, Table, TableError, WriteTransaction};
 
 use crate::codec::{self, BlockEntries};
 use crate::layout::{self, DEAD_LETTER_TIMES, DEAD_LETTERS, HISTORY, META};
@@ -47,6 +47,8 @@ pub struct Purged {
     pub blocks_rewritten: u64,
     pub blocks_removed: u64,
     pub dead_letters: u64,
+    /// What the commit's erasures removed (see [`crate::erase`]).
+    pub erased: crate::Erased,
     /// Time spent purging (inside the commit's transaction, before its fsync).
     pub elapsed: std::time::Duration,
 }
@@ -58,6 +60,7 @@ impl Purged {
         self.blocks_rewritten += other.blocks_rewritten;
         self.blocks_removed += other.blocks_removed;
         self.dead_letters += other.dead_letters;
+        self.erased.add(&other.erased);
         self.elapsed += other.elapsed;
     }
 }
@@ -130,57 +133,79 @@ fn purge_history(txn: &WriteTransaction, from: u64, until: u64, purged: &mut Pur
         }
     }
     for (tick_ms, keys) in doomed {
-        let mut blocks = Vec::new();
-        let range = (tick_ms, &[][..])..(tick_ms.saturating_add(1), &[][..]);
-        for block in history.range::<(u64, &[u8])>(range)? {
-            let (key, stored) = block?;
-            let first_key = key.value().1.to_vec();
-            let payload = open_block(tick_ms, &first_key, stored.value())?.to_vec();
-            blocks.push((first_key, payload));
-        }
-        let mut found = 0;
-        for (first_key, payload) in blocks {
-            let mut kept = Vec::with_capacity(payload.len());
-            let mut kept_first: Option<Vec<u8>> = None;
-            let mut dropped = 0;
-            for entry in BlockEntries::new(&payload, tick_ms) {
-                let entry = entry.map_err(|_| malformed(tick_ms, &first_key))?;
-                if keys.contains(entry.key) {
-                    dropped += 1;
-                    continue;
-                }
-                kept_first.get_or_insert_with(|| entry.key.to_vec());
-                let pointers = (entry.prev_ms, entry.jump_ms);
-                codec::put_entry(&mut kept, entry.key, tick_ms, pointers, entry.value);
-            }
-            if dropped == 0 {
-                continue;
-            }
-            found += dropped;
-            history.remove((tick_ms, first_key.as_slice()))?;
-            match kept_first {
-                None => purged.blocks_removed += 1,
-                Some(first) => {
-                    let sealed = layout::history_block(tick_ms, &first).seal(&kept);
-                    history.insert((tick_ms, first.as_slice()), sealed.as_slice())?;
-                    purged.blocks_rewritten += 1;
-                }
-            }
-        }
-        // Every doomed entry was named by its successor's pointer: one that is not there is a
-        // broken chain, which a purge must not paper over.
-        if found != keys.len() as u64 {
-            return Err(StoreError::Malformed {
-                table: "history",
-                key: format!("(tick {tick_ms}): a change its successor points to is missing"),
-            });
-        }
-        purged.history_entries += found;
+        let dropped = drop_entries(&mut history, tick_ms, &keys)?;
+        purged.history_entries += dropped.entries;
+        purged.blocks_rewritten += dropped.rewritten;
+        purged.blocks_removed += dropped.removed;
     }
     Ok(())
 }
 
-fn open_block<'a>(tick_ms: u64, first_key: &[u8], stored: &'a [u8]) -> Result<&'a [u8]> {
+/// What [`drop_entries`] did to one tick's blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Dropped {
+    pub entries: u64,
+    pub rewritten: u64,
+    pub removed: u64,
+}
+
+/// Rewrites the blocks of `tick_ms` without the entries of `keys` (resealed, re-keyed when
+/// their first entry goes: a block is keyed by its first key; removed when nothing is left).
+/// The entries that stay keep their tick, so no other chain moves. Every key must be there: a
+/// chain pointed to each, and one that is missing is a broken chain, which a purge or an
+/// erasure must not paper over.
+pub(crate) fn drop_entries(
+    history: &mut Table<'_, (u64, &'static [u8]), &'static [u8]>,
+    tick_ms: u64,
+    keys: &BTreeSet<Vec<u8>>,
+) -> Result<Dropped> {
+    let mut blocks = Vec::new();
+    let range = (tick_ms, &[][..])..(tick_ms.saturating_add(1), &[][..]);
+    for block in history.range::<(u64, &[u8])>(range)? {
+        let (key, stored) = block?;
+        let first_key = key.value().1.to_vec();
+        let payload = open_block(tick_ms, &first_key, stored.value())?.to_vec();
+        blocks.push((first_key, payload));
+    }
+    let mut dropped = Dropped::default();
+    for (first_key, payload) in blocks {
+        let mut kept = Vec::with_capacity(payload.len());
+        let mut kept_first: Option<Vec<u8>> = None;
+        let mut gone = 0;
+        for entry in BlockEntries::new(&payload, tick_ms) {
+            let entry = entry.map_err(|_| malformed(tick_ms, &first_key))?;
+            if keys.contains(entry.key) {
+                gone += 1;
+                continue;
+            }
+            kept_first.get_or_insert_with(|| entry.key.to_vec());
+            let pointers = (entry.prev_ms, entry.jump_ms);
+            codec::put_entry(&mut kept, entry.key, tick_ms, pointers, entry.value);
+        }
+        if gone == 0 {
+            continue;
+        }
+        dropped.entries += gone;
+        history.remove((tick_ms, first_key.as_slice()))?;
+        match kept_first {
+            None => dropped.removed += 1,
+            Some(first) => {
+                let sealed = layout::history_block(tick_ms, &first).seal(&kept);
+                history.insert((tick_ms, first.as_slice()), sealed.as_slice())?;
+                dropped.rewritten += 1;
+            }
+        }
+    }
+    if dropped.entries != keys.len() as u64 {
+        return Err(StoreError::Malformed {
+            table: "history",
+            key: format!("(tick {tick_ms}): a change its chain points to is missing"),
+        });
+    }
+    Ok(dropped)
+}
+
+pub(crate) fn open_block<'a>(tick_ms: u64, first_key: &[u8], stored: &'a [u8]) -> Result<&'a [u8]> {
     layout::history_block(tick_ms, first_key)
         .open(stored)
         .ok_or_else(|| StoreError::Unsealed {
@@ -189,7 +214,7 @@ fn open_block<'a>(tick_ms: u64, first_key: &[u8], stored: &'a [u8]) -> Result<&'
         })
 }
 
-fn malformed(tick_ms: u64, first_key: &[u8]) -> StoreError {
+pub(crate) fn malformed(tick_ms: u64, first_key: &[u8]) -> StoreError {
     StoreError::Malformed {
         table: "history",
         key: format!("(tick {tick_ms}, {first_key:?})"),

@@ -31,6 +31,7 @@ fn commit_lands_online_history_offsets_and_dead_letters_together() {
         }],
         counters: vec![("events_total", 41)],
         retention_ms: None,
+        erasures: Vec::new(),
     };
     store.commit(&commit).unwrap();
 

@@ -13,6 +13,7 @@ use redb::{ReadableTable, WriteTransaction};
 
 use crate::catalog::{self, Catalog};
 use crate::codec::{self, Head, OnlineFeature};
+use crate::erase::{self, Erased};
 use crate::layout::{self, BLOCK_BYTES, DEAD_LETTERS, HISTORY, META, OFFSETS, ONLINE};
 use crate::retention::{self, Purged};
 use crate::{Commit, META_FRONTIER, Result, StoreError};
@@ -42,7 +43,12 @@ pub(crate) fn commit(
     catalog: &mut Catalog,
     commit: &Commit,
 ) -> Result<Purged> {
-    let rows = rows(txn, catalog, commit)?;
+    let mut erased = Erased::default();
+    let erasing = erase::apply(txn, &commit.erasures, commit.frontier_ms, &mut erased)?;
+    let mut rows = rows(txn, catalog, commit)?;
+    if !erasing.is_empty() {
+        erased.changes_dropped = drop_erased(&mut rows, &erasing);
+    }
     let mut online = read_online(txn, &rows)?;
     let blocks = chain(&rows, &mut online)?;
     {
@@ -63,10 +69,38 @@ pub(crate) fn commit(
     }
     write_online(txn, &online)?;
     write_positions(txn, commit)?;
-    match commit.retention_ms {
-        Some(retention_ms) => retention::purge(txn, commit.frontier_ms, retention_ms),
-        None => Ok(Purged::default()),
-    }
+    let mut purged = match commit.retention_ms {
+        Some(retention_ms) => retention::purge(txn, commit.frontier_ms, retention_ms)?,
+        None => Purged::default(),
+    };
+    purged.erased = erased;
+    Ok(purged)
+}
+
+/// Drops the changes of erased entities before their erasure's tick, and then, per key, their
+/// returns to the default before the key's first value: the erasure left the entity no history,
+/// so such a change changes nothing. Returns how many were dropped.
+fn drop_erased(rows: &mut Vec<Row<'_>>, erasing: &erase::Erasing) -> u64 {
+    let before = rows.len();
+    // Keys of erased entities that have had a value since the erasure. Rows are in (tick, key)
+    // order, so a key's rows come in time order.
+    let mut valued: std::collections::HashSet<Vec<u8>> = Default::default();
+    rows.retain(|row| {
+        let Some(tick_ms) = erasing.erased_before(row.kind, row.entity()) else {
+            return true;
+        };
+        if row.tick_ms < tick_ms {
+            return false;
+        }
+        match row.value {
+            Some(_) => {
+                valued.insert(row.key.clone());
+                true
+            }
+            None => valued.contains(&row.key),
+        }
+    });
+    (before - rows.len()) as u64
 }
 
 /// The changes as rows in (tick, key) order, one per key and tick (the last given wins).

@@ -1,0 +1,288 @@
+use std::collections::BTreeMap;
+
+use std::collections::HashSet;
+
+use crate::{Change, Commit, EntityId, Erasure, Snapshot, Store, StoreError};
+
+const FEATURES: [&str; 3] = ["viewer.a", "viewer.b", "viewer.c"];
+const IDS: [&str; 5] = [
+    "v_00000000000000000000000000000001",
+    "v_00000000000000000000000000000002",
+    "v_0123456789abcdef0123456789abcdef",
+    "tt-title",
+    "v_000000000000000000000000000000ff",
+];
+
+/// A small deterministic generator, so a failure replays exactly.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Changes of every tick in `ticks`, keys at different paces, sometimes back to the default.
+fn changes(rng: &mut Lcg, ticks: std::ops::Range<u64>) -> Vec<Change> {
+    let mut out = Vec::new();
+    for tick in ticks {
+        for (f, feature) in FEATURES.iter().enumerate() {
+            for (i, id) in IDS.iter().enumerate() {
+                let pace = [1, 2, 7, 3, 5][(i + f) % 5];
+                if rng.next(pace) != 0 {
+                    continue;
+                }
+                let value = (rng.next(5) != 0).then(|| format!("{}", rng.next(1000)));
+                out.push(Change {
+                    entity_kind: "viewer",
+                    feature,
+                    entity_id: (*id).into(),
+                    tick_ms: tick * 1000,
+                    value: value.map(String::into_bytes),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn token(id: &str) -> [u8; 32] {
+    let mut t = [0u8; 32];
+    for (i, b) in id.bytes().enumerate() {
+        t[i % 32] ^= b.wrapping_mul(31).wrapping_add(i as u8);
+    }
+    t
+}
+
+fn erasure(id: &str, ts_ms: u64, tick_ms: u64) -> Erasure {
+    Erasure {
+        entity_kind: "viewer",
+        entity_id: id.into(),
+        ts_ms,
+        tick_ms,
+        token: token(id),
+    }
+}
+
+/// What a replay that knew the erasures from the start hands the store: an erased entity's
+/// changes before its (latest) erasure tick go, and so do its returns to the default before
+/// its first value after it.
+fn filtered(
+    changes: &[Change],
+    erased: &BTreeMap<String, u64>,
+    valued: &mut HashSet<(&'static str, EntityId)>,
+) -> Vec<Change> {
+    let mut sorted: Vec<&Change> = changes.iter().collect();
+    sorted.sort_by_key(|c| c.tick_ms);
+    let mut out = Vec::new();
+    for c in sorted {
+        if let Some(&t) = erased.get(&c.entity_id.to_string()) {
+            let key = (c.feature, c.entity_id.clone());
+            if c.tick_ms < t || (c.value.is_none() && !valued.contains(&key)) {
+                continue;
+            }
+            valued.insert(key);
+        }
+        out.push(c.clone());
+    }
+    out
+}
+
+/// Asserts two lists are equal, showing only the rows that differ.
+fn same<T: PartialEq + std::fmt::Debug>(live: Vec<T>, fresh: Vec<T>, case: Option<u64>) {
+    let only_live: Vec<_> = live.iter().filter(|r| !fresh.contains(r)).collect();
+    let only_fresh: Vec<_> = fresh.iter().filter(|r| !live.contains(r)).collect();
+    assert!(
+        only_live.is_empty() && only_fresh.is_empty(),
+        "retention {case:?}: only live {only_live:#?}, only fresh {only_fresh:#?}"
+    );
+}
+
+type Reads = BTreeMap<(u64, &'static str, &'static str), Option<Vec<u8>>>;
+
+/// Every key's value as of every tick from `from_ms` to `until_ms`.
+fn reads(snap: &Snapshot, from_ms: u64, until_ms: u64) -> Reads {
+    let lookup = snap.history_lookup().unwrap();
+    let mut out = BTreeMap::new();
+    for t in (from_ms..=until_ms).step_by(1000) {
+        for feature in FEATURES {
+            for id in IDS {
+                out.insert((t, feature, id), lookup.as_of(feature, id, t).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A store given erasures mid-stream (several viewers, one twice, one it never held) equals a
+/// store fed from the start only what a replay that knew them would produce: in history,
+/// online values and every point-in-time read, with and without retention.
+#[test]
+fn an_erased_store_equals_a_replay_that_knew_the_erasures() {
+    for retention_ms in [None, Some(25_000)] {
+        let live_dir = tempfile::tempdir().unwrap();
+        let live = Store::open(live_dir.path()).unwrap();
+        let mut valued = HashSet::new();
+        let mut rng = Lcg(11);
+        let mut tick = 1;
+        // Commit number → the erasures it carries, as (id, E, offset of T_e in its ticks).
+        let plan: BTreeMap<u64, Vec<(&str, u64)>> = BTreeMap::from([
+            (6, vec![(IDS[0], 1)]),
+            (
+                9,
+                vec![
+                    (IDS[2], 0),
+                    (IDS[4], 2),
+                    ("v_000000000000000000000000000000aa", 0),
+                ],
+            ),
+            (14, vec![(IDS[0], 1)]),
+        ]);
+        let mut erased: BTreeMap<String, u64> = BTreeMap::new();
+        let mut all_changes = Vec::new();
+        for step in 0..20u64 {
+            let ticks = 3 + rng.next(3);
+            let batch = changes(&mut rng, tick..tick + ticks);
+            let mut erasures = Vec::new();
+            for (id, offset) in plan.get(&step).into_iter().flatten() {
+                let t_e = (tick + offset) * 1000;
+                erasures.push(erasure(id, t_e - 1500, t_e));
+                erased.insert(id.to_string(), t_e);
+                // A second erasure starts the viewer afresh again.
+                valued.retain(|(_, e): &(&str, EntityId)| e.to_string() != *id);
+            }
+            tick += ticks;
+            all_changes.extend(batch.iter().cloned());
+            // The live store gets the erasure commit's changes raw (it filters them), the later
+            // ones as a pipeline that filters the erased viewers' old events hands them.
+            let piped = filtered(&batch, &erased, &mut valued);
+            let live_changes = match erasures.is_empty() {
+                true => piped,
+                false => batch.clone(),
+            };
+            let commit = Commit {
+                frontier_ms: tick * 1000,
+                changes: live_changes,
+                retention_ms,
+                erasures,
+                ..Commit::default()
+            };
+            live.commit(&commit).unwrap();
+        }
+        // What a replay knowing every erasure from the start is fed: the whole stream filtered.
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let fresh = Store::open(fresh_dir.path()).unwrap();
+        let mut by_tick: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
+        for c in filtered(&all_changes, &erased, &mut HashSet::new()) {
+            by_tick.entry(c.tick_ms).or_default().push(c);
+        }
+        for (t, changes) in by_tick {
+            let commit = Commit {
+                frontier_ms: t + 1000,
+                changes,
+                retention_ms,
+                ..Commit::default()
+            };
+            fresh.commit(&commit).unwrap();
+        }
+        let frontier = tick * 1000;
+        fresh
+            .commit(&Commit {
+                frontier_ms: frontier,
+                retention_ms,
+                ..Commit::default()
+            })
+            .unwrap();
+        let (l, f) = (live.snapshot().unwrap(), fresh.snapshot().unwrap());
+        same(l.history().unwrap(), f.history().unwrap(), retention_ms);
+        assert_eq!(l.online_all().unwrap(), f.online_all().unwrap());
+        let from = l.retained_from_ms().unwrap();
+        assert_eq!(from, f.retained_from_ms().unwrap());
+        assert_eq!(reads(&l, from, frontier), reads(&f, from, frontier));
+        // Four erasures applied; the repeat of the first viewer is a later one, so it counts.
+        assert_eq!(l.erasures_applied().unwrap(), 5);
+        assert_eq!(l.erasures().unwrap().len(), 4);
+        let first = l.erasure(token(IDS[0])).unwrap().unwrap();
+        assert_eq!(first.tick_ms, erased[IDS[0]]);
+    }
+}
+
+#[test]
+fn an_erased_viewer_reads_as_never_seen_and_others_are_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut rng = Lcg(3);
+    for step in 0..10u64 {
+        let changes = changes(&mut rng, step * 4 + 1..step * 4 + 5);
+        let commit = Commit {
+            frontier_ms: (step * 4 + 5) * 1000,
+            changes,
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+    let frontier = 41_000;
+    let before = reads(&store.snapshot().unwrap(), 0, frontier);
+    let gone = IDS[2];
+    assert!(
+        !store
+            .snapshot()
+            .unwrap()
+            .online("viewer", gone)
+            .unwrap()
+            .is_empty()
+    );
+    let commit = Commit {
+        frontier_ms: frontier,
+        erasures: vec![erasure(gone, 40_500, frontier)],
+        ..Commit::default()
+    };
+    let purged = store.commit(&commit).unwrap();
+    assert_eq!(purged.erased.erasures, 1);
+    assert_eq!(purged.erased.online_rows, 1);
+    assert!(purged.erased.history_entries > 20, "{:?}", purged.erased);
+    let snap = store.snapshot().unwrap();
+    assert!(snap.online("viewer", gone).unwrap().is_empty());
+    assert!(snap.history().unwrap().iter().all(|r| r.entity_id != gone));
+    let after = reads(&snap, 0, frontier);
+    for (key, value) in &before {
+        let want = if key.2 == gone { &None } else { value };
+        assert_eq!(&after[key], want, "{key:?}");
+    }
+    assert_eq!(snap.erasures_applied().unwrap(), 1);
+    assert_eq!(snap.latest_erasure().unwrap(), Some((40_500, frontier)));
+    // Again: a repeat, skipped.
+    let purged = store.commit(&commit).unwrap();
+    assert_eq!((purged.erased.erasures, purged.erased.repeats), (0, 1));
+    assert_eq!(store.snapshot().unwrap().erasures_applied().unwrap(), 1);
+}
+
+#[test]
+fn an_erasure_outside_its_commit_is_refused_and_nothing_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut rng = Lcg(5);
+    let commit = Commit {
+        frontier_ms: 10_000,
+        changes: changes(&mut rng, 1..10),
+        ..Commit::default()
+    };
+    store.commit(&commit).unwrap();
+    for tick_ms in [5_000, 21_000] {
+        let commit = Commit {
+            frontier_ms: 20_000,
+            erasures: vec![erasure(IDS[0], 1, tick_ms)],
+            ..Commit::default()
+        };
+        let err = store.commit(&commit).unwrap_err();
+        assert!(matches!(err, StoreError::ErasureTick { .. }), "{err}");
+    }
+    let snap = store.snapshot().unwrap();
+    assert!(!snap.online("viewer", IDS[0]).unwrap().is_empty());
+    assert_eq!(snap.erasures_applied().unwrap(), 0);
+    assert_eq!(snap.frontier_ms().unwrap(), Some(10_000));
+}
