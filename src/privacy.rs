@@ -24,6 +24,9 @@ const MIN_KEY_BYTES: usize = 16;
 /// What a key's fingerprint is the HMAC of. Versioned, so a new fingerprint scheme cannot be
 /// mistaken for this one.
 const FINGERPRINT_MESSAGE: &[u8] = b"rewind key fingerprint v1";
+/// The label the erasure-token key is derived under: a key of its own, so a token is neither a
+/// pseudonym nor anything else the pseudonym key makes, and joins nothing else.
+const ERASURE_KEY_LABEL: &[u8] = b"rewind erasure token key v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -66,6 +69,8 @@ pub struct KeySource {
 #[derive(Clone)]
 pub struct Pseudonymizer {
     mac: Hmac<Sha256>,
+    /// HMAC-SHA256 keyed by HMAC-SHA256(key, [`ERASURE_KEY_LABEL`]).
+    erasure_mac: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for Pseudonymizer {
@@ -77,7 +82,12 @@ impl std::fmt::Debug for Pseudonymizer {
 impl Pseudonymizer {
     pub fn new(key: &[u8]) -> Pseudonymizer {
         let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-        Pseudonymizer { mac }
+        let mut derive = mac.clone();
+        derive.update(ERASURE_KEY_LABEL);
+        let erasure_key = derive.finalize().into_bytes();
+        let erasure_mac =
+            Hmac::<Sha256>::new_from_slice(&erasure_key).expect("HMAC takes keys of any length");
+        Pseudonymizer { mac, erasure_mac }
     }
 
     /// Loads the key from the key file, the environment, or creates one in the store.
@@ -108,6 +118,17 @@ impl Pseudonymizer {
         let mut first = [0u8; 16];
         first.copy_from_slice(&digest[..16]);
         ViewerId(u128::from_be_bytes(first))
+    }
+
+    /// What the store's suppression list keeps of an erased viewer: HMAC-SHA256 of the
+    /// pseudonym's 16 bytes, under a key derived from the pseudonym key with its own label (never
+    /// the pseudonym key itself). Without the key it cannot be linked to the pseudonym, and it
+    /// matches no other value the key makes, so the list joins nothing else; with the key, the
+    /// operator can answer "was this account erased?".
+    pub fn erasure_token(&self, viewer: &ViewerId) -> [u8; 32] {
+        let mut mac = self.erasure_mac.clone();
+        mac.update(&viewer.0.to_be_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// HMAC-SHA256(key, "rewind key fingerprint v1") in hex: tells keys apart, and reveals
@@ -273,6 +294,33 @@ mod tests {
         // Not the pseudonym of any account id a producer is likely to send.
         let door = Pseudonymizer::new(key);
         assert!(!a.starts_with(&door.viewer_id("").to_string()[2..]));
+    }
+
+    #[test]
+    fn an_erasure_token_is_neither_the_pseudonym_nor_another_keys_token() {
+        let key = b"0123456789abcdef0123456789abcdef";
+        let door = Pseudonymizer::new(key);
+        let viewer = door.viewer_id("u1234567");
+        let token = door.erasure_token(&viewer);
+        assert_eq!(token, Pseudonymizer::new(key).erasure_token(&viewer));
+        assert_ne!(token, door.erasure_token(&door.viewer_id("u1234568")));
+        // No part of the pseudonym, of the key or of its fingerprint.
+        let pseudonym = viewer.0.to_be_bytes();
+        assert!(
+            !token
+                .windows(8)
+                .any(|w| pseudonym.windows(8).any(|p| p == w))
+        );
+        assert!(!token.windows(8).any(|w| key.windows(8).any(|k| k == w)));
+        let fingerprint = door.fingerprint();
+        let hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        assert_ne!(hex, fingerprint);
+        // Nor the HMAC of the pseudonym under the pseudonym key itself.
+        let mut plain = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        plain.update(&pseudonym);
+        assert_ne!(token, <[u8; 32]>::from(plain.finalize().into_bytes()));
+        let other = Pseudonymizer::new(b"fedcba9876543210fedcba9876543210");
+        assert_ne!(token, other.erasure_token(&viewer));
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Erased {
     pub blocks_removed: u64,
     /// The commit's own changes of erased entities that were dropped.
     pub changes_dropped: u64,
+    /// The scrub that followed (see [`crate::Store::scrub`]).
+    pub scrub: Scrubbed,
 }
 
 impl Erased {
@@ -65,6 +67,14 @@ impl Erased {
         self.blocks_rewritten += other.blocks_rewritten;
         self.blocks_removed += other.blocks_removed;
         self.changes_dropped += other.changes_dropped;
+        if other.scrub != Scrubbed::default() {
+            // The sizes of the latest scrub, the time of all.
+            let elapsed = self.scrub.elapsed + other.scrub.elapsed;
+            self.scrub = Scrubbed {
+                elapsed,
+                ..other.scrub
+            };
+        }
     }
 }
 

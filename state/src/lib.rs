@@ -40,12 +40,13 @@ pub mod layout;
 mod open;
 mod read;
 pub mod retention;
+mod scrub;
 mod seal;
 mod serving;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{Database, Durability, ReadableDatabase, StorageError, TableError, TransactionError};
 
@@ -58,6 +59,7 @@ pub use read::{
     Snapshot,
 };
 pub use retention::{MAX_RETENTION_MS, Purged};
+pub use scrub::META_REPLACED;
 pub use serving::{CurrentValue, META_AS_OF, Reader, View};
 
 /// The store's file name inside its directory.
@@ -265,13 +267,17 @@ pub struct Commit {
 
 /// The writer's handle on the store. Only one process may hold it.
 pub struct Store {
-    db: Database,
+    /// Behind a lock because a scrub replaces the file (see [`Store::scrub`]); snapshots keep
+    /// the handle they were taken from alive.
+    db: RwLock<Arc<Database>>,
     dir: PathBuf,
     path: Arc<Path>,
     /// The file's catalog as of the last commit: only the writer adds to it.
     catalog: Mutex<Catalog>,
     /// What snapshots read the catalog through (see [`catalog::CatalogCache`]).
     read_catalog: Arc<catalog::CatalogCache>,
+    /// Off only in tests that show what an erasure leaves in free pages without it.
+    scrub_after_erasure: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -298,19 +304,48 @@ impl Store {
         }
         let db = open::writer(&path)?;
         let mut store = Store {
-            db,
+            db: RwLock::new(Arc::new(db)),
             dir: dir.to_path_buf(),
             path,
             catalog: Mutex::default(),
             read_catalog: Arc::default(),
+            scrub_after_erasure: true,
         };
         let snapshot = store.snapshot()?;
         snapshot.check_format()?;
         let catalog = snapshot.catalog()?.clone();
         drop(snapshot);
-        retention::upgrade(&store.db).map_err(|e| e.at(&store.path))?;
+        retention::upgrade(&store.db()).map_err(|e| e.at(&store.path))?;
         store.catalog = Mutex::new(catalog);
+        // Only now, holding the writer's lock: no other scrub can be building one.
+        scrub::remove_leftovers(dir)?;
+        let pending = store.snapshot()?.meta(erase::META_SCRUB_PENDING)?;
+        if pending.is_some() {
+            // A crash came between an erasure's commit and its scrub.
+            store.scrub()?;
+        }
         Ok(store)
+    }
+
+    /// The file's handle (a scrub replaces it).
+    fn db(&self) -> Arc<Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rewrites the store into a fresh file holding only its live rows and puts it in place of
+    /// the old one, so that no byte of a deleted row remains in the store's file. A commit that
+    /// applied an erasure runs it itself; see [`scrub`](mod@scrub) for how readers follow.
+    pub fn scrub(&self) -> Result<Scrubbed> {
+        let _writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        self.scrub_locked()
+    }
+
+    /// The scrub, the caller holding the commit lock.
+    fn scrub_locked(&self) -> Result<Scrubbed> {
+        let old = self.db();
+        let (fresh, scrubbed) = scrub::rewrite(&old, &self.path).map_err(|e| e.at(&self.path))?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(scrubbed)
     }
 
     pub fn dir(&self) -> &Path {
@@ -320,18 +355,20 @@ impl Store {
     /// A consistent read view of the latest commit.
     pub fn snapshot(&self) -> Result<Snapshot> {
         guard::reading(&self.path, || {
-            let txn = self.db.begin_read()?;
+            let db = self.db();
+            let txn = db.begin_read()?;
             Ok(Snapshot::new(
                 txn,
                 self.path.clone(),
                 self.read_catalog.clone(),
+                db,
             ))
         })
     }
 
     /// Writes one meta entry on its own, for settings fixed when a store is created.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         let sealed = layout::meta_row(key).seal(value);
         txn.open_table(META)?.insert(key, sealed.as_slice())?;
         txn.commit()?;
@@ -340,7 +377,7 @@ impl Store {
 
     /// Removes a meta entry (nothing if it is absent).
     pub fn remove_meta(&self, key: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         txn.open_table(META)?.remove(key)?;
         txn.commit()?;
         Ok(())
@@ -355,12 +392,15 @@ impl Store {
         }
         let mut current = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut catalog = current.clone();
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db().begin_write()?;
         txn.set_durability(Durability::Immediate)
             .expect("no savepoints are ever taken");
-        let purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
+        let mut purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
         txn.commit()?;
         *current = catalog;
+        if purged.erased.erasures > 0 && self.scrub_after_erasure {
+            purged.erased.scrub = self.scrub_locked()?;
+        }
         Ok(purged)
     }
 }

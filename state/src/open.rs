@@ -22,7 +22,7 @@ use crate::{FILE_NAME, FORMAT_VERSION, Result, StoreError, guard};
 /// How long a reader waits for a writer that is repairing the file as it opens it.
 const REPAIR_WAIT: Duration = Duration::from_secs(5);
 
-fn builder() -> Builder {
+pub(crate) fn builder() -> Builder {
     let mut builder = Builder::new();
     builder.set_concurrency_mode(ConcurrencyMode::SingleWriter);
     builder
@@ -70,7 +70,7 @@ fn initialise(db: &Database) -> Result<()> {
 }
 
 /// Makes the new directory entry durable, as redb's commit made the file's contents.
-fn sync_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(dir) => std::fs::File::open(dir)?.sync_all(),
         None => Ok(()),
@@ -138,7 +138,7 @@ fn refuse_empty(path: &Path) -> Result<()> {
 }
 
 /// What a failed open of the file at `path` means, in the user's words.
-fn opening(path: &Path, source: DatabaseError, writer: &'static str) -> StoreError {
+pub(crate) fn opening(path: &Path, source: DatabaseError, writer: &'static str) -> StoreError {
     let path = path.to_path_buf();
     match source {
         DatabaseError::DatabaseAlreadyOpen => StoreError::Busy {

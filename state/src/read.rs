@@ -22,9 +22,14 @@ use crate::{
     FILE_NAME, FORMAT_VERSION, META_FRONTIER, Result, StoreError, decode_u64, guard, open,
 };
 
-/// A read-only handle on a store another process may be writing.
+/// What keeps a store file's handle open while a snapshot or view of it lives: a scrub may
+/// replace the handle meanwhile, and its read transactions need the file.
+pub(crate) type Keep = Arc<dyn std::any::Any + Send + Sync>;
+
+/// A read-only handle on a store another process may be writing. It follows the writer's
+/// commits, and the writer's scrub when it replaces the file (see [`crate::Store::scrub`]).
 pub struct ReadOnlyStore {
-    pub(crate) db: ReadOnlyDatabase,
+    db: std::sync::RwLock<Arc<ReadOnlyDatabase>>,
     pub(crate) path: Arc<Path>,
     catalog: Arc<CatalogCache>,
 }
@@ -41,7 +46,7 @@ impl ReadOnlyStore {
         }
         let db = open::reader(&path)?;
         let store = ReadOnlyStore {
-            db,
+            db: std::sync::RwLock::new(Arc::new(db)),
             path,
             catalog: Arc::default(),
         };
@@ -51,10 +56,28 @@ impl ReadOnlyStore {
 
     /// A consistent view of the newest commit; take a new one to follow the writer.
     pub fn snapshot(&self) -> Result<Snapshot> {
-        guard::reading(&self.path, || {
-            let txn = self.db.begin_read()?;
-            Ok(Snapshot::new(txn, self.path.clone(), self.catalog.clone()))
-        })
+        let (txn, db) = self.begin_read()?;
+        Ok(Snapshot::new(
+            txn,
+            self.path.clone(),
+            self.catalog.clone(),
+            db,
+        ))
+    }
+
+    /// A read transaction on the newest commit, and the handle it reads. When a scrub replaced
+    /// the file this handle reads, the path is opened again: the new file holds the same store.
+    pub(crate) fn begin_read(&self) -> Result<(ReadTransaction, Keep)> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let txn = guard::reading(&self.path, || Ok(db.begin_read()?))?;
+        if !guard::reading(&self.path, || crate::scrub::replaced(&txn))? {
+            return Ok((txn, db));
+        }
+        drop(txn);
+        let fresh = Arc::new(open::reader(&self.path)?);
+        let txn = guard::reading(&self.path, || Ok(fresh.begin_read()?))?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok((txn, fresh))
     }
 }
 
@@ -390,15 +413,23 @@ pub struct Snapshot {
     path: Arc<Path>,
     catalog: OnceLock<Arc<Catalog>>,
     cache: Arc<CatalogCache>,
+    /// Last: dropped after the transaction that reads it.
+    _db: Keep,
 }
 
 impl Snapshot {
-    pub(crate) fn new(txn: ReadTransaction, path: Arc<Path>, cache: Arc<CatalogCache>) -> Snapshot {
+    pub(crate) fn new(
+        txn: ReadTransaction,
+        path: Arc<Path>,
+        cache: Arc<CatalogCache>,
+        db: Keep,
+    ) -> Snapshot {
         Snapshot {
             txn,
             path,
             catalog: OnceLock::new(),
             cache,
+            _db: db,
         }
     }
 

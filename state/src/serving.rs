@@ -78,9 +78,12 @@ impl Reader {
     /// A consistent view of the newest commit.
     pub fn view(&self) -> Result<View<'_>> {
         guard::reading(&self.path, || {
-            let txn = match &self.db {
-                Db::Writer(store) => store.db.begin_read()?,
-                Db::ReadOnly(store) => store.db.begin_read()?,
+            let (txn, keep): (_, crate::read::Keep) = match &self.db {
+                Db::Writer(store) => {
+                    let db = store.db();
+                    (db.begin_read()?, db)
+                }
+                Db::ReadOnly(store) => store.begin_read()?,
             };
             let (as_of_ms, frontier_ms, replay_started_ms) = freshness(&txn)?;
             Ok(View {
@@ -95,6 +98,7 @@ impl Reader {
                 as_of_ms,
                 frontier_ms,
                 replay_started_ms,
+                _db: keep,
             })
         })
     }
@@ -122,6 +126,8 @@ pub struct View<'r> {
     as_of_ms: Option<u64>,
     frontier_ms: Option<u64>,
     replay_started_ms: Option<u64>,
+    /// Last: dropped after the transaction that reads it.
+    _db: crate::read::Keep,
 }
 
 impl View<'_> {

@@ -286,3 +286,186 @@ fn an_erasure_outside_its_commit_is_refused_and_nothing_lands() {
     assert_eq!(snap.erasures_applied().unwrap(), 0);
     assert_eq!(snap.frontier_ms().unwrap(), Some(10_000));
 }
+
+/// Every byte pattern that would betray `id`: the packed entity key, its 16 bytes alone, the
+/// pseudonym as text and its hex digits.
+fn traces(id: &str) -> Vec<Vec<u8>> {
+    let key = crate::layout::entity_key(id);
+    let hex = id.strip_prefix("v_").unwrap();
+    vec![
+        key.clone(),
+        key[1..].to_vec(),
+        id.as_bytes().to_vec(),
+        hex.as_bytes().to_vec(),
+    ]
+}
+
+/// The files of `dir` that hold any of `patterns`.
+fn files_holding(dir: &std::path::Path, patterns: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for p in patterns {
+            if bytes.windows(p.len()).any(|w| w == p.as_slice()) {
+                found.push(format!("{} holds {p:02x?}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+/// A store of several viewers, written over many commits (so pages are freed and reused), one
+/// of them erased.
+fn written_store(dir: &std::path::Path) -> (Store, u64) {
+    let store = Store::open(dir).unwrap();
+    let mut rng = Lcg(21);
+    let mut tick = 1;
+    for _ in 0..30u64 {
+        let ticks = 2 + rng.next(4);
+        let commit = Commit {
+            frontier_ms: (tick + ticks) * 1000,
+            changes: changes(&mut rng, tick..tick + ticks),
+            retention_ms: Some(60_000),
+            ..Commit::default()
+        };
+        tick += ticks;
+        store.commit(&commit).unwrap();
+    }
+    (store, tick * 1000)
+}
+
+#[test]
+fn after_an_erasure_no_byte_of_the_viewer_remains_in_the_store_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, frontier) = written_store(dir.path());
+    let gone = IDS[2];
+    let from = store.snapshot().unwrap().retained_from_ms().unwrap();
+    let before = reads(&store.snapshot().unwrap(), from, frontier);
+    assert!(!files_holding(dir.path(), &traces(gone)).is_empty());
+    // Without the scrub, the deleted rows live on in the file's free pages.
+    store.scrub_after_erasure = false;
+    let commit = Commit {
+        frontier_ms: frontier,
+        erasures: vec![erasure(gone, frontier - 10, frontier)],
+        ..Commit::default()
+    };
+    store.commit(&commit).unwrap();
+    assert!(
+        store
+            .snapshot()
+            .unwrap()
+            .online("viewer", gone)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !files_holding(dir.path(), &traces(gone)).is_empty(),
+        "redb zeroed its free pages: the scrub may no longer be needed"
+    );
+    let scrubbed = store.scrub().unwrap();
+    assert!(scrubbed.bytes_after > 0);
+    assert_eq!(
+        files_holding(dir.path(), &traces(gone)),
+        Vec::<String>::new()
+    );
+    // Every other viewer reads exactly as before, at every tick.
+    let after = reads(&store.snapshot().unwrap(), from, frontier);
+    for (key, value) in &before {
+        let want = if key.2 == gone { &None } else { value };
+        assert_eq!(&after[key], want, "{key:?}");
+    }
+    // The store goes on: a commit after the scrub lands in the fresh file.
+    let mut rng = Lcg(1);
+    let commit = Commit {
+        frontier_ms: frontier + 5000,
+        changes: changes(&mut rng, frontier / 1000..frontier / 1000 + 5),
+        ..Commit::default()
+    };
+    store.commit(&commit).unwrap();
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.frontier_ms().unwrap(), Some(frontier + 5000));
+    assert_eq!(snap.erasures_applied().unwrap(), 1);
+    assert!(
+        snap.meta(crate::erase::META_SCRUB_PENDING)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn readers_follow_the_scrubbed_file_and_old_snapshots_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, frontier) = written_store(dir.path());
+    let gone = IDS[4];
+    let other = IDS[1];
+    let peer = crate::ReadOnlyStore::open(dir.path()).unwrap();
+    let reader = crate::Reader::open(dir.path()).unwrap();
+    let held = peer.snapshot().unwrap();
+    let other_before = held.online("viewer", other).unwrap();
+    assert!(
+        reader
+            .view()
+            .unwrap()
+            .entity("viewer", gone)
+            .unwrap()
+            .is_some()
+    );
+    let commit = Commit {
+        frontier_ms: frontier,
+        erasures: vec![erasure(gone, frontier, frontier)],
+        ..Commit::default()
+    };
+    let purged = store.commit(&commit).unwrap();
+    assert!(purged.erased.scrub.bytes_after > 0, "{:?}", purged.erased);
+    // A snapshot taken before still reads its commit, from the old file.
+    assert!(!held.online("viewer", gone).unwrap().is_empty());
+    drop(held);
+    // New reads follow the fresh file: the viewer is gone, the others unchanged.
+    let snap = peer.snapshot().unwrap();
+    assert!(snap.online("viewer", gone).unwrap().is_empty());
+    assert_eq!(snap.online("viewer", other).unwrap(), other_before);
+    assert_eq!(snap.erasures_applied().unwrap(), 1);
+    let mut view = reader.view().unwrap();
+    assert_eq!(view.entity("viewer", gone).unwrap(), None);
+    assert!(view.entity("viewer", other).unwrap().is_some());
+    drop(view);
+    // The writer's own reader too.
+    let store = std::sync::Arc::new(store);
+    let own = crate::Reader::of_store(store.clone());
+    assert_eq!(own.view().unwrap().entity("viewer", gone).unwrap(), None);
+}
+
+/// A crash between an erasure's commit and its scrub: the next writer scrubs as it opens, and
+/// removes what a scrub cut short left behind.
+#[test]
+fn a_scrub_cut_short_is_done_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, frontier) = written_store(dir.path());
+    // An id whose bytes no integer in the file shares by chance.
+    let gone = IDS[2];
+    store.scrub_after_erasure = false;
+    let commit = Commit {
+        frontier_ms: frontier,
+        erasures: vec![erasure(gone, frontier, frontier)],
+        ..Commit::default()
+    };
+    store.commit(&commit).unwrap();
+    drop(store);
+    let leftover = dir.path().join(format!("{}.999.scrub", crate::FILE_NAME));
+    std::fs::write(&leftover, b"half a file").unwrap();
+    assert!(!files_holding(dir.path(), &traces(gone)).is_empty());
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!leftover.exists());
+    assert_eq!(
+        files_holding(dir.path(), &traces(gone)),
+        Vec::<String>::new()
+    );
+    let snap = store.snapshot().unwrap();
+    assert!(
+        snap.meta(crate::erase::META_SCRUB_PENDING)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(snap.erasures_applied().unwrap(), 1);
+}
