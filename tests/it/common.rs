@@ -99,6 +99,7 @@ pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
         commit_interval: Duration::from_millis(50),
         door: door(),
         consent: None,
+        erasures: Default::default(),
         log_id: "kafka:events".into(),
         retention_ms: rewind_state::MAX_RETENTION_MS,
     }
