@@ -233,6 +233,8 @@ impl Writer {
         let mut total = Counters::default();
         self.counters.iter().for_each(|c| total.add(c));
         let as_of_ms = frontier.saturating_sub(self.tick_ms);
+        let erasures = self.take_erasures(frontier);
+        self.restate_erased(&erasures, &mut changes)?;
         let commit = Commit {
             frontier_ms: frontier,
             next_offsets: self
@@ -252,7 +254,7 @@ impl Writer {
             ],
             changes,
             retention_ms: Some(self.retention_ms),
-            erasures: self.take_erasures(frontier),
+            erasures,
         };
         let started = Instant::now();
         let purged = self.store.commit(&commit)?;
@@ -275,6 +277,58 @@ impl Writer {
             dead_letters: total.dead_letters,
             next_offsets: commit.next_offsets,
         });
+        Ok(())
+    }
+
+    /// Writes each erased viewer's values at their erasure's tick in full, not only those
+    /// that change there.
+    ///
+    /// The store deletes every row of the viewer from before that tick, so a value the tick
+    /// leaves as it was (an old event leaving a window as a new one enters) would be lost
+    /// with the row that set it. Each viewer feature's value as of the tick is the viewer's
+    /// last change in this commit before it, else the store's online value.
+    fn restate_erased(
+        &self,
+        erasures: &[Erasure],
+        changes: &mut Vec<Change>,
+    ) -> Result<(), StoreError> {
+        if erasures.is_empty() {
+            return Ok(());
+        }
+        let snapshot = self.store.snapshot()?;
+        let mut restated = Vec::new();
+        for erasure in erasures {
+            let id = &erasure.entity_id;
+            let theirs = changes.iter().filter(|c| c.entity_id == *id);
+            let mut latest: BTreeMap<&str, (u64, Option<&Vec<u8>>)> = BTreeMap::new();
+            for change in theirs.filter(|c| c.tick_ms <= erasure.tick_ms) {
+                let entry = latest.entry(change.feature).or_insert((0, None));
+                if change.tick_ms >= entry.0 {
+                    *entry = (change.tick_ms, change.value.as_ref());
+                }
+            }
+            let online = snapshot.online(erasure.entity_kind, &id.to_string())?;
+            for &(feature, kind) in self.names.iter().filter(|n| n.1 == erasure.entity_kind) {
+                let value = match latest.get(feature) {
+                    Some((tick, _)) if *tick == erasure.tick_ms => continue,
+                    Some((_, value)) => value.cloned(),
+                    None => online
+                        .iter()
+                        .find(|row| row.feature == feature)
+                        .map(|row| row.value_json.clone()),
+                };
+                if value.is_some() {
+                    restated.push(Change {
+                        entity_kind: kind,
+                        feature,
+                        entity_id: id.clone(),
+                        tick_ms: erasure.tick_ms,
+                        value,
+                    });
+                }
+            }
+        }
+        changes.extend(restated);
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub const KEY: &[u8] = b"the integration tests' pseudonym key";
 pub const EVENTS: &str = "events";
 pub const TITLES: &str = "titles";
 pub const CONSENT: &str = "consent";
+pub const ERASURE: &str = "erasure";
 
 pub fn door() -> Pseudonymizer {
     Pseudonymizer::new(KEY)
