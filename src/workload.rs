@@ -740,7 +740,7 @@ pub struct ErasureStream {
 
 impl ErasureStream {
     pub fn new(config: &GenConfig, shape: ErasureShape) -> ErasureStream {
-        let mut rng = StdRng::seed_from_u64(config.seed ^ 0x6572_6173_7572_65);
+        let mut rng = StdRng::seed_from_u64(config.seed ^ 0x0065_7261_7375_7265);
         let next_ms = config.start_ms.saturating_add(gap(&shape, &mut rng));
         ErasureStream {
             shape,

@@ -412,10 +412,10 @@ impl<'a> Ingest<'a> {
             part.done |= self.ctx.config.until_caught_up;
             // Read before the events, the erasure log is finished as far as this run goes: a
             // held erasure has no successor to contradict it, and must land at the start.
-            if self.erasures_from_start(kind) {
-                if let Some(suspect) = self.parts[i].suspect.take() {
-                    self.place(i, suspect.record, suspect.offset);
-                }
+            if self.erasures_from_start(kind)
+                && let Some(suspect) = self.parts[i].suspect.take()
+            {
+                self.place(i, suspect.record, suspect.offset);
             }
         }
     }
