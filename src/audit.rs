@@ -80,6 +80,7 @@ pub struct Report {
     /// Every tick strictly below it is final; `None` before the first commit.
     pub frontier_ms: Option<u64>,
     pub retention: Retention,
+    pub erasures: Erasures,
     pub dead_letters: DeadLetters,
     pub scan: Vec<FileScan>,
     /// Raw data outside rewind: each topic's `retention.ms`, when a cluster was given.
@@ -113,6 +114,26 @@ pub struct TableAge {
     /// Rows that should have been purged: for history, changes whose validity ended before
     /// the cutoff (the latest change at or before the cutoff is still the value as of it).
     pub past_retention: u64,
+}
+
+/// The store's proof of the erasures it applied: counts and times only (its suppression list
+/// holds keyed hashes, never a pseudonym).
+#[derive(Debug, Clone, Serialize)]
+pub struct Erasures {
+    /// Erasures applied (a repeat of one already applied is not counted).
+    pub applied: u64,
+    /// Entries of the suppression list: the distinct viewers erased.
+    pub viewers: u64,
+    /// The latest applied.
+    pub latest: Option<LatestErasure>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestErasure {
+    /// The erasure's own time (the viewer's events before it are ignored for good).
+    pub ts_ms: u64,
+    /// The tick it took effect at.
+    pub tick_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +181,13 @@ pub fn report(config: &AuditConfig) -> Result<Report, AuditError> {
             dead_letter_age(&snap, cutoff_ms)?,
         ],
     };
+    let erasures = Erasures {
+        applied: snap.erasures_applied()?,
+        viewers: snap.erasures()?.len() as u64,
+        latest: snap
+            .latest_erasure()?
+            .map(|(ts_ms, tick_ms)| LatestErasure { ts_ms, tick_ms }),
+    };
     let dead_letters = dead_letters(&snap)?;
     drop(snap);
     let scan = scan_dir(&config.store_dir, &config.raw_ids)?;
@@ -179,6 +207,7 @@ pub fn report(config: &AuditConfig) -> Result<Report, AuditError> {
         store: config.store_dir.display().to_string(),
         frontier_ms,
         retention,
+        erasures,
         dead_letters,
         scan,
         kafka,
@@ -484,6 +513,18 @@ impl Report {
                 time(t.oldest_ms),
                 t.past_retention
             ));
+        }
+        out.push_str(&format!(
+            "\nerasures applied: {} ({} viewers in the suppression list)",
+            self.erasures.applied, self.erasures.viewers
+        ));
+        match &self.erasures.latest {
+            Some(e) => out.push_str(&format!(
+                ", latest at {} (erasure time {})\n",
+                time(Some(e.tick_ms)),
+                time(Some(e.ts_ms))
+            )),
+            None => out.push('\n'),
         }
         out.push_str(&format!("\ndead letters: {}\n", self.dead_letters.total));
         for (reason, count) in &self.dead_letters.by_reason {

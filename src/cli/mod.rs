@@ -1,7 +1,8 @@
 //! Subcommands: `run`, `serve`, `bench`, `gen`, `produce`, `get`, `features`, `replay`, `snapshot`, `verify`,
-//! `privacy`. Each file holds one, with its arguments.
+//! `privacy`, `erase`. Each file holds one, with its arguments.
 
 mod bench;
+mod erase;
 mod features;
 mod get;
 mod privacy;
@@ -38,6 +39,7 @@ enum Command {
     Snapshot(snapshot::SnapshotArgs),
     Verify(verify::VerifyArgs),
     Privacy(privacy::PrivacyArgs),
+    Erase(erase::EraseArgs),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -53,6 +55,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot(args) => snapshot::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Privacy(args) => privacy::run(args),
+        Command::Erase(args) => erase::run(args),
     }
 }
 

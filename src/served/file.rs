@@ -260,6 +260,57 @@ impl LogFile {
         run().map_err(|e| classify(&self.path, e))
     }
 
+    /// Rewrites the file into a fresh one holding only its live rows, renamed over it, so that
+    /// no byte of a deleted row (an erased viewer's, after [`LogFile::erase`]) remains: redb
+    /// never zeroes the pages it frees. The fresh file is opened for writing before the rename,
+    /// so the slot stays claimed throughout. Readers (`snapshot --served`) are short-lived and
+    /// open the path anew.
+    pub fn scrub(self) -> Result<LogFile, ServedLogError> {
+        let temp = self.path.with_file_name(match self.path.file_name() {
+            Some(name) => format!("{}.{}.scrub", name.to_string_lossy(), std::process::id()),
+            None => format!("served.{}.scrub", std::process::id()),
+        });
+        let creating = |source| ServedLogError::Create {
+            path: temp.clone(),
+            source,
+        };
+        match std::fs::remove_file(&temp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(creating(e)),
+            _ => {}
+        }
+        let fresh = builder()
+            .create(&temp)
+            .map_err(|e| classify(&temp, e.into()))?;
+        if let Err(e) = copy_log(&self.db, &fresh) {
+            drop(fresh);
+            let _ = std::fs::remove_file(&temp);
+            return Err(classify(&self.path, e));
+        }
+        std::fs::rename(&temp, &self.path).map_err(creating)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(creating)?;
+        }
+        let LogFile {
+            db,
+            path,
+            next_seq,
+            dropped_base,
+            dropped_written,
+            sync,
+        } = self;
+        drop(db);
+        Ok(LogFile {
+            db: fresh,
+            path,
+            next_seq,
+            dropped_base,
+            dropped_written,
+            sync,
+        })
+    }
+
     /// Closes the file cleanly, recording the final count of dropped responses.
     pub fn close(self) {
         if let Err(e) = self.db.close() {
@@ -310,6 +361,33 @@ fn purge_chunk(db: &Database, cutoff_ms: u64) -> Result<usize, redb::Error> {
     }
     txn.commit()?;
     Ok(n)
+}
+
+/// Every row of the log's tables, copied in key order into `fresh` in one transaction.
+fn copy_log(from: &Database, fresh: &Database) -> Result<(), redb::Error> {
+    let read = from.begin_read()?;
+    let mut txn = fresh.begin_write()?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+    {
+        let mut to = txn.open_table(RESPONSES)?;
+        for row in read.open_table(RESPONSES)?.iter()? {
+            let (key, value) = row?;
+            to.insert(key.value(), value.value())?;
+        }
+        let mut to = txn.open_table(BY_ENTITY)?;
+        for row in read.open_table(BY_ENTITY)?.iter()? {
+            let (key, _) = row?;
+            to.insert(key.value(), ())?;
+        }
+        let mut to = txn.open_table(META)?;
+        for row in read.open_table(META)?.iter()? {
+            let (key, value) = row?;
+            to.insert(key.value(), value.value())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
 }
 
 /// Purges the slot files of `dir` that no process holds; returns the rows purged.

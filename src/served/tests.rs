@@ -311,3 +311,43 @@ fn no_log_is_an_error_saying_how_to_make_one() {
     let err = LogReader::open(dir.path()).err().unwrap();
     assert!(err.to_string().contains("--log-served"), "{err}");
 }
+
+/// redb keeps deleted rows in free pages: after an erasure the scrub leaves no byte of the
+/// viewer in the file, and every other row as it was.
+#[test]
+fn a_scrub_after_an_erasure_leaves_no_byte_of_the_viewer() {
+    const GONE: &str = "v_8f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e";
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let mut file = LogFile::claim(dir.path()).unwrap();
+    for i in 0..200u64 {
+        let batch = response(
+            &format!("r{i}"),
+            now + i,
+            vec![viewer(GONE, 1), viewer(V2, 2)],
+        );
+        file.append(&[batch], 0).unwrap();
+    }
+    let holds = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        bytes.windows(GONE.len()).any(|w| w == GONE.as_bytes())
+    };
+    let path = file.path().to_path_buf();
+    assert_eq!(file.erase("viewer", GONE).unwrap(), 200);
+    assert!(
+        holds(&path),
+        "redb zeroed its free pages: the scrub may no longer be needed"
+    );
+    let before = rows(dir.path());
+    let file = file.scrub().unwrap();
+    assert!(!holds(&path));
+    assert_eq!(rows(dir.path()), before);
+    assert_eq!(before.len(), 200);
+    // The slot is still this process's, and takes more rows.
+    let mut file = file;
+    file.append(&[response("after", now + 500, vec![viewer(V2, 3)])], 0)
+        .unwrap();
+    file.close();
+    assert_eq!(rows(dir.path()).len(), 201);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}

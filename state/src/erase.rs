@@ -15,9 +15,10 @@
 //! - the erasure is recorded in the *suppression list* (the `erasures` table): the caller's keyed
 //!   hash of the pseudonym, the erasure's time `E` and its tick `T_e`, never the pseudonym. It is
 //!   the store's proof that the erasure happened, and the retention never purges it: it holds no
-//!   viewing data. A second erasure of the same entity keeps the later (`E`, `T_e`); one the
-//!   list already holds, with the same or a later (`E`, `T_e`), is a repeat (a restarted run
-//!   hands its erasures again): it is skipped, so it deletes nothing the entity wrote since.
+//!   viewing data. An erasure is known by its entity and its `E`: one whose entity the list
+//!   holds with the same or a later `E` is a repeat (a restarted run hands the erasures of its
+//!   log again, maybe at another tick): it is skipped, whatever its tick, so it deletes nothing
+//!   the entity wrote since. A later `E` is a new erasure; the list keeps the latest.
 //!
 //! Deleted rows still lie in the file's free pages (redb reuses pages, it does not zero them),
 //! so a commit that erased anything is followed by a scrub ([`crate::Store::scrub`]): the store
@@ -165,20 +166,16 @@ pub(crate) fn apply(
         )
     };
     for e in erasures {
+        if is_repeat(txn, e)? {
+            erased.repeats += 1;
+            continue;
+        }
         if e.tick_ms < frontier || e.tick_ms > new_frontier_ms.max(frontier) {
-            if is_repeat(txn, e)? {
-                erased.repeats += 1;
-                continue;
-            }
             return Err(StoreError::ErasureTick {
                 tick_ms: e.tick_ms,
                 frontier_ms: frontier,
                 new_frontier_ms,
             });
-        }
-        if is_repeat(txn, e)? {
-            erased.repeats += 1;
-            continue;
         }
         let entity = codec::entity_key(e.entity_id.as_ref());
         erase_entity(txn, e.entity_kind, &entity, retained_from, erased)?;
@@ -186,7 +183,9 @@ pub(crate) fn apply(
         erased.erasures += 1;
         erasing.add(e.entity_kind, entity, e.tick_ms);
     }
-    if erased.erasures > 0 {
+    // Only deleted rows leave bytes in free pages: an erasure of an entity the store never
+    // held (or a repeat) needs no scrub.
+    if erased.online_rows > 0 {
         let sealed = layout::meta_row(META_SCRUB_PENDING).seal(&1u64.to_le_bytes());
         txn.open_table(META)?
             .insert(META_SCRUB_PENDING, sealed.as_slice())?;
@@ -194,11 +193,12 @@ pub(crate) fn apply(
     Ok(erasing)
 }
 
-/// Whether the suppression list holds this erasure already, or a later one of its entity.
+/// Whether the suppression list holds this erasure already (its entity, at the same `E`), or
+/// a later one of its entity.
 fn is_repeat(txn: &WriteTransaction, e: &Erasure) -> Result<bool> {
     let table = txn.open_table(ERASURES)?;
     let held = read_record(&table, e.token)?;
-    Ok(held.is_some_and(|r| (r.ts_ms, r.tick_ms) >= (e.ts_ms, e.tick_ms)))
+    Ok(held.is_some_and(|r| r.ts_ms >= e.ts_ms))
 }
 
 pub(crate) fn read_record(

@@ -1,6 +1,6 @@
 //! rewind's store: one redb file holding what the feature dataflows produced.
 //!
-//! Six tables (layout in `docs/store.md`, [`layout`] and [`codec`]):
+//! Eight tables (layout in `docs/store.md`, [`layout`] and [`codec`]):
 //! - `online`: (entity kind, entity id) → every current feature value of the entity, packed,
 //!   each with the tick it is valid from: one read per entity.
 //! - `history`: (tick, first key) → a block of the changes of that tick, sorted by (feature,
@@ -13,6 +13,7 @@
 //! - `offsets`: (topic, partition) → next offset to read.
 //! - `dead_letters`: (topic, partition, offset) → reason.
 //! - `dead_letter_times`: (time it landed, topic, partition, offset), for the retention purge.
+//! - `erasures`: the suppression list, keyed hash of an erased entity → its erasure's times.
 //! - `meta`: the output frontier, the time policy the store was built with, counters.
 //!
 //! Invariant: a [`Commit`] lands in one write transaction, so after a crash the file is exactly
@@ -22,6 +23,10 @@
 //! A commit that carries a retention purges, in the same transaction, every row older than it
 //! ([`retention`]): history changes whose validity ended before the horizon, and dead letters
 //! that landed before it.
+//!
+//! A commit that carries erasures ([`erase`]) deletes every row of each erased entity in the
+//! same transaction, records a keyed hash of it, then rewrites the file into a fresh one so that
+//! no byte of the deleted rows remains ([`Store::scrub`]); readers follow to the fresh file.
 //!
 //! Every stored row (a history block, an entity's online row, …) carries a checksum, checked on
 //! every read; a file that is damaged, empty, foreign or of another [`FORMAT_VERSION`] is a
@@ -234,7 +239,9 @@ pub struct Erasure {
     pub entity_kind: &'static str,
     /// The pseudonym (the same id as [`Change::entity_id`]).
     pub entity_id: EntityId,
-    /// `E`: the erasure's own time. The pipeline ignores the entity's events before it.
+    /// `E`: the erasure's own time. The pipeline ignores the entity's events before it. With
+    /// the entity, what the erasure is known by: one the store holds at the same or a later `E`
+    /// is a repeat, skipped whatever its tick.
     pub ts_ms: u64,
     /// `T_e`: the tick the erasure lands at. The commit's changes of this entity before it are
     /// dropped. It lies within the commit: at or after the store's frontier before the commit,
@@ -398,7 +405,7 @@ impl Store {
         let mut purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
         txn.commit()?;
         *current = catalog;
-        if purged.erased.erasures > 0 && self.scrub_after_erasure {
+        if purged.erased.online_rows > 0 && self.scrub_after_erasure {
             purged.erased.scrub = self.scrub_locked()?;
         }
         Ok(purged)

@@ -34,6 +34,10 @@ use crate::layout::{
 };
 use crate::{FILE_NAME, Result, StoreError, open};
 
+/// The fresh file's page cache: the copy streams through it, so it bounds the scrub's memory
+/// rather than speeding it up (redb's default is 1 GiB).
+const SCRUB_CACHE_BYTES: usize = 64 << 20;
+
 /// Meta key written to a store file once a scrub has replaced it: a reader holding it reopens
 /// the path.
 pub const META_REPLACED: &str = "replaced";
@@ -76,10 +80,22 @@ pub(crate) fn rewrite(old: &Database, path: &Path) -> Result<(Database, Scrubbed
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(creating(e)),
         _ => {}
     }
-    let fresh = open::builder()
+    let mut fresh = open::builder()
+        .set_cache_size(SCRUB_CACHE_BYTES)
         .create(&temp)
         .map_err(|e| open::opening(&temp, e, ""))?;
-    let copied = copy_all(&old.begin_read()?, &fresh);
+    let copied = copy_all(&old.begin_read()?, &fresh).and_then(|()| {
+        // No reader can hold the fresh file yet: compaction is safe, and packs the leaves the
+        // copy's splits left half full.
+        match fresh.compact() {
+            Ok(_) => Ok(()),
+            Err(redb::CompactionError::Storage(e)) => Err(StoreError::Storage(e)),
+            // Savepoints and transactions: this process has none on a file it just made.
+            Err(other) => Err(StoreError::Storage(redb::StorageError::Io(
+                std::io::Error::other(other.to_string()),
+            ))),
+        }
+    });
     if let Err(e) = copied {
         drop(fresh);
         let _ = std::fs::remove_file(&temp);

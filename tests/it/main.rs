@@ -5,6 +5,7 @@ mod broker;
 mod cli;
 mod common;
 mod dead_letters;
+mod erasure;
 mod metrics;
 mod oracle;
 mod privacy;

@@ -259,6 +259,24 @@ fn an_erased_viewer_reads_as_never_seen_and_others_are_untouched() {
     let purged = store.commit(&commit).unwrap();
     assert_eq!((purged.erased.erasures, purged.erased.repeats), (0, 1));
     assert_eq!(store.snapshot().unwrap().erasures_applied().unwrap(), 1);
+    // A viewer the store never held: recorded, and nothing to scrub.
+    let unknown = "v_fedcba9876543210fedcba9876543210";
+    let commit = Commit {
+        frontier_ms: frontier,
+        erasures: vec![erasure(unknown, 1, frontier)],
+        ..Commit::default()
+    };
+    let erased = store.commit(&commit).unwrap().erased;
+    assert_eq!((erased.erasures, erased.online_rows), (1, 0));
+    assert_eq!(erased.scrub, crate::Scrubbed::default());
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.erasures_applied().unwrap(), 2);
+    assert!(snap.erasure(token(unknown)).unwrap().is_some());
+    assert!(
+        snap.meta(crate::erase::META_SCRUB_PENDING)
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -468,4 +486,52 @@ fn a_scrub_cut_short_is_done_by_the_next_writer() {
             .is_none()
     );
     assert_eq!(snap.erasures_applied().unwrap(), 1);
+}
+
+/// A restarted run hands an erasure again, maybe at another tick, after the entity wrote new
+/// values: it is a repeat, and deletes nothing. A later erasure of the same entity is new.
+#[test]
+fn an_erasure_handed_again_deletes_nothing_and_a_later_one_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut rng = Lcg(9);
+    let id = IDS[2];
+    let first = Commit {
+        frontier_ms: 10_000,
+        changes: changes(&mut rng, 1..10),
+        erasures: vec![erasure(id, 9_500, 10_000)],
+        ..Commit::default()
+    };
+    store.commit(&first).unwrap();
+    let later = Commit {
+        frontier_ms: 20_000,
+        changes: vec![crate::tests::change("viewer.a", id, 12_000, Some("7"))],
+        ..Commit::default()
+    };
+    store.commit(&later).unwrap();
+    let again = Commit {
+        frontier_ms: 30_000,
+        // At another tick, even one the store passed long ago.
+        erasures: vec![erasure(id, 9_500, 4_000), erasure(id, 9_000, 25_000)],
+        ..Commit::default()
+    };
+    let erased = store.commit(&again).unwrap().erased;
+    assert_eq!((erased.erasures, erased.repeats), (0, 2));
+    let snap = store.snapshot().unwrap();
+    assert_eq!(
+        snap.as_of("viewer.a", id, 12_000).unwrap(),
+        Some(b"7".to_vec())
+    );
+    assert_eq!(snap.erasures_applied().unwrap(), 1);
+    let newer = Commit {
+        frontier_ms: 30_000,
+        erasures: vec![erasure(id, 29_000, 30_000)],
+        ..Commit::default()
+    };
+    let erased = store.commit(&newer).unwrap().erased;
+    assert_eq!((erased.erasures, erased.online_rows), (1, 1));
+    let snap = store.snapshot().unwrap();
+    assert_eq!(snap.as_of("viewer.a", id, 12_000).unwrap(), None);
+    assert_eq!(snap.latest_erasure().unwrap(), Some((29_000, 30_000)));
+    assert_eq!(snap.erasure(token(id)).unwrap().unwrap().ts_ms, 29_000);
 }

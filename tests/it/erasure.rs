@@ -1,0 +1,434 @@
+//! `rewind erase` on a store built from a file, the way an operator answers an erasure request:
+//! the viewer reads as never seen, no byte of them is left in any file of the store directory,
+//! every other viewer reads exactly as before, and the id is never echoed.
+
+use std::path::Path;
+
+use rewind::served::file::LogFile;
+use rewind::served::{Served, ServedEntity, ServedValue};
+
+use crate::common;
+
+const VIEWERS: usize = 40;
+const ERASED: &str = "u0000007";
+
+/// A store replayed from `rewind gen`, with the tests' key in a private file.
+fn replayed(dir: &Path) -> (String, String) {
+    let events = dir.join("e.jsonl");
+    common::ok(&common::rewind(&[
+        "gen",
+        "--viewers",
+        &VIEWERS.to_string(),
+        "--titles",
+        "10",
+        "--events",
+        "8000",
+        "--seed",
+        "12",
+        "--out",
+        events.to_str().unwrap(),
+    ]));
+    let key = dir.join("key");
+    std::fs::write(&key, common::KEY).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let store = dir.join("store");
+    common::ok(&common::rewind(&[
+        "replay",
+        "--file",
+        events.to_str().unwrap(),
+        "--titles-file",
+        dir.join("e.titles.jsonl").to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]));
+    (
+        store.to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    )
+}
+
+fn user(n: usize) -> String {
+    format!("u{n:07}")
+}
+
+fn get(store: &str, viewer: &str) -> serde_json::Value {
+    let out = common::rewind(&["get", "--store", store, "viewer", viewer]);
+    serde_json::from_str(&common::ok(&out)).unwrap()
+}
+
+/// Rows a `rewind serve --log-served` would have logged for `viewer` and another.
+fn log_served(store: &Path, viewer: &str, other: &str) {
+    let mut log = LogFile::claim(store).unwrap();
+    let entity = |id: &str| ServedEntity {
+        kind: "viewer".into(),
+        id: id.into(),
+        values: vec![ServedValue {
+            feature: "viewer.plays_24h".into(),
+            json: "3".into(),
+            valid_from_ms: Some(1_000),
+        }],
+    };
+    let now = rewind::served::now_ms();
+    for i in 0..20 {
+        let served = Served {
+            request_id: format!("r{i}"),
+            served_at_ms: now + i,
+            as_of_ms: now,
+            entities: vec![entity(viewer), entity(other)],
+        };
+        log.append(&[served], 0).unwrap();
+    }
+    log.close();
+}
+
+/// The byte patterns that would betray a pseudonym: its packed key, its 16 bytes, its text, its
+/// hex digits.
+fn traces(viewer: &str) -> Vec<Vec<u8>> {
+    let key = rewind_state::layout::entity_key(viewer);
+    vec![
+        key.clone(),
+        key[1..].to_vec(),
+        viewer.as_bytes().to_vec(),
+        viewer.as_bytes()[2..].to_vec(),
+    ]
+}
+
+fn files_holding(dir: &Path, patterns: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for p in patterns {
+            if bytes.windows(p.len()).any(|w| w == p.as_slice()) {
+                found.push(format!("{} holds {p:02x?}", path.display()));
+            }
+        }
+    }
+    found
+}
+
+/// Every history row, but the erased viewer's.
+fn others_history(store: &str, erased: &str) -> Vec<rewind_state::HistoryRow> {
+    let snap = rewind_state::ReadOnlyStore::open(Path::new(store))
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let rows = snap.history().unwrap();
+    rows.into_iter().filter(|r| r.entity_id != erased).collect()
+}
+
+#[test]
+fn an_erased_viewer_reads_as_never_seen_and_leaves_no_byte_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = replayed(dir.path());
+    let door = common::door();
+    let gone = door.viewer_id(ERASED).to_string();
+    let other = door.viewer_id(&user(8)).to_string();
+    log_served(Path::new(&store), &gone, &other);
+    let before: Vec<_> = (0..VIEWERS)
+        .map(|n| get(&store, &door.viewer_id(&user(n)).to_string()))
+        .collect();
+    let history = others_history(&store, &gone);
+    let gone_before = get(&store, &gone);
+    assert!(
+        gone_before["features"]
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|f| !f["valid_from_ms"].is_null()),
+        "the viewer to erase has values: {gone_before}"
+    );
+    assert!(!files_holding(Path::new(&store), &traces(&gone)).is_empty());
+
+    let out = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--user-id",
+        ERASED,
+        "--key-file",
+        &key,
+    ]);
+    let text = common::ok(&out);
+    assert!(text.contains("erased: 1 online row"), "{text}");
+    assert!(text.contains("served-log rows erased: 20"), "{text}");
+    let said = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    for secret in [ERASED, gone.as_str(), &gone[2..]] {
+        assert!(!said.contains(secret), "{secret} in {said}");
+    }
+
+    // Defaults, as for a viewer never seen.
+    let now = get(&store, &gone);
+    for (name, feature) in now["features"].as_object().unwrap() {
+        assert!(feature["valid_from_ms"].is_null(), "{name}: {now}");
+    }
+    assert_eq!(
+        files_holding(Path::new(&store), &traces(&gone)),
+        Vec::<String>::new()
+    );
+    // Everyone else exactly as before, now and at every tick of history.
+    for (n, was) in before.iter().enumerate() {
+        if user(n) != ERASED {
+            assert_eq!(
+                &get(&store, &door.viewer_id(&user(n)).to_string()),
+                was,
+                "{}",
+                user(n)
+            );
+        }
+    }
+    assert_eq!(others_history(&store, &gone), history);
+    let served = rewind::served::file::LogReader::open(Path::new(&store)).unwrap();
+    let rows = served.rows(0).unwrap();
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().all(|r| r.id == other));
+
+    let report = common::rewind(&["privacy", "report", "--store", &store, "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&common::ok(&report)).unwrap();
+    assert_eq!(report["erasures"]["applied"], 1);
+    assert_eq!(report["erasures"]["viewers"], 1);
+    assert_eq!(
+        report["erasures"]["latest"]["tick_ms"],
+        now["as_of_ms"].as_u64().unwrap() + 1000
+    );
+    let text = common::rewind(&["privacy", "report", "--store", &store]);
+    assert!(
+        common::ok(&text).contains("erasures applied: 1 (1 viewers"),
+        "{text:?}"
+    );
+
+    // Again: a repeat, nothing more to remove, nothing counted twice.
+    let again = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--user-id",
+        ERASED,
+        "--key-file",
+        &key,
+    ]);
+    assert!(common::ok(&again).contains("already erased"), "{again:?}");
+}
+
+#[test]
+fn hostile_arguments_and_a_held_store_get_clear_errors_that_never_show_the_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = replayed(dir.path());
+    // Near the most one argument may be (128 KiB on Linux).
+    let huge = "u".repeat(100_000);
+    let secret = "u0000003";
+    let wrong_key = dir.path().join("wrong");
+    std::fs::write(&wrong_key, "another key, sixteen bytes or more").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let wrong_key = wrong_key.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--user-id", ""], "--user-id is empty"),
+        (vec!["--user-id", &huge], "100000 bytes"),
+        (
+            vec!["--user-id", secret, "--ts", "abc"],
+            "invalid value 'abc'",
+        ),
+        (
+            vec!["--user-id", secret, "--ts", "-5"],
+            "unexpected argument '-5'",
+        ),
+        (
+            vec!["--user-id", secret, "--ts", "5"],
+            "not a plausible time",
+        ),
+        (
+            vec!["--user-id", secret, "--ts", "4000000000000"],
+            "after the store's frontier",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["erase", "--store", &store, "--key-file", &key];
+        all.extend(&args);
+        let out = common::rewind(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(
+            !err.contains(secret) && err.len() < 2_000,
+            "{args:?}: {err}"
+        );
+    }
+    // An id that looks like an option is taken as the id (and not echoed as an unknown one).
+    let out = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--key-file",
+        &key,
+        "--user-id",
+        "-x9",
+    ]);
+    assert!(
+        common::ok(&out).contains("no rows of this account"),
+        "{out:?}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("-x9"));
+    let out = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--user-id",
+        secret,
+        "--key-file",
+        wrong_key,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not the one the store was built with"),
+        "{err}"
+    );
+    let missing = dir.path().join("nowhere");
+    let out = common::rewind(&[
+        "erase",
+        "--store",
+        missing.to_str().unwrap(),
+        "--user-id",
+        secret,
+        "--key-file",
+        &key,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no store in"),
+        "{out:?}"
+    );
+    assert!(!missing.exists(), "an erase must not create a store");
+
+    // While a writer holds the store.
+    let writer = rewind_state::Store::open(Path::new(&store)).unwrap();
+    let out = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--user-id",
+        secret,
+        "--key-file",
+        &key,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("being written by another process"), "{err}");
+    assert!(err.contains("erasure` topic"), "{err}");
+    drop(writer);
+    // Nothing of all that erased anything but the account that looked like an option.
+    let snap = rewind_state::ReadOnlyStore::open(Path::new(&store))
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    assert_eq!(snap.erasures_applied().unwrap(), 1);
+    let door = common::door();
+    let kept = door.viewer_id(secret).to_string();
+    assert!(!snap.online("viewer", &kept).unwrap().is_empty());
+}
+
+/// A `rewind serve` reading the store in another process follows the rewritten file: the
+/// erased viewer is not found, the others answer as before, and the server lets go of the old
+/// file (whose free pages held the viewer) instead of keeping it open.
+#[test]
+fn a_running_server_follows_the_erasure() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = replayed(dir.path());
+    let door = common::door();
+    let gone = door.viewer_id(ERASED).to_string();
+    let other = door.viewer_id(&user(9)).to_string();
+    /// Killed when dropped, so a failed assertion leaves no server behind.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args(["serve", "--store", &store, "--listen", "127.0.0.1:0"])
+        .env_remove(rewind::privacy::KEY_ENV)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let server = Server(server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("serving http://").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let read = |viewer: &str| -> serde_json::Value {
+        let url = format!("http://{addr}/v1/viewers/{viewer}");
+        let mut response = agent.get(&url).call().unwrap();
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let started = Instant::now();
+    while agent
+        .get(format!("http://{addr}/health"))
+        .call()
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "never healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read(&gone)["found"], true);
+    let other_before = read(&other);
+
+    common::ok(&common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--user-id",
+        ERASED,
+        "--key-file",
+        &key,
+    ]));
+    // The very next read already follows (the old file is marked replaced).
+    assert_eq!(read(&gone)["found"], false);
+    assert_eq!(read(&other), other_before);
+    #[cfg(target_os = "linux")]
+    {
+        let fds = format!("/proc/{}/fd", server.0.id());
+        let started = Instant::now();
+        loop {
+            let deleted: Vec<String> = std::fs::read_dir(&fds)
+                .unwrap()
+                .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+                .map(|target| target.display().to_string())
+                .filter(|target| target.contains("rewind.redb") && target.contains("(deleted)"))
+                .collect();
+            if deleted.is_empty() {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the server still holds the replaced file: {deleted:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    drop(server);
+}
