@@ -357,7 +357,11 @@ fn run_brokers(
     if config.consent.is_some() {
         topics.push(&args.engine.consent_topic);
     }
-    topics.push(&args.engine.erasure_topic);
+    // Lag is summed over topics that exist: the erasure topic may not.
+    let erasure = &args.engine.erasure_topic;
+    if KafkaSource::connect(brokers).is_ok_and(|s| s.topic_info(erasure).is_ok()) {
+        topics.push(erasure);
+    }
     let mut status = Status::new(brokers, &topics, !args.until_caught_up);
     drive(config, shared, &mut status, args.duration_s)
 }
