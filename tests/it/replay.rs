@@ -659,9 +659,18 @@ fn replay_with_erasures_equals_the_live_store_and_forgets_from_the_start() {
         .collect();
     assert_eq!(suppressed(&live).len(), users.len());
 
-    // The viewer who never came back: not a byte of its pseudonym in either store.
+    // A replay from the cluster reads its erasure topic first, to the same effect.
+    let from_cluster = dir.path().join("from_cluster");
+    let replay = ["replay", "--brokers", b, "--seal", "--store"];
+    ok(&rewind(
+        &[&replay[..], &[from_cluster.to_str().unwrap()]].concat(),
+    ));
+    assert_same_tables(&from_cluster, &live);
+    assert_eq!(suppressed(&from_cluster), suppressed(&live));
+
+    // The viewer who never came back: not a byte of its pseudonym in any of the stores.
     let viewer = common::door().viewer_id("gone");
-    for store in [&live, &replayed] {
+    for store in [&live, &replayed, &from_cluster] {
         let text = viewer.to_string();
         assert!(
             !bytes_in(store, text.as_bytes()),
