@@ -53,6 +53,8 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
     }
     let door = key(args.key_file.as_deref(), &args.store)?;
     let store = open_writer(&args.store)?;
+    // Claimed before anything is erased: a log a server holds stops the erasure whole.
+    let logs = claim_served_logs(&args.store)?;
     check_fingerprint(&store, &door)?;
     let frontier_ms = store.snapshot()?.frontier_ms()?.with_context(|| {
         format!(
@@ -83,7 +85,7 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let erased = store.commit(&commit)?.erased;
     let commit_elapsed = started.elapsed().saturating_sub(erased.scrub.elapsed);
-    let served = erase_served(&args.store, &viewer.to_string())?;
+    let served = erase_served(logs, &viewer.to_string())?;
     report(&store, &erased, served, commit_elapsed)?;
     outln!("this one at tick {frontier_ms} (erasure time {ts_ms})")?;
     Ok(())
@@ -149,21 +151,32 @@ fn check_fingerprint(store: &Store, door: &Pseudonymizer) -> anyhow::Result<()> 
     }
 }
 
+/// Every served-feature log of the store directory, held for writing.
+fn claim_served_logs(dir: &Path) -> anyhow::Result<Vec<LogFile>> {
+    let mut logs = Vec::new();
+    for path in slot_paths(dir) {
+        match LogFile::open_slot(&path)? {
+            Some(log) => logs.push(log),
+            None => bail!(
+                "served log {} is held by a running `rewind serve --log-served`: stop it, then \
+                 erase again (nothing was erased)",
+                path.display()
+            ),
+        }
+    }
+    Ok(logs)
+}
+
 /// Deletes the viewer's rows from every served-feature log, then scrubs each file that held
 /// any. Returns the rows deleted.
-fn erase_served(dir: &Path, viewer: &str) -> anyhow::Result<u64> {
+fn erase_served(logs: Vec<LogFile>, viewer: &str) -> anyhow::Result<u64> {
     let mut total = 0;
-    for path in slot_paths(dir) {
-        let Some(mut log) = LogFile::open_slot(&path)? else {
-            bail!(
-                "served log {} is held by a running `rewind serve --log-served`: stop it, then \
-                 run the erasure again (the store itself is erased already)",
-                path.display()
-            );
-        };
+    for mut log in logs {
         let n = log.erase("viewer", viewer)?;
         total += n;
-        let log = if n > 0 { log.scrub()? } else { log };
+        if n > 0 {
+            log.scrub()?;
+        }
         log.close();
     }
     Ok(total)

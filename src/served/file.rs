@@ -265,11 +265,15 @@ impl LogFile {
     /// never zeroes the pages it frees. The fresh file is opened for writing before the rename,
     /// so the slot stays claimed throughout. Readers (`snapshot --served`) are short-lived and
     /// open the path anew.
-    pub fn scrub(self) -> Result<LogFile, ServedLogError> {
-        let temp = self.path.with_file_name(match self.path.file_name() {
-            Some(name) => format!("{}.{}.scrub", name.to_string_lossy(), std::process::id()),
-            None => format!("served.{}.scrub", std::process::id()),
-        });
+    pub fn scrub(&mut self) -> Result<(), ServedLogError> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_else(|| "served".into());
+        let temp = self
+            .path
+            .with_file_name(format!("{name}.{}.scrub", std::process::id()));
         let creating = |source| ServedLogError::Create {
             path: temp.clone(),
             source,
@@ -287,28 +291,14 @@ impl LogFile {
             return Err(classify(&self.path, e));
         }
         std::fs::rename(&temp, &self.path).map_err(creating)?;
+        // The old file goes with its handle: only this process wrote it.
+        self.db = fresh;
         if let Some(dir) = self.path.parent() {
             std::fs::File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(creating)?;
         }
-        let LogFile {
-            db,
-            path,
-            next_seq,
-            dropped_base,
-            dropped_written,
-            sync,
-        } = self;
-        drop(db);
-        Ok(LogFile {
-            db: fresh,
-            path,
-            next_seq,
-            dropped_base,
-            dropped_written,
-            sync,
-        })
+        Ok(())
     }
 
     /// Closes the file cleanly, recording the final count of dropped responses.

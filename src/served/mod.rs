@@ -345,6 +345,15 @@ impl Writer {
         }
     }
 
+    /// Deletes the entity's rows, then rewrites the file so no byte of them remains.
+    fn erase(&mut self, kind: &str, id: &str) -> Result<u64, ServedLogError> {
+        let n = self.file.erase(kind, id)?;
+        if n > 0 {
+            self.file.scrub()?;
+        }
+        Ok(n)
+    }
+
     fn run(mut self, messages: Receiver<Message>) {
         let mut batch = Vec::new();
         loop {
@@ -364,7 +373,7 @@ impl Writer {
                         // Everything queued before the erasure lands first, so the erasure
                         // catches it.
                         self.write(&mut batch);
-                        let _ = done.send(self.file.erase(&kind, &id));
+                        let _ = done.send(self.erase(&kind, &id));
                     }
                     #[cfg(test)]
                     Message::Hold(until) => while until.recv().is_ok() {},

@@ -339,12 +339,11 @@ fn a_scrub_after_an_erasure_leaves_no_byte_of_the_viewer() {
         "redb zeroed its free pages: the scrub may no longer be needed"
     );
     let before = rows(dir.path());
-    let file = file.scrub().unwrap();
+    file.scrub().unwrap();
     assert!(!holds(&path));
     assert_eq!(rows(dir.path()), before);
     assert_eq!(before.len(), 200);
     // The slot is still this process's, and takes more rows.
-    let mut file = file;
     file.append(&[response("after", now + 500, vec![viewer(V2, 3)])], 0)
         .unwrap();
     file.close();

@@ -105,8 +105,14 @@ pub(crate) fn rewrite(old: &Database, path: &Path) -> Result<(Database, Scrubbed
         std::fs::set_permissions(&temp, meta.permissions()).map_err(creating)?;
     }
     std::fs::rename(&temp, path).map_err(creating)?;
-    open::sync_dir(path).map_err(creating)?;
-    mark_replaced(old)?;
+    // From here the fresh file is the store, whatever fails: the writer must go on with it. A
+    // rename the disk lost in a crash brings back the old file, whose `scrub_pending` makes the
+    // next writer scrub again.
+    let _ = open::sync_dir(path);
+    // Readers follow by the mark. If it cannot be written (a full disk), a reader keeps its
+    // consistent view of the old file until it reopens the path (`rewind serve` notices the
+    // new file by its inode); the erased bytes are gone from the directory either way.
+    let _ = mark_replaced(old);
     let scrubbed = Scrubbed {
         bytes_before,
         bytes_after: file_len(path),

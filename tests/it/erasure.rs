@@ -323,6 +323,21 @@ fn hostile_arguments_and_a_held_store_get_clear_errors_that_never_show_the_id() 
     assert!(err.contains("being written by another process"), "{err}");
     assert!(err.contains("erasure` topic"), "{err}");
     drop(writer);
+    // While a server holds a served log: refused before anything is erased.
+    let served = LogFile::claim(Path::new(&store)).unwrap();
+    let out = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--user-id",
+        secret,
+        "--key-file",
+        &key,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("held by a running `rewind serve"), "{err}");
+    assert!(err.contains("nothing was erased"), "{err}");
+    served.close();
     // Nothing of all that erased anything but the account that looked like an option.
     let snap = rewind_state::ReadOnlyStore::open(Path::new(&store))
         .unwrap()

@@ -123,11 +123,17 @@ fn reads(snap: &Snapshot, from_ms: u64, until_ms: u64) -> Reads {
 /// online values and every point-in-time read, with and without retention.
 #[test]
 fn an_erased_store_equals_a_replay_that_knew_the_erasures() {
-    for retention_ms in [None, Some(25_000)] {
+    let cases = [
+        (None, 11),
+        (Some(25_000), 11),
+        (None, 12),
+        (Some(9_000), 13),
+    ];
+    for (retention_ms, seed) in cases {
         let live_dir = tempfile::tempdir().unwrap();
         let live = Store::open(live_dir.path()).unwrap();
         let mut valued = HashSet::new();
-        let mut rng = Lcg(11);
+        let mut rng = Lcg(seed);
         let mut tick = 1;
         // Commit number → the erasures it carries, as (id, E, offset of T_e in its ticks).
         let plan: BTreeMap<u64, Vec<(&str, u64)>> = BTreeMap::from([
