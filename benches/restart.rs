@@ -88,6 +88,7 @@ fn main() {
             commit_interval: Duration::from_millis(100),
             door: Pseudonymizer::new(b"the benchmark's pseudonym key"),
             consent: None,
+            erasures: Default::default(),
             log_id: "kafka:events".into(),
             retention_ms: rewind_state::MAX_RETENTION_MS,
         };

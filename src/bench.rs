@@ -301,6 +301,7 @@ pub fn ingest(config: &IngestConfig, door: Pseudonymizer) -> Result<IngestReport
         commit_interval: config.commit_interval,
         door,
         consent: None,
+        erasures: Default::default(),
         log_id: format!("bench:{brokers}/{events_topic}:{start_wall_ms}"),
         retention_ms: config.retention_ms,
     };

@@ -480,25 +480,63 @@ pub fn decode_consent(
 ) -> Result<ConsentRecord, DeadReason> {
     let bytes = check_size(payload)?;
     let wire: WireConsent<'_> = serde_json::from_slice(bytes).map_err(|e| explain(bytes, &e))?;
-    check_lengths(&[("user_id", wire.user_id.as_deref(), MAX_ID_BYTES)])?;
-    let user_id = wire.user_id.ok_or(DeadReason::Missing("user_id"))?;
+    let (viewer, ts_ms) = viewer_at(wire.user_id.as_deref(), wire.ts, door)?;
     let name = wire.purpose.ok_or(DeadReason::Missing("purpose"))?;
     let granted = wire.granted.ok_or(DeadReason::Missing("granted"))?;
-    let ts_ms = wire.ts.ok_or(DeadReason::Missing("ts"))?;
-    if !(MIN_TS_MS..MAX_TS_MS).contains(&ts_ms) {
-        return Err(DeadReason::ImplausibleTs);
-    }
     let Some(purpose) = known.iter().copied().find(|p| p.as_str() == name) else {
         let names: Vec<&str> = known.iter().map(|p| p.as_str()).collect();
         let known = names.join(", ");
         return Err(DeadReason::UnknownPurpose { known });
     };
     Ok(ConsentRecord {
-        viewer: door.viewer_id(&user_id),
+        viewer,
         purpose,
         granted,
         ts_ms,
     })
+}
+
+/// What every record about a viewer's rights (consent, erasure) carries: whose they are, as
+/// the pseudonym, and when they were exercised, a plausible time.
+fn viewer_at(
+    user_id: Option<&str>,
+    ts: Option<u64>,
+    door: &Pseudonymizer,
+) -> Result<(ViewerId, u64), DeadReason> {
+    check_lengths(&[("user_id", user_id, MAX_ID_BYTES)])?;
+    let user_id = user_id.ok_or(DeadReason::Missing("user_id"))?;
+    let ts_ms = ts.ok_or(DeadReason::Missing("ts"))?;
+    if !(MIN_TS_MS..MAX_TS_MS).contains(&ts_ms) {
+        return Err(DeadReason::ImplausibleTs);
+    }
+    Ok((door.viewer_id(user_id), ts_ms))
+}
+
+/// One decoded `erasure` record: the viewer asked, at `ts`, that what they did before it be
+/// forgotten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureRecord {
+    pub viewer: ViewerId,
+    pub ts_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct WireErasure<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    user_id: Option<Cow<'a, str>>,
+    ts: Option<u64>,
+}
+
+/// Decodes one `erasure` record, pseudonymizing its viewer: nothing else of it is kept. An
+/// erasure of a viewer never seen is a record like any other (it then erases nothing).
+pub fn decode_erasure(
+    payload: Option<&[u8]>,
+    door: &Pseudonymizer,
+) -> Result<ErasureRecord, DeadReason> {
+    let bytes = check_size(payload)?;
+    let wire: WireErasure<'_> = serde_json::from_slice(bytes).map_err(|e| explain(bytes, &e))?;
+    let (viewer, ts_ms) = viewer_at(wire.user_id.as_deref(), wire.ts, door)?;
+    Ok(ErasureRecord { viewer, ts_ms })
 }
 
 #[cfg(test)]

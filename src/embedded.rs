@@ -17,15 +17,21 @@ use rand::TryRngCore;
 use rewind_connectors::{ConnectorError, EmbeddedCluster, Producer};
 use rewind_state::{Store, StoreError};
 
-use crate::engine::{self, ConsentConfig, EngineError, LogSource, RunConfig, RunSummary, Shared};
+use crate::engine::{
+    self, ConsentConfig, EngineError, ErasureConfig, LogSource, RunConfig, RunSummary, Shared,
+};
 use crate::privacy::Pseudonymizer;
 use crate::time::TimePolicy;
-use crate::workload::{ConsentShape, ConsentStream, GenConfig, Generator};
+use crate::workload::{
+    ConsentShape, ConsentStream, ErasureShape, ErasureStream, GenConfig, Generator,
+};
 use rewind_dataflows::ConsentRules;
 
 pub const EVENTS_TOPIC: &str = "events";
 pub const TITLES_TOPIC: &str = "titles";
 pub const CONSENT_TOPIC: &str = "consent";
+/// The embedded erasure topic: the generator's occasional erasures.
+pub const ERASURE_TOPIC: &str = "erasure";
 /// Records the pipeline may trail the generator by, per partition. The mock cluster keeps the
 /// newest ~100k messages or 5 MiB per partition, whichever is less: about 20k generated
 /// records of ~250 bytes. 8k leaves room for uneven partitions and a slow moment.
@@ -92,6 +98,8 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
     if config.consent.is_some() {
         cluster.create_topic(CONSENT_TOPIC, config.partitions)?;
     }
+    // Erasures are rare: one partition holds them all.
+    cluster.create_topic(ERASURE_TOPIC, 1)?;
     let brokers = cluster.bootstrap_servers().to_string();
     let start_ms = now_ms();
     let gen_config = GenConfig {
@@ -103,6 +111,7 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
         .consent
         .is_some()
         .then(|| ConsentStream::new(&gen_config, ConsentShape::default()));
+    let erasure_stream = ErasureStream::new(&gen_config, ErasureShape::default());
     produce_titles(&brokers, &generator, start_ms)?;
 
     let run = RunConfig {
@@ -125,6 +134,10 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
             topic: CONSENT_TOPIC.into(),
             rules,
         }),
+        erasures: ErasureConfig {
+            topic: ERASURE_TOPIC.into(),
+            from_start: false,
+        },
         log_id: format!(
             "embedded:{:016x}",
             rand::rngs::OsRng.try_next_u64().unwrap_or(start_ms)
@@ -146,6 +159,7 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
             let sources = Feed {
                 generator,
                 consent: consent_stream.map(Iterator::peekable),
+                erasures: erasure_stream.peekable(),
             };
             feed(&gen_brokers, sources, pace, limit, &gen_shared)
         })
@@ -200,10 +214,12 @@ fn produce_titles(brokers: &str, generator: &Generator, start_ms: u64) -> Result
     Ok(())
 }
 
-/// What the generator thread produces: events, and consent records merged in by due time.
+/// What the generator thread produces: events, and consent and erasure records merged in by
+/// due time.
 struct Feed {
     generator: Generator,
     consent: Option<std::iter::Peekable<ConsentStream>>,
+    erasures: std::iter::Peekable<ErasureStream>,
 }
 
 /// Produces the generator's records until asked to stop; returns how many.
@@ -242,6 +258,12 @@ fn feed_inner(
             let key = Some(consent.key.as_bytes());
             let ts = Some(consent.ts_ms as i64);
             producer.send(CONSENT_TOPIC, key, consent.json.as_bytes(), ts)?;
+            produced += 1;
+        }
+        while let Some(erasure) = feed.erasures.next_if(|e| e.due_ms <= record.due_ms) {
+            let key = Some(erasure.key.as_bytes());
+            let ts = Some(erasure.ts_ms as i64);
+            producer.send(ERASURE_TOPIC, key, erasure.json.as_bytes(), ts)?;
             produced += 1;
         }
         if shared.stopping() {

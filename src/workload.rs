@@ -707,3 +707,99 @@ mod consent_tests {
         assert!((120..=190).contains(&viewers.len()), "{}", viewers.len());
     }
 }
+
+/// How a workload's erasure records are shaped.
+#[derive(Debug, Clone)]
+pub struct ErasureShape {
+    /// One erasure comes this long after the last, on average (uniform between half and one
+    /// and a half times it), of a viewer picked at random: a small share of the viewers over a
+    /// run. The generator's viewers never stop, so every erased viewer keeps sending events
+    /// after it, and the events' disorder sends some from before it after it.
+    pub mean_gap_ms: u64,
+}
+
+impl Default for ErasureShape {
+    fn default() -> ErasureShape {
+        ErasureShape {
+            // A minute apart: a short run shows erasures at work, and over an hour of a
+            // thousand viewers, a few percent of them ask to be forgotten.
+            mean_gap_ms: 60_000,
+        }
+    }
+}
+
+/// The `erasure` topic of a workload: `{user_id, ts}` records of random viewers, in `ts`
+/// order, the first a gap after the first event. Seeded apart from the events and the
+/// consent, so those stay the same with or without it.
+pub struct ErasureStream {
+    shape: ErasureShape,
+    rng: StdRng,
+    viewers: u32,
+    next_ms: u64,
+}
+
+impl ErasureStream {
+    pub fn new(config: &GenConfig, shape: ErasureShape) -> ErasureStream {
+        let mut rng = StdRng::seed_from_u64(config.seed ^ 0x0065_7261_7375_7265);
+        let next_ms = config.start_ms.saturating_add(gap(&shape, &mut rng));
+        ErasureStream {
+            shape,
+            rng,
+            viewers: config.viewers.max(1),
+            next_ms,
+        }
+    }
+}
+
+fn gap(shape: &ErasureShape, rng: &mut StdRng) -> u64 {
+    let gap = shape.mean_gap_ms.max(2);
+    rng.random_range(gap / 2..=gap + gap / 2)
+}
+
+impl Iterator for ErasureStream {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        let ts_ms = self.next_ms;
+        self.next_ms = ts_ms.saturating_add(gap(&self.shape, &mut self.rng));
+        let viewer = self.rng.random_range(0..self.viewers);
+        let key = format!("u{viewer:07}");
+        let json = format!(r#"{{"user_id":"{key}","ts":{ts_ms}}}"#);
+        Some(Record {
+            key,
+            json,
+            ts_ms,
+            due_ms: ts_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod erasure_tests {
+    use super::*;
+
+    #[test]
+    fn erasure_records_are_seeded_valid_rare_and_in_time_order() {
+        let config = GenConfig {
+            viewers: 500,
+            ..GenConfig::default()
+        };
+        let take = || ErasureStream::new(&config, ErasureShape::default()).take(60);
+        let records: Vec<Record> = take().collect();
+        assert_eq!(records, take().collect::<Vec<_>>());
+        let door = crate::privacy::Pseudonymizer::new(b"generator test key");
+        let mut last = config.start_ms;
+        for record in &records {
+            let e = crate::decode::decode_erasure(Some(record.json.as_bytes()), &door).unwrap();
+            assert_eq!(e.viewer, door.viewer_id(&record.key));
+            assert!(record.ts_ms > last, "out of order");
+            last = record.ts_ms;
+        }
+        // About an hour of simulated time: one an average minute apart.
+        let span = last - config.start_ms;
+        assert!((40..80).contains(&(span / 60_000)), "{span}");
+        let viewers: std::collections::BTreeSet<&str> =
+            records.iter().map(|r| r.key.as_str()).collect();
+        assert!(viewers.len() > 50, "{}", viewers.len());
+    }
+}

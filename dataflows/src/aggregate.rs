@@ -260,13 +260,16 @@ pub fn ratio(numerator: Aggregation, denominator: Aggregation) -> Aggregation {
 }
 
 /// The select's records turned into weighted data by `f` and restricted to the window; with a
-/// consent gate ([`crate::consent`]), only the records of viewers in the gate at each time.
+/// consent gate ([`crate::consent`]), only the records of viewers in the gate at each time;
+/// with erasures ([`crate::erasure`]), without the records erased viewers sent before their
+/// erasure.
 ///
 /// A window commutes with record-by-record steps, so where the select has no join the window
 /// goes last: the retraction delayed by a window length then holds the small keyed datum, not
 /// the whole record. Behind a join the window must come first (a value as of `T` pairs the
-/// windowed records with the metadata in force at `T`). The gate comes after the window: a
-/// record takes part as of `T` while it is in the window and its viewer consents at `T`.
+/// windowed records with the metadata in force at `T`). The gate and the erasures come after
+/// the window: a record takes part as of `T` while it is in the window, its viewer consents at
+/// `T`, and no erasure in force at `T` reaches back past it.
 fn keyed_window<'s, T, D, I>(
     select: &Select<T>,
     sources: &Sources<'s>,
@@ -278,13 +281,31 @@ where
     D: Record,
     I: IntoIterator<Item = (D, isize)>,
 {
-    let Some(gate) = &sources.gate else {
+    let (gate, erased) = (&sources.gate, &sources.erased);
+    if let (None, Some(erased)) = (gate, erased) {
+        let timed = windowed(select, sources, window_ms, move |t: T| {
+            let (viewer, ts) = (t.viewer(), t.ts_ms());
+            f(t).into_iter().map(move |(d, w)| ((viewer, (ts, d)), w))
+        });
+        return crate::erasure::forget(timed, erased);
+    }
+    let Some(gate) = gate else {
         return windowed(select, sources, window_ms, f);
     };
-    let by_viewer = windowed(select, sources, window_ms, move |t: T| {
-        let viewer = t.viewer();
-        f(t).into_iter().map(move |(d, w)| ((viewer, d), w))
-    });
+    let by_viewer = match erased {
+        None => windowed(select, sources, window_ms, move |t: T| {
+            let viewer = t.viewer();
+            f(t).into_iter().map(move |(d, w)| ((viewer, d), w))
+        }),
+        Some(erased) => {
+            let timed = windowed(select, sources, window_ms, move |t: T| {
+                let (viewer, ts) = (t.viewer(), t.ts_ms());
+                f(t).into_iter()
+                    .map(move |(d, w)| ((viewer, (ts, (viewer, d))), w))
+            });
+            crate::erasure::forget(timed, erased)
+        }
+    };
     by_viewer.semijoin(gate.clone()).map(|(_, d)| d)
 }
 

@@ -24,6 +24,7 @@
 
 pub mod aggregate;
 pub mod consent;
+pub mod erasure;
 pub mod event;
 pub mod feature;
 pub mod features;
@@ -35,6 +36,7 @@ pub mod window;
 use differential_dataflow::VecCollection;
 
 pub use consent::{Consent, ConsentRules, Consenting};
+pub use erasure::Erasure;
 pub use event::{EntityId, Event, EventKind, TimeMs, Title, TitleKind, ViewerId};
 pub use feature::{DefinitionError, DefinitionErrors, Feature, Purpose, validate};
 pub use services::{FeatureService, services};
@@ -71,6 +73,9 @@ pub struct Sources<'scope> {
     consent: Option<Consenting<'scope>>,
     /// While one feature is built: the viewers whose records it may aggregate, at each time.
     pub(crate) gate: Option<VecCollection<'scope, TimeMs, ViewerId>>,
+    /// The erased viewers and how far back ([`Sources::with_erasures`]); `None` while a title
+    /// feature is built, as erasure leaves title aggregates alone.
+    pub(crate) erased: Option<erasure::Erased<'scope>>,
 }
 
 impl<'scope> Sources<'scope> {
@@ -94,6 +99,41 @@ impl<'scope> Sources<'scope> {
             by_type,
             consent: None,
             gate: None,
+            erased: None,
+        }
+    }
+
+    /// Keeps, from the tick each of `erasures` lands at, the records its viewer sent before
+    /// it out of every viewer feature ([`erasure`]): without it, nothing is erased.
+    pub fn with_erasures(
+        mut self,
+        erasures: VecCollection<'scope, TimeMs, Erasure>,
+    ) -> Sources<'scope> {
+        self.erased = Some(erasure::erased(erasures));
+        self
+    }
+
+    /// `records` of viewers, each with its event time, less those an erasure in force reaches
+    /// back past: what a custom viewer feature ([`Feature::custom`]) passes its windowed
+    /// records through, as the combinators do. Apply it after the window, not before.
+    pub fn forget_erased<D: source::Record>(
+        &self,
+        records: VecCollection<'scope, TimeMs, (ViewerId, (TimeMs, D))>,
+    ) -> VecCollection<'scope, TimeMs, D> {
+        match &self.erased {
+            Some(erased) => erasure::forget(records, erased),
+            None => records.map(|(_, (_, d))| d),
+        }
+    }
+
+    /// These sources as a title feature sees them: erasure does not reach title aggregates.
+    fn for_entity(&self, entity: Option<Entity>) -> Sources<'scope> {
+        match entity {
+            Some(Entity::Viewer) => self.clone(),
+            _ => Sources {
+                erased: None,
+                ..self.clone()
+            },
         }
     }
 
@@ -184,14 +224,16 @@ pub fn library() -> Vec<Feature> {
 }
 
 /// Builds every feature of `features` and concatenates their outputs; with consent
-/// ([`Sources::with_consent`]), each feature is gated by the consent to its purposes.
+/// ([`Sources::with_consent`]), each feature is gated by the consent to its purposes; with
+/// erasures ([`Sources::with_erasures`]), each viewer feature forgets what erased viewers did
+/// before their erasure.
 pub fn build_all<'scope>(sources: &Sources<'scope>, features: &[Feature]) -> AllOutputs<'scope> {
     let mut consent = sources.consent.clone();
     let mut outputs = Vec::with_capacity(features.len());
     for (index, feature) in features.iter().enumerate() {
         let id = u16::try_from(index).expect("fewer than 65536 features");
         let gate = consent.as_mut().and_then(|c| c.gate(feature));
-        let output = feature.compute_gated(sources, gate);
+        let output = feature.compute_gated(&sources.for_entity(feature.entity()), gate);
         outputs.push(output.map(move |(entity, value)| ((id, entity), value)));
     }
     let scope = sources.events.scope();

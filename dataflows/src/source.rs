@@ -15,9 +15,12 @@ use crate::Sources;
 use crate::event::{Event, EventKind, TimeMs, Title, TitleId, ViewerId};
 use crate::window::sliding;
 
-/// Records that belong to a viewer.
+/// Records that belong to a viewer, at a time of their own: an erasure forgets a viewer's
+/// records by it.
 pub trait HasViewer {
     fn viewer(&self) -> ViewerId;
+    /// Event time, ms since the epoch.
+    fn ts_ms(&self) -> TimeMs;
 }
 
 /// Records that may name a title.
@@ -39,6 +42,10 @@ macro_rules! record {
         impl HasViewer for $name {
             fn viewer(&self) -> ViewerId {
                 self.viewer
+            }
+
+            fn ts_ms(&self) -> TimeMs {
+                self.ts_ms
             }
         }
     };
@@ -89,6 +96,10 @@ impl HasTitle for Search {
 impl<T: HasViewer> HasViewer for (T, Title) {
     fn viewer(&self) -> ViewerId {
         self.0.viewer()
+    }
+
+    fn ts_ms(&self) -> TimeMs {
+        self.0.ts_ms()
     }
 }
 

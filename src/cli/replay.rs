@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use rewind::engine::{LogSource, RunConfig, Shared};
+use rewind::engine::{ErasureConfig, LogSource, RunConfig, Shared};
 use rewind::privacy::{KeySource, Pseudonymizer};
 use rewind_connectors::file;
 
@@ -32,6 +32,11 @@ pub struct ReplayArgs {
     /// consent topic, read like the events.
     #[arg(long, requires = "file")]
     consent: Option<PathBuf>,
+    /// Erasure records ({user_id, ts}) as JSON lines, with --file: the file log's erasure
+    /// topic. Read before the events, as a replay from a cluster reads its erasure topic: no
+    /// event an erasure reaches ever enters a viewer feature.
+    #[arg(long, requires = "file")]
+    erasures: Option<PathBuf>,
     #[arg(long, default_value = "events")]
     topic: String,
     #[arg(long, default_value = "titles")]
@@ -78,6 +83,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     {
         topics.push(&args.engine.consent_topic);
     }
+    topics.push(&args.engine.erasure_topic);
     let (source, log_id, mut status) = match (&args.brokers, &args.file) {
         (Some(brokers), _) => (
             LogSource::Kafka {
@@ -91,13 +97,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             if let Some(titles) = &args.titles_file {
                 total += file::count_lines(titles)?;
             }
-            if let Some(consent) = &args.consent {
-                total += file::count_lines(consent)?;
+            for path in args.consent.iter().chain(&args.erasures) {
+                total += file::count_lines(path)?;
             }
             let source = LogSource::Files {
                 events: events.clone(),
                 titles: args.titles_file.clone(),
                 consent: args.consent.clone(),
+                erasures: args.erasures.clone(),
             };
             let log_id = format!("file:{}", events.display());
             (source, log_id, Status::lines(total))
@@ -110,6 +117,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let config = RunConfig {
         consent,
+        // Every erasure is known before the first event: read first, landed at the start.
+        erasures: ErasureConfig {
+            topic: args.engine.erasure_topic.clone(),
+            from_start: true,
+        },
         source,
         events_topic: args.topic.clone(),
         titles_topic: Some(args.titles_topic.clone()),

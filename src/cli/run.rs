@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use rewind::embedded::{self, EmbeddedConfig, Pace};
-use rewind::engine::{self, ConsentConfig, LogSource, RunConfig, RunSummary, Shared};
+use rewind::engine::{
+    self, ConsentConfig, ErasureConfig, LogSource, RunConfig, RunSummary, Shared,
+};
 use rewind::metrics::{Figures, Metrics};
 use rewind::privacy::{KeySource, Pseudonymizer};
 use rewind::serve::{Limits, Server, Source};
@@ -115,6 +117,10 @@ pub(super) struct EngineArgs {
     /// Topic of consent records ({user_id, purpose, granted, ts}), with --consent-purposes.
     #[arg(long, default_value = "consent")]
     pub consent_topic: String,
+    /// Topic of erasure records ({user_id, ts}): the viewer's events before `ts` leave every
+    /// viewer feature, and the store deletes the viewer's rows. Read whenever it exists.
+    #[arg(long, default_value = "erasure")]
+    pub erasure_topic: String,
 }
 
 /// A retention as ms: a whole number and a unit (d, h, m, s, ms), more than zero and at most
@@ -340,12 +346,21 @@ fn run_brokers(
         commit_interval: Duration::from_millis(100),
         door,
         consent: args.engine.consent("none")?,
+        erasures: ErasureConfig {
+            topic: args.engine.erasure_topic.clone(),
+            from_start: false,
+        },
         log_id: format!("kafka:{}", args.topic),
         retention_ms: args.engine.retention,
     };
     let mut topics = vec![args.topic.as_str(), args.titles_topic.as_str()];
     if config.consent.is_some() {
         topics.push(&args.engine.consent_topic);
+    }
+    // Lag is summed over topics that exist: the erasure topic may not.
+    let erasure = &args.engine.erasure_topic;
+    if KafkaSource::connect(brokers).is_ok_and(|s| s.topic_info(erasure).is_ok()) {
+        topics.push(erasure);
     }
     let mut status = Status::new(brokers, &topics, !args.until_caught_up);
     drive(config, shared, &mut status, args.duration_s)
@@ -551,8 +566,17 @@ impl Status {
         } else {
             String::new()
         };
+        let erasures = if counters.erasure_records > 0 {
+            format!(
+                " | erasures read {}, applied {}",
+                counters.erasure_records,
+                shared.erasures_applied()
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | no title {}{consent} | features written {}{outage}",
+            "{rate:>9.0} events/s | watermark {watermark} | lag {lag} | late {} | dead letters {} | no title {}{consent}{erasures} | features written {}{outage}",
             counters.late_events,
             counters.dead_letters,
             counters.untitled_events,
@@ -598,6 +622,18 @@ pub(super) fn print_summary(summary: &RunSummary) {
         eprintln!(
             "rewind: consent: {} records read ({} late, applied at their partition's frontier)",
             c.consent_records, c.late_consent
+        );
+    }
+    if c.erasure_records > 0 {
+        let erased = &summary.purged.erased;
+        eprintln!(
+            "rewind: erasure: {} records read ({} late, applied at their partition's frontier); \
+             {} erasures applied, deleting {} online rows and {} history rows",
+            c.erasure_records,
+            c.late_erasures,
+            erased.erasures,
+            erased.online_rows,
+            erased.history_entries
         );
     }
     // A catalogue stamped later than the events (produced today, with ordinary timestamps)

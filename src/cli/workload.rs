@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use rewind::decode::{MAX_TS_MS, MIN_TS_MS};
-use rewind::workload::{ConsentShape, ConsentStream, GenConfig, Generator};
+use rewind::workload::{
+    ConsentShape, ConsentStream, ErasureShape, ErasureStream, GenConfig, Generator, Record,
+};
 use rewind_connectors::Producer;
 
 /// Generate a seeded viewing workload (events and titles) in the event schema (docs/events.md).
@@ -49,6 +51,14 @@ pub struct GenArgs {
     /// time.
     #[arg(long, requires = "brokers")]
     consent_topic: Option<String>,
+    /// Where erasure records (an occasional viewer asking to be forgotten, up to the last
+    /// event) go with --out (default: OUT with extension `.erasures.jsonl`).
+    #[arg(long, requires = "out")]
+    erasures_out: Option<PathBuf>,
+    /// With --brokers: also produce erasure records to this topic, merged with the events in
+    /// time.
+    #[arg(long, requires = "brokers")]
+    erasure_topic: Option<String>,
     /// Produce into this Kafka cluster instead (HOST:PORT).
     #[arg(long)]
     brokers: Option<String>,
@@ -79,6 +89,8 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     };
     let generator = Generator::new(config.clone());
     let consent = ConsentStream::new(&config, ConsentShape::default()).peekable();
+    let erasures = ErasureStream::new(&config, ErasureShape::default()).peekable();
+    let sides = Sides { consent, erasures };
     match (&args.out, &args.brokers) {
         (Some(out), _) => {
             let titles_out = args
@@ -89,14 +101,19 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
                 .consent_out
                 .clone()
                 .unwrap_or_else(|| out.with_extension("consent.jsonl"));
+            let erasures_out = args
+                .erasures_out
+                .clone()
+                .unwrap_or_else(|| out.with_extension("erasures.jsonl"));
             let files = Files {
                 out,
                 titles_out: &titles_out,
                 consent_out: &consent_out,
+                erasures_out: &erasures_out,
             };
-            write_files(generator, consent, args.events, files)
+            write_files(generator, sides, args.events, files)
         }
-        (None, Some(brokers)) => produce(generator, consent, &args, brokers, config.start_ms),
+        (None, Some(brokers)) => produce(generator, sides, &args, brokers, config.start_ms),
         (None, None) => bail!("give --out FILE or --brokers HOST:PORT"),
     }
 }
@@ -105,13 +122,26 @@ struct Files<'a> {
     out: &'a Path,
     titles_out: &'a Path,
     consent_out: &'a Path,
+    erasures_out: &'a Path,
 }
 
-type Consent = std::iter::Peekable<ConsentStream>;
+/// The records beside the events, each merged in by due time.
+struct Sides {
+    consent: std::iter::Peekable<ConsentStream>,
+    erasures: std::iter::Peekable<ErasureStream>,
+}
+
+/// The next record of `side` due by `due_ms`.
+fn due(
+    side: &mut std::iter::Peekable<impl Iterator<Item = Record>>,
+    due_ms: u64,
+) -> Option<Record> {
+    side.next_if(|r| r.due_ms <= due_ms)
+}
 
 fn write_files(
     generator: Generator,
-    mut consent: Consent,
+    mut sides: Sides,
     events: u64,
     files: Files<'_>,
 ) -> anyhow::Result<()> {
@@ -122,22 +152,29 @@ fn write_files(
     titles.flush()?;
     let mut file = create(files.out)?;
     let mut consent_file = create(files.consent_out)?;
-    let mut consent_records = 0u64;
+    let mut erasures_file = create(files.erasures_out)?;
+    let (mut consent_records, mut erasure_records) = (0u64, 0u64);
     for record in generator.take(events as usize) {
-        while let Some(c) = consent.next_if(|c| c.due_ms <= record.due_ms) {
+        while let Some(c) = due(&mut sides.consent, record.due_ms) {
             writeln!(consent_file, "{}", c.json)?;
             consent_records += 1;
+        }
+        while let Some(e) = due(&mut sides.erasures, record.due_ms) {
+            writeln!(erasures_file, "{}", e.json)?;
+            erasure_records += 1;
         }
         writeln!(file, "{}", record.json)?;
     }
     file.flush()?;
     consent_file.flush()?;
+    erasures_file.flush()?;
     eprintln!(
-        "rewind: wrote {events} events to {}, titles to {} and {consent_records} consent \
-         records to {}",
+        "rewind: wrote {events} events to {}, titles to {}, {consent_records} consent \
+         records to {} and {erasure_records} erasure records to {}",
         files.out.display(),
         files.titles_out.display(),
-        files.consent_out.display()
+        files.consent_out.display(),
+        files.erasures_out.display()
     );
     Ok(())
 }
@@ -150,7 +187,7 @@ fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
 
 fn produce(
     generator: Generator,
-    mut consent: Consent,
+    mut sides: Sides,
     args: &GenArgs,
     brokers: &str,
     start_ms: u64,
@@ -175,10 +212,16 @@ fn produce(
             }
         }
         while let Some(topic) = &args.consent_topic
-            && let Some(c) = consent.next_if(|c| c.due_ms <= record.due_ms)
+            && let Some(c) = due(&mut sides.consent, record.due_ms)
         {
             let ts = Some(c.ts_ms as i64);
             producer.send(topic, Some(c.key.as_bytes()), c.json.as_bytes(), ts)?;
+        }
+        while let Some(topic) = &args.erasure_topic
+            && let Some(e) = due(&mut sides.erasures, record.due_ms)
+        {
+            let ts = Some(e.ts_ms as i64);
+            producer.send(topic, Some(e.key.as_bytes()), e.json.as_bytes(), ts)?;
         }
         let key = Some(record.key.as_bytes());
         producer.send(

@@ -429,3 +429,83 @@ proptest! {
         let _ = decode_consent(Some(&bytes), &door(), &Purpose::BUILT_IN);
     }
 }
+
+fn erasure(json: &str) -> Result<ErasureRecord, DeadReason> {
+    decode_erasure(Some(json.as_bytes()), &door())
+}
+
+#[test]
+fn an_erasure_record_keeps_the_pseudonym_and_the_time_only() {
+    let json = format!(r#"{{"user_id":"u42","ts":{TS},"email":"a@b.c","reason":"gdpr"}}"#);
+    let record = erasure(&json).unwrap();
+    let want = ErasureRecord {
+        viewer: door().viewer_id("u42"),
+        ts_ms: TS,
+    };
+    assert_eq!(record, want);
+    let debug = format!("{record:?}");
+    assert!(
+        !debug.contains("u42") && !debug.contains("a@b.c"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn each_kind_of_bad_erasure_record_gets_its_reason() {
+    let long = "u".repeat(MAX_ID_BYTES + 1);
+    let cases = [
+        ("".to_string(), "empty payload"),
+        ("{".to_string(), "bad JSON: syntax error"),
+        ("[1]".to_string(), "bad JSON: not a JSON object"),
+        (
+            format!(r#"{{"ts":{TS}}}"#),
+            "missing required field `user_id`",
+        ),
+        (
+            r#"{"user_id":"u"}"#.to_string(),
+            "missing required field `ts`",
+        ),
+        (
+            format!(r#"{{"user_id":9,"ts":{TS}}}"#),
+            "field `user_id` is not a string",
+        ),
+        (
+            r#"{"user_id":"u","ts":"now"}"#.to_string(),
+            "field `ts` is not an integer of milliseconds",
+        ),
+        (
+            r#"{"user_id":"u","ts":-5}"#.to_string(),
+            "field `ts` is not an integer",
+        ),
+        (
+            r#"{"user_id":"u","ts":4102444800000}"#.to_string(),
+            "`ts` is not a plausible time",
+        ),
+        (
+            r#"{"user_id":"u","ts":12}"#.to_string(),
+            "`ts` is not a plausible time",
+        ),
+        (
+            format!(r#"{{"user_id":"{long}","ts":{TS}}}"#),
+            "field `user_id` exceeds the 256-byte limit",
+        ),
+        (
+            format!(
+                r#"{{"user_id":"u","ts":{TS},"pad":"{}"}}"#,
+                "p".repeat(100_000)
+            ),
+            "exceeds the 65536-byte limit",
+        ),
+    ];
+    for (json, want) in cases {
+        let reason = erasure(&json).unwrap_err().to_string();
+        assert!(reason.contains(want), "{json:.80}: {reason}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_erasure_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode_erasure(Some(&bytes), &door());
+    }
+}

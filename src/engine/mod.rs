@@ -43,7 +43,31 @@ pub enum LogSource {
         titles: Option<PathBuf>,
         /// Consent records, read like the events (their own clock, in the file's order).
         consent: Option<PathBuf>,
+        /// Erasure records, read like the consent records (or all first, with
+        /// [`ErasureConfig::from_start`]).
+        erasures: Option<PathBuf>,
     },
+}
+
+/// Where erasure records are read from, and when they take effect. Erasure is not optional:
+/// a store must honour every erasure it is given, so the topic is read whenever it exists.
+#[derive(Debug, Clone)]
+pub struct ErasureConfig {
+    pub topic: String,
+    /// A replay knows every erasure before it reads an event: the topic is read to its end
+    /// first, and each erasure takes effect at the dataflow's first time, so that no event an
+    /// erasure reaches ever enters a viewer feature (`docs/privacy.md`). A live run places an
+    /// erasure at its own time, like a consent record.
+    pub from_start: bool,
+}
+
+impl Default for ErasureConfig {
+    fn default() -> ErasureConfig {
+        ErasureConfig {
+            topic: "erasure".into(),
+            from_start: false,
+        }
+    }
 }
 
 /// Which purposes need consent, and where consent records are read from.
@@ -88,6 +112,8 @@ pub struct RunConfig {
     /// Consent gating; `None` gates nothing and reads no consent topic: the pipeline of a
     /// store without consent is exactly what it was before consent existed.
     pub consent: Option<ConsentConfig>,
+    /// The erasure topic, always read when it exists.
+    pub erasures: ErasureConfig,
     /// What the store records as its log: a run refuses a store built from another log.
     pub log_id: String,
     /// How long the store keeps what it holds, in ms of event time: each commit purges what
@@ -164,6 +190,19 @@ pub enum EngineError {
         seconds: u64,
         last_error: ConnectorError,
     },
+    #[error(
+        "the erasure topic {topic:?} starts at offset {low} of partition {partition}, but store \
+         {dir} has applied erasures: the erasures it no longer holds would not be applied \
+         again, and the events they erased would come back on this restart. Keep the erasure \
+         topic's records (like the titles topic's), or replay into a fresh --store with the \
+         erasures given in full"
+    )]
+    ErasureTopicTrimmed {
+        dir: PathBuf,
+        topic: String,
+        partition: u32,
+        low: u64,
+    },
     #[error("timely workers failed: {0}")]
     Workers(String),
     #[error(
@@ -224,6 +263,8 @@ pub(crate) struct Plan {
     pub titles: Option<TopicInfo>,
     /// Consent records, when purposes need consent and the topic exists.
     pub consent: Option<TopicInfo>,
+    /// Erasure records, when the topic exists.
+    pub erasure: Option<TopicInfo>,
     /// The store's frontier when the run started: every tick below it is already written.
     pub resume_frontier_ms: u64,
     /// The store's next offsets when the run started. Records from there on are new to the
@@ -248,6 +289,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
     check_store_settings(&store, &config)?;
     retention_change(&store, &config, &mut warnings)?;
     let mut plan = plan(&config, &mut warnings)?;
+    check_erasure_log(&store, &config, &plan)?;
     check_offsets(&store, &config, &plan)?;
     pin_log_starts(&store, &config, &mut plan, &mut warnings)?;
     let snapshot = store.snapshot()?;
@@ -256,6 +298,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
     plan.resume_offsets = snapshot.next_offsets()?;
     // A restart replays the log before its first commit: until then, the store's figures.
     shared.set_committed(Committed::read(&snapshot)?);
+    shared.add_erasures_applied(snapshot.erasures_applied()?);
     drop(snapshot);
 
     shared.set_store(Some(store.clone()));
@@ -453,6 +496,7 @@ fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineEr
             events,
             titles,
             consent,
+            erasures,
         } => {
             let info = |topic: &str, path: &PathBuf| -> Result<TopicInfo, EngineError> {
                 let end = file::count_lines(path)?;
@@ -468,6 +512,10 @@ fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineEr
                 events: info(&config.events_topic, events)?,
                 titles: titles.as_ref().map(|t| info(titles_topic, t)).transpose()?,
                 consent: consent.map(|(c, topic)| info(topic, c)).transpose()?,
+                erasure: erasures
+                    .as_ref()
+                    .map(|e| info(&config.erasures.topic, e))
+                    .transpose()?,
                 resume_frontier_ms: 0,
                 resume_offsets: Vec::new(),
             });
@@ -503,10 +551,22 @@ fn plan(config: &RunConfig, warnings: &mut Vec<String>) -> Result<Plan, EngineEr
             Err(e) => return Err(e.into()),
         },
     };
+    let erasure = match source.topic_info(&config.erasures.topic) {
+        Ok(info) => Some(info),
+        Err(ConnectorError::NoTopic { .. }) => {
+            warnings.push(format!(
+                "no erasure topic {:?}: no erasures are read",
+                config.erasures.topic
+            ));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Plan {
         events,
         titles,
         consent,
+        erasure,
         resume_frontier_ms: 0,
         resume_offsets: Vec::new(),
     })
@@ -524,7 +584,8 @@ fn pin_log_starts(
     let snap = store.snapshot()?;
     let topics = std::iter::once(&mut plan.events)
         .chain(plan.titles.as_mut())
-        .chain(plan.consent.as_mut());
+        .chain(plan.consent.as_mut())
+        .chain(plan.erasure.as_mut());
     for info in topics {
         for (partition, (low, _)) in info.watermarks.iter_mut().enumerate() {
             let key = format!("log_start/{}/{partition}", info.topic);
@@ -555,11 +616,34 @@ fn pin_log_starts(
     Ok(())
 }
 
+/// A restart re-reads the erasure topic from its start, as it re-reads the events: an erasure
+/// topic that lost records while the store had applied erasures would let the events those
+/// erasures reached back into the rebuilt state, and into every value written from then on.
+fn check_erasure_log(store: &Store, config: &RunConfig, plan: &Plan) -> Result<(), EngineError> {
+    let Some(info) = &plan.erasure else {
+        return Ok(());
+    };
+    let trimmed = info.watermarks.iter().enumerate().find(|(_, w)| w.0 > 0);
+    let Some((partition, &(low, _))) = trimmed else {
+        return Ok(());
+    };
+    if store.snapshot()?.erasures_applied()? == 0 {
+        return Ok(());
+    }
+    Err(EngineError::ErasureTopicTrimmed {
+        dir: config.store_dir.clone(),
+        topic: info.topic.clone(),
+        partition: partition as u32,
+        low,
+    })
+}
+
 /// A store that has read further than the log holds was built from another log.
 fn check_offsets(store: &Store, config: &RunConfig, plan: &Plan) -> Result<(), EngineError> {
     let topics = std::iter::once(&plan.events)
         .chain(plan.titles.as_ref())
-        .chain(plan.consent.as_ref());
+        .chain(plan.consent.as_ref())
+        .chain(plan.erasure.as_ref());
     for (topic, partition, stored) in store.snapshot()?.next_offsets()? {
         let Some(info) = topics.clone().find(|t| t.topic == topic) else {
             continue;

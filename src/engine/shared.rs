@@ -15,6 +15,9 @@ pub(crate) const META_AS_OF: &str = "as_of_ms";
 pub(crate) const META_EVENTS: &str = "events_total";
 pub(crate) const META_LATE_EVENTS: &str = "late_events_total";
 pub(crate) const META_DEAD_LETTERS: &str = "dead_letters_total";
+/// Erasure records read and placed (dead letters aside). The store counts those it applied
+/// itself (`erasures_total`).
+pub(crate) const META_ERASURE_RECORDS: &str = "erasure_records_total";
 
 /// Cumulative counts over the records read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +33,10 @@ pub struct Counters {
     pub consent_records: u64,
     /// Consent records beyond the lateness: applied at their partition's frontier.
     pub late_consent: u64,
+    /// Erasure records read and placed (dead letters aside).
+    pub erasure_records: u64,
+    /// Erasure records beyond the lateness: applied at their partition's frontier.
+    pub late_erasures: u64,
 }
 
 impl Counters {
@@ -42,6 +49,8 @@ impl Counters {
         self.untitled_events += other.untitled_events;
         self.consent_records += other.consent_records;
         self.late_consent += other.late_consent;
+        self.erasure_records += other.erasure_records;
+        self.late_erasures += other.late_erasures;
     }
 }
 
@@ -88,6 +97,11 @@ pub struct Shared {
     untitled_events: AtomicU64,
     consent_records: AtomicU64,
     late_consent: AtomicU64,
+    erasure_records: AtomicU64,
+    late_erasures: AtomicU64,
+    /// Erasures the store has applied (repeats of a restart not counted), as of the last
+    /// commit.
+    erasures_applied: AtomicU64,
     /// (viewer, purpose) consents in force, as of the dataflow's latest time.
     consents_in_force: AtomicI64,
     /// Store frontier after the last commit.
@@ -128,6 +142,9 @@ impl Default for Shared {
             untitled_events: AtomicU64::default(),
             consent_records: AtomicU64::default(),
             late_consent: AtomicU64::default(),
+            erasure_records: AtomicU64::default(),
+            late_erasures: AtomicU64::default(),
+            erasures_applied: AtomicU64::default(),
             consents_in_force: AtomicI64::default(),
             frontier_ms: AtomicU64::default(),
             changes_written: AtomicU64::default(),
@@ -178,6 +195,19 @@ impl Shared {
             .fetch_add(delta.consent_records, Ordering::Relaxed);
         self.late_consent
             .fetch_add(delta.late_consent, Ordering::Relaxed);
+        self.erasure_records
+            .fetch_add(delta.erasure_records, Ordering::Relaxed);
+        self.late_erasures
+            .fetch_add(delta.late_erasures, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_erasures_applied(&self, n: u64) {
+        self.erasures_applied.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Erasures the store has applied, as of the last commit (those of earlier runs included).
+    pub fn erasures_applied(&self) -> u64 {
+        self.erasures_applied.load(Ordering::Relaxed)
     }
 
     pub(crate) fn add_consents_in_force(&self, diff: i64) {
@@ -199,6 +229,8 @@ impl Shared {
             untitled_events: self.untitled_events.load(Ordering::Relaxed),
             consent_records: self.consent_records.load(Ordering::Relaxed),
             late_consent: self.late_consent.load(Ordering::Relaxed),
+            erasure_records: self.erasure_records.load(Ordering::Relaxed),
+            late_erasures: self.late_erasures.load(Ordering::Relaxed),
         }
     }
 

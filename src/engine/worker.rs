@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use differential_dataflow::input::{Input, InputSession};
 use rewind_connectors::file::FileSource;
 use rewind_connectors::{ConnectorError, KafkaSource, Polled, RecordRef};
-use rewind_dataflows::{Consent, Event, Purpose, Sources, TimeMs, Title, build_all, library};
+use rewind_dataflows::{
+    Consent, Erasure, Event, Purpose, Sources, TimeMs, Title, build_all, library,
+};
 use rewind_state::DeadLetter;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -22,9 +24,11 @@ use timely::worker::Worker;
 
 use super::pool::{DecodePool, Decoded, Payloads};
 use super::shared::Counters;
-use super::writer::{Report, Update};
+use super::writer::{PlacedErasure, Report, Update};
 use super::{EngineError, LogSource, Plan, RunConfig, Shared};
-use crate::decode::{self, ConsentRecord, DeadReason, MAX_PAYLOAD_BYTES, MAX_TS_MS, MIN_TS_MS};
+use crate::decode::{
+    self, ConsentRecord, DeadReason, ErasureRecord, MAX_PAYLOAD_BYTES, MAX_TS_MS, MIN_TS_MS,
+};
 use crate::time::{PartitionClock, vouches};
 
 /// Records handed to the dataflow per step: large enough to amortise a step, small enough to
@@ -56,6 +60,8 @@ enum Kind {
     Titles,
     /// Consent records: placed in event time like events, by their partition's own clock.
     Consent,
+    /// Erasure records: placed like consent records, or, in a replay, all at the start.
+    Erasure,
 }
 
 struct Partition {
@@ -90,6 +96,7 @@ struct Suspect {
 enum Timed {
     Event(Event),
     Consent(ConsentRecord),
+    Erasure(ErasureRecord),
 }
 
 impl Timed {
@@ -97,15 +104,17 @@ impl Timed {
         match self {
             Timed::Event(event) => event.ts_ms,
             Timed::Consent(record) => record.ts_ms,
+            Timed::Erasure(record) => record.ts_ms,
         }
     }
 }
 
-/// The dataflow's input sessions: events, titles, consent records.
+/// The dataflow's input sessions: events, titles, consent records, erasures.
 type Inputs = (
     InputSession<TimeMs, Event, isize>,
     InputSession<TimeMs, Title, isize>,
     InputSession<TimeMs, Consent, isize>,
+    InputSession<TimeMs, Erasure, isize>,
 );
 
 /// Everything the record callback touches.
@@ -116,6 +125,10 @@ struct Ingest<'a> {
     events: InputSession<TimeMs, Event, isize>,
     titles: InputSession<TimeMs, Title, isize>,
     consent: InputSession<TimeMs, Consent, isize>,
+    erasures: InputSession<TimeMs, Erasure, isize>,
+    /// Erasures fed to the dataflow and not yet handed to the writer, which records each in
+    /// the commit that covers its tick.
+    placed_erasures: Vec<PlacedErasure>,
     /// The purposes the library knows: a consent record naming another is a dead letter.
     known_purposes: Vec<Purpose>,
     /// The latest record of each title this worker owns, and the time it took effect.
@@ -154,10 +167,16 @@ pub(crate) fn run(
         let (events_in, events) = scope.new_collection::<Event, isize>();
         let (titles_in, titles) = scope.new_collection::<Title, isize>();
         let (consent_in, consent) = scope.new_collection::<Consent, isize>();
+        let (erasures_in, erasures) = scope.new_collection::<Erasure, isize>();
         let known = titles.clone().map(|t| t.title_id).distinct();
         let mut sources = Sources::new(events.clone(), titles);
         if let Some(config) = &ctx.config.consent {
             sources = sources.with_consent(consent, config.rules.clone());
+        }
+        // Without an erasure log no erasure can come, and the filter would cost an
+        // arrangement per viewer feature for nothing.
+        if ctx.plan.erasure.is_some() {
+            sources = sources.with_erasures(erasures);
         }
         let outputs = build_all(&sources, &library());
         let (probe, _) = take_into(outputs.inner, sink).probe();
@@ -183,7 +202,7 @@ pub(crate) fn run(
                 untitled_sink.borrow_mut().extend(found);
             })
             .probe_with(&probe);
-        ((events_in, titles_in, consent_in), probe)
+        ((events_in, titles_in, consent_in, erasures_in), probe)
     });
     let mut ingest = Ingest::new(ctx, index, peers, inputs);
     let mut sources = Consumers::connect(&ctx.config.source, &ingest)?;
@@ -211,10 +230,11 @@ pub(crate) fn run(
 
 impl<'a> Ingest<'a> {
     fn new(ctx: &'a Context, index: usize, peers: usize, inputs: Inputs) -> Ingest<'a> {
-        let (events, titles, consent) = inputs;
+        let (events, titles, consent, erasures) = inputs;
         let topics = std::iter::once((Kind::Events, &ctx.plan.events))
             .chain(ctx.plan.titles.iter().map(|t| (Kind::Titles, t)))
-            .chain(ctx.plan.consent.iter().map(|t| (Kind::Consent, t)));
+            .chain(ctx.plan.consent.iter().map(|t| (Kind::Consent, t)))
+            .chain(ctx.plan.erasure.iter().map(|t| (Kind::Erasure, t)));
         let mut parts = Vec::new();
         for (kind, info) in topics {
             for (p, &(low, high)) in info.watermarks.iter().enumerate() {
@@ -252,6 +272,8 @@ impl<'a> Ingest<'a> {
             events,
             titles,
             consent,
+            erasures,
+            placed_erasures: Vec::new(),
             known_purposes: Purpose::known(&library()),
             current_titles: HashMap::new(),
             dead_letters: Vec::new(),
@@ -388,7 +410,19 @@ impl<'a> Ingest<'a> {
             part.at_end_since.get_or_insert_with(Instant::now);
             // The end of the log as it is now lies at or past its end as of start.
             part.done |= self.ctx.config.until_caught_up;
+            // Read before the events, the erasure log is finished as far as this run goes: a
+            // held erasure has no successor to contradict it, and must land at the start.
+            if self.erasures_from_start(kind)
+                && let Some(suspect) = self.parts[i].suspect.take()
+            {
+                self.place(i, suspect.record, suspect.offset);
+            }
         }
+    }
+
+    /// Whether records of `kind` all take effect at the start (a replay's erasures).
+    fn erasures_from_start(&self, kind: Kind) -> bool {
+        kind == Kind::Erasure && self.ctx.config.erasures.from_start
     }
 
     /// Decodes the file batch just read, shared with the other workers, and ingests it in
@@ -465,6 +499,10 @@ impl<'a> Ingest<'a> {
                     Err(reason) => self.dead(record, reason),
                 }
             }
+            Kind::Erasure => match decode::decode_erasure(record.payload, &self.ctx.config.door) {
+                Ok(erasure) => self.ingest_timed(i, record, Timed::Erasure(erasure)),
+                Err(reason) => self.dead(record, reason),
+            },
         }
     }
 
@@ -528,6 +566,32 @@ impl<'a> Ingest<'a> {
                     self.count(|c| c.late_consent += 1);
                 }
             }
+            Timed::Erasure(record) => self.place_erasure(i, record, placed),
+        }
+    }
+
+    /// An erasure lands at its placement, or in a replay at the start: the partition's clock
+    /// still moves, so a record far ahead is judged as a live run judges it.
+    fn place_erasure(&mut self, i: usize, record: ErasureRecord, placed: crate::time::Placement) {
+        let from_start = self.erasures_from_start(self.parts[i].kind);
+        let time = if from_start {
+            *self.erasures.time()
+        } else {
+            placed.time
+        };
+        let erasure = Erasure {
+            viewer: record.viewer,
+            ts_ms: record.ts_ms,
+        };
+        self.erasures.update_at(erasure, time, 1);
+        self.placed_erasures.push(PlacedErasure {
+            tick_ms: time,
+            viewer: record.viewer,
+            ts_ms: record.ts_ms,
+        });
+        self.count(|c| c.erasure_records += 1);
+        if placed.late && !from_start {
+            self.count(|c| c.late_erasures += 1);
         }
     }
 
@@ -624,7 +688,7 @@ impl<'a> Ingest<'a> {
             let seen = self
                 .parts
                 .iter()
-                .filter(|p| p.kind != Kind::Titles)
+                .filter(|p| p.kind != Kind::Titles && !self.erasures_from_start(p.kind))
                 .map(|p| self.frontier(p));
             let followed = shared.input_time_ms.load(Ordering::Relaxed);
             seen.max().unwrap_or(0).max(followed)
@@ -646,12 +710,14 @@ impl<'a> Ingest<'a> {
         self.events.advance_to(time);
         self.titles.advance_to(time);
         self.consent.advance_to(time);
+        self.erasures.advance_to(time);
     }
 
     fn flush_inputs(&mut self) {
         self.events.flush();
         self.titles.flush();
         self.consent.flush();
+        self.erasures.flush();
     }
 
     /// The smallest frontier of the partitions that hold time back, if any does.
@@ -666,7 +732,7 @@ impl<'a> Ingest<'a> {
         let now = Instant::now();
         let holds = |p: &&Partition| {
             let at_end_for = |d| p.at_end_since.is_some_and(|t| now.duration_since(t) >= d);
-            if p.kind == Kind::Titles {
+            if p.kind == Kind::Titles || self.erasures_from_start(p.kind) {
                 !p.done && p.at_end_since.is_none()
             } else if config.until_caught_up {
                 p.clock.max_ts().is_some() || p.suspect.is_some() || !p.done
@@ -683,6 +749,8 @@ impl<'a> Ingest<'a> {
     fn frontier(&self, p: &Partition) -> TimeMs {
         let policy = &self.ctx.config.policy;
         let own = match (&p.suspect, p.clock.max_ts()) {
+            // A replay's erasures all land at the start: they hold time there until read.
+            _ if self.erasures_from_start(p.kind) => 0,
             // A held first event holds time back where it would once placed: if it is real,
             // events after it in this partition must find time where one run leaves it.
             (Some(held), None) => PartitionClock::frontier_of(held.record.ts_ms(), policy),
@@ -707,12 +775,13 @@ impl<'a> Ingest<'a> {
     }
 }
 
-/// The worker's readers: one for its events partitions and one for its titles partitions,
-/// each saying when a partition is read to the end of its log.
+/// The worker's readers, one per kind of partition it reads, each saying when a partition is
+/// read to the end of its log.
 struct Consumers {
     events: Option<Reader>,
     titles: Option<Reader>,
     consent: Option<Reader>,
+    erasure: Option<Reader>,
 }
 
 enum Reader {
@@ -750,11 +819,13 @@ impl Consumers {
                     events,
                     titles,
                     consent,
+                    erasures,
                 } => {
                     let path = match kind {
                         Kind::Events => Some(events),
                         Kind::Titles => titles.as_ref(),
                         Kind::Consent => consent.as_ref(),
+                        Kind::Erasure => erasures.as_ref(),
                     };
                     let path = path.expect("a partition of a file log comes from its file");
                     Reader::File(FileSource::open(path, topic, MAX_PAYLOAD_BYTES)?)
@@ -765,6 +836,7 @@ impl Consumers {
             events: connect(Kind::Events)?,
             titles: connect(Kind::Titles)?,
             consent: connect(Kind::Consent)?,
+            erasure: connect(Kind::Erasure)?,
         })
     }
 
@@ -774,15 +846,16 @@ impl Consumers {
             .events
             .as_ref()
             .or(self.titles.as_ref())
-            .or(self.consent.as_ref());
+            .or(self.consent.as_ref())
+            .or(self.erasure.as_ref());
         match reader {
             Some(Reader::Kafka(source)) => source.reachable(Duration::from_secs(1)),
             _ => true,
         }
     }
 
-    /// Drains the titles and the consent first (a little, never waiting), then a batch of
-    /// events.
+    /// Drains the titles, the erasures and the consent first (a little, never waiting), then a
+    /// batch of events.
     fn drain(
         &mut self,
         wait: Duration,
@@ -791,6 +864,9 @@ impl Consumers {
         let mut read = 0;
         if let Some(titles) = &mut self.titles {
             read += titles.drain(Duration::ZERO, |p| f(Kind::Titles, p))?;
+        }
+        if let Some(erasure) = &mut self.erasure {
+            read += erasure.drain(Duration::ZERO, |p| f(Kind::Erasure, p))?;
         }
         if let Some(consent) = &mut self.consent {
             read += consent.drain(Duration::ZERO, |p| f(Kind::Consent, p))?;
@@ -918,12 +994,18 @@ impl Reporter {
         self.reported = self.reported.max(frontier);
         let positions = ingest.positions();
         ingest.ctx.shared.set_positions(&positions);
+        // Handed over with the ticks they land at: the writer records each in its commit.
+        let (erasures, pending) = std::mem::take(&mut ingest.placed_erasures)
+            .into_iter()
+            .partition(|e| e.tick_ms < frontier || last);
+        ingest.placed_erasures = pending;
         let report = Report {
             worker: self.index,
             frontier_ms: self.reported,
             updates,
             next_offsets: positions,
             dead_letters: std::mem::take(&mut ingest.dead_letters),
+            erasures,
             counters: ingest.counters,
             last,
         };

@@ -11,10 +11,12 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use rewind_dataflows::{EntityId, TimeMs, Value, library};
-use rewind_state::{Change, Commit, DeadLetter, Purged, Store, StoreError};
+use rewind_dataflows::{EntityId, TimeMs, Value, ViewerId, library};
+use rewind_state::{Change, Commit, DeadLetter, Erasure, Purged, Store, StoreError};
 
-use super::shared::{META_AS_OF, META_DEAD_LETTERS, META_EVENTS, META_LATE_EVENTS};
+use super::shared::{
+    META_AS_OF, META_DEAD_LETTERS, META_ERASURE_RECORDS, META_EVENTS, META_LATE_EVENTS,
+};
 use super::{Committed, Counters, RunConfig, Shared};
 
 /// One output update: ((feature index, entity id), value), time, diff.
@@ -29,6 +31,15 @@ fn store_id(entity: &EntityId) -> rewind_state::EntityId {
     }
 }
 
+/// An erasure as the dataflow placed it: the store records it in the commit covering its tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PlacedErasure {
+    pub tick_ms: TimeMs,
+    pub viewer: ViewerId,
+    /// `E`: the viewer's records before it are erased.
+    pub ts_ms: u64,
+}
+
 /// What a worker hands over when its frontier advances.
 pub(crate) struct Report {
     pub worker: usize,
@@ -37,6 +48,8 @@ pub(crate) struct Report {
     pub updates: Vec<Update>,
     pub next_offsets: Vec<(String, u32, u64)>,
     pub dead_letters: Vec<DeadLetter>,
+    /// Erasures placed at ticks below `frontier_ms` (or any, in a last report).
+    pub erasures: Vec<PlacedErasure>,
     /// This worker's cumulative counters.
     pub counters: Counters,
     /// The worker's final report.
@@ -63,6 +76,10 @@ pub(crate) struct Writer {
     pending: BTreeMap<TimeMs, Vec<Update>>,
     next_offsets: BTreeMap<(String, u32), u64>,
     dead_letters: Vec<DeadLetter>,
+    /// Erasures by the tick they land at, in a stable order whatever the workers' interleaving.
+    erasures: BTreeMap<TimeMs, Vec<PlacedErasure>>,
+    /// Computes each erasure's token for the suppression list: the store never sees its key.
+    door: crate::privacy::Pseudonymizer,
     /// The store's frontier: ticks below it are already written.
     committed_ms: TimeMs,
     /// The store's next offsets when the run started: dead letters before them are in the
@@ -101,6 +118,8 @@ impl Writer {
             pending: BTreeMap::new(),
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
+            erasures: BTreeMap::new(),
+            door: config.door.clone(),
             committed_ms,
             resume_offsets: resume_offsets
                 .iter()
@@ -170,6 +189,32 @@ impl Writer {
             resume.get(&key).is_none_or(|next| d.offset >= *next)
         });
         self.dead_letters.extend(new);
+        for erasure in report.erasures {
+            // A restart re-reads the erasure log: those the store's ticks hold are applied.
+            if erasure.tick_ms >= self.committed_ms {
+                self.erasures
+                    .entry(erasure.tick_ms)
+                    .or_default()
+                    .push(erasure);
+            }
+        }
+    }
+
+    /// The erasures of the ticks below `frontier`, for the store, in tick order.
+    fn take_erasures(&mut self, frontier: TimeMs) -> Vec<Erasure> {
+        let later = self.erasures.split_off(&frontier);
+        let ready = std::mem::replace(&mut self.erasures, later);
+        let mut placed: Vec<PlacedErasure> = ready.into_values().flatten().collect();
+        placed.sort_unstable();
+        placed.dedup();
+        let erasure = |p: PlacedErasure| Erasure {
+            entity_kind: "viewer",
+            entity_id: rewind_state::EntityId::Pseudonym(p.viewer.0),
+            ts_ms: p.ts_ms,
+            tick_ms: p.tick_ms,
+            token: self.door.erasure_token(&p.viewer),
+        };
+        placed.into_iter().map(erasure).collect()
     }
 
     /// Lands every tick below the smallest worker frontier, if that is past the store's.
@@ -188,6 +233,8 @@ impl Writer {
         let mut total = Counters::default();
         self.counters.iter().for_each(|c| total.add(c));
         let as_of_ms = frontier.saturating_sub(self.tick_ms);
+        let erasures = self.take_erasures(frontier);
+        self.restate_erased(&erasures, &mut changes)?;
         let commit = Commit {
             frontier_ms: frontier,
             next_offsets: self
@@ -203,10 +250,11 @@ impl Writer {
                 (META_DEAD_LETTERS, total.dead_letters),
                 ("titles_total", total.titles),
                 ("untitled_events_total", total.untitled_events),
+                (META_ERASURE_RECORDS, total.erasure_records),
             ],
             changes,
             retention_ms: Some(self.retention_ms),
-            erasures: Vec::new(),
+            erasures,
         };
         let started = Instant::now();
         let purged = self.store.commit(&commit)?;
@@ -214,6 +262,7 @@ impl Writer {
         self.shared.commit_durations.observe(elapsed);
         self.commit_time += elapsed;
         self.purged.add(&purged);
+        self.shared.add_erasures_applied(purged.erased.erasures);
         self.changes += commit.changes.len() as u64;
         self.committed_ms = frontier;
         self.shared.frontier_ms.store(frontier, Ordering::Relaxed);
@@ -228,6 +277,58 @@ impl Writer {
             dead_letters: total.dead_letters,
             next_offsets: commit.next_offsets,
         });
+        Ok(())
+    }
+
+    /// Writes each erased viewer's values at their erasure's tick in full, not only those
+    /// that change there.
+    ///
+    /// The store deletes every row of the viewer from before that tick, so a value the tick
+    /// leaves as it was (an old event leaving a window as a new one enters) would be lost
+    /// with the row that set it. Each viewer feature's value as of the tick is the viewer's
+    /// last change in this commit before it, else the store's online value.
+    fn restate_erased(
+        &self,
+        erasures: &[Erasure],
+        changes: &mut Vec<Change>,
+    ) -> Result<(), StoreError> {
+        if erasures.is_empty() {
+            return Ok(());
+        }
+        let snapshot = self.store.snapshot()?;
+        let mut restated = Vec::new();
+        for erasure in erasures {
+            let id = &erasure.entity_id;
+            let theirs = changes.iter().filter(|c| c.entity_id == *id);
+            let mut latest: BTreeMap<&str, (u64, Option<&Vec<u8>>)> = BTreeMap::new();
+            for change in theirs.filter(|c| c.tick_ms <= erasure.tick_ms) {
+                let entry = latest.entry(change.feature).or_insert((0, None));
+                if change.tick_ms >= entry.0 {
+                    *entry = (change.tick_ms, change.value.as_ref());
+                }
+            }
+            let online = snapshot.online(erasure.entity_kind, &id.to_string())?;
+            for &(feature, kind) in self.names.iter().filter(|n| n.1 == erasure.entity_kind) {
+                let value = match latest.get(feature) {
+                    Some((tick, _)) if *tick == erasure.tick_ms => continue,
+                    Some((_, value)) => value.cloned(),
+                    None => online
+                        .iter()
+                        .find(|row| row.feature == feature)
+                        .map(|row| row.value_json.clone()),
+                };
+                if value.is_some() {
+                    restated.push(Change {
+                        entity_kind: kind,
+                        feature,
+                        entity_id: id.clone(),
+                        tick_ms: erasure.tick_ms,
+                        value,
+                    });
+                }
+            }
+        }
+        changes.extend(restated);
         Ok(())
     }
 

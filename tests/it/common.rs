@@ -16,6 +16,7 @@ pub const KEY: &[u8] = b"the integration tests' pseudonym key";
 pub const EVENTS: &str = "events";
 pub const TITLES: &str = "titles";
 pub const CONSENT: &str = "consent";
+pub const ERASURE: &str = "erasure";
 
 pub fn door() -> Pseudonymizer {
     Pseudonymizer::new(KEY)
@@ -99,6 +100,7 @@ pub fn config(brokers: &str, store: &Path, workers: usize) -> RunConfig {
         commit_interval: Duration::from_millis(50),
         door: door(),
         consent: None,
+        erasures: Default::default(),
         log_id: "kafka:events".into(),
         retention_ms: rewind_state::MAX_RETENTION_MS,
     }

@@ -415,3 +415,101 @@ fn hostile_consent_records_are_dead_letters_with_their_reason() {
         assert!(reason.contains(want), "{reason}");
     }
 }
+
+/// Hostile erasure records among good ones: each is a dead letter of the erasure topic with
+/// its reason; the good ones are applied, an erasure of a viewer never seen among them (a
+/// no-op besides its record).
+#[test]
+fn hostile_erasure_records_are_dead_letters_with_their_reason() {
+    let s = 1_767_225_600_000u64;
+    let erasure = |json: String, ts_ms| Record {
+        key: "u1".into(),
+        json,
+        ts_ms,
+        due_ms: ts_ms,
+    };
+    let good = |user: &str, ts: u64| erasure(format!(r#"{{"user_id":"{user}","ts":{ts}}}"#), ts);
+    let records = vec![
+        good("u1", s + 5_000),
+        erasure("{not json".into(), s),
+        erasure(r#"{"user_id":"u1","ts":"now"}"#.into(), s),
+        erasure(format!(r#"{{"user_id":9,"ts":{s}}}"#), s),
+        erasure(
+            format!(
+                r#"{{"user_id":"u1","ts":{s},"pad":"{}"}}"#,
+                "p".repeat(70_000)
+            ),
+            s,
+        ),
+        good(&"u".repeat(300), s),
+        good("u1", 4_102_444_800_000),
+        good("nobody", s + 10_000),
+        // A day ahead of its partition, which does not follow it there: a clock error.
+        good("u1", s + 86_400_000),
+        good("u1", s + 20_000),
+    ];
+    let events: Vec<Record> = (0..30)
+        .map(|i| {
+            let ts = s + i * 1000;
+            let json = format!(
+                r#"{{"event_id":"e{i}","type":"play_start","user_id":"u1","ts":{ts},"title_id":"t"}}"#
+            );
+            Record { key: "u1".into(), json, ts_ms: ts, due_ms: ts }
+        })
+        .collect();
+    let log = common::log(1);
+    log.create_topic(common::ERASURE, 1);
+    common::produce(&log.brokers, common::EVENTS, &events);
+    common::produce(&log.brokers, common::ERASURE, &records);
+    let store = tempfile::tempdir().unwrap();
+    let summary = common::run_caught_up(&log.brokers, store.path(), 1);
+    assert_eq!(summary.counters.erasure_records, 3);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let letters: Vec<(u64, String)> = snap
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.topic == common::ERASURE)
+        .map(|l| (l.offset, l.reason))
+        .collect();
+    let reasons = [
+        (1, "bad JSON"),
+        (2, "field `ts` is not an integer"),
+        (3, "field `user_id` is not a string"),
+        (4, "exceeds the 65536-byte limit"),
+        (5, "field `user_id` exceeds the 256-byte limit"),
+        (6, "`ts` is not a plausible time"),
+        (8, "ahead of"),
+    ];
+    assert_eq!(letters.len(), reasons.len(), "{letters:?}");
+    for ((offset, reason), (want_offset, want)) in letters.iter().zip(reasons) {
+        assert_eq!(*offset, want_offset, "{letters:?}");
+        assert!(reason.contains(want), "{reason}");
+    }
+    // Both erasures of u1 and the one of a viewer never seen are on the suppression list.
+    assert_eq!(snap.erasures().unwrap().len(), 2);
+    let door = common::door();
+    assert!(
+        snap.erasure(door.erasure_token(&door.viewer_id("nobody")))
+            .unwrap()
+            .is_some()
+    );
+    // u1's plays from the last erasure on count, and nothing of it before.
+    let u1 = door.viewer_id("u1").to_string();
+    let online = snap.online("viewer", &u1).unwrap();
+    let plays = online
+        .iter()
+        .find(|r| r.feature == "viewer.plays_24h")
+        .unwrap();
+    assert_eq!(plays.value_json, b"10");
+    let history = snap.history().unwrap();
+    let first = history
+        .iter()
+        .filter(|r| r.entity_id == u1)
+        .map(|r| r.valid_from_ms)
+        .min();
+    assert_eq!(first, Some(s + 21_000));
+}

@@ -10,15 +10,19 @@ use rand::{Rng, SeedableRng};
 use rewind::TimePolicy;
 use std::sync::Arc;
 
-use rewind::decode::{ConsentRecord, decode_consent, decode_event, decode_title};
+use rewind::decode::{
+    ConsentRecord, ErasureRecord, decode_consent, decode_erasure, decode_event, decode_title,
+};
 use rewind::engine::{self, ConsentConfig, Shared};
-use rewind::workload::{ConsentShape, ConsentStream, GenConfig, Generator, Record};
+use rewind::workload::{
+    ConsentShape, ConsentStream, ErasureShape, ErasureStream, GenConfig, Generator, Record,
+};
 use rewind_dataflows::window::RETENTION_MS;
 use rewind_dataflows::{ConsentRules, Purpose};
 use rewind_dataflows::{Event, EventKind, F64, Title, Value};
 use rewind_state::{ReadOnlyStore, Snapshot};
 
-use crate::common::{self, CONSENT, Raw};
+use crate::common::{self, CONSENT, ERASURE, Raw};
 
 const HOUR: u64 = 3_600_000;
 const DAY: u64 = 24 * HOUR;
@@ -695,5 +699,322 @@ fn consent_gating_equals_the_oracle_for_1_and_2_workers() {
         let summary = engine::run(run, Arc::new(Shared::default())).unwrap();
         assert_eq!(summary.counters.consent_records, consent.len() as u64);
         check_consent_store(store.path(), &world, &consent_world, &times);
+    }
+}
+
+/// Erasure as the oracle sees it: every decodable erasure record, placed by the events' time
+/// rule on its own partition's clock.
+pub struct ErasureWorld {
+    pub erasures: Vec<Placed<ErasureRecord>>,
+}
+
+impl ErasureWorld {
+    pub fn read(brokers: &str) -> ErasureWorld {
+        let door = common::door();
+        let mut clocks = Clocks(HashMap::new());
+        let mut erasures = Vec::new();
+        for raw in common::read_back(brokers, ERASURE) {
+            let Ok(record) = decode_erasure(raw.payload.as_deref(), &door) else {
+                continue;
+            };
+            erasures.push(Placed {
+                time: clocks.place(raw.partition, record.ts_ms),
+                record,
+            });
+        }
+        ErasureWorld { erasures }
+    }
+
+    /// Per viewer, the largest erasure `ts` of the erasures placed at or before `t`.
+    fn erased_at(&self, t: u64) -> HashMap<String, u64> {
+        let mut erased: HashMap<String, u64> = HashMap::new();
+        for p in self.erasures.iter().filter(|p| p.time <= t) {
+            let e = erased.entry(p.record.viewer.to_string()).or_default();
+            *e = (*e).max(p.record.ts_ms);
+        }
+        erased
+    }
+
+    /// Per erased viewer, the tick of the erasure the store keeps (the latest by (ts, tick)):
+    /// the store holds none of the viewer's rows from before it.
+    fn kept_ticks(&self) -> HashMap<String, u64> {
+        let mut kept: HashMap<String, (u64, u64)> = HashMap::new();
+        for p in &self.erasures {
+            let k = kept.entry(p.record.viewer.to_string()).or_default();
+            *k = (*k).max((p.record.ts_ms, p.time));
+        }
+        kept.into_iter().map(|(v, (_, tick))| (v, tick)).collect()
+    }
+}
+
+/// The oracle's values as of `t` with erasures (and consent, when given), as the store holds
+/// them once the run is over: a viewer feature computed without the events of viewers erased
+/// by `t` from before their erasure, absent before the tick of a viewer's erasure (the store
+/// deleted those rows), and title features from every event.
+pub fn expected_with_erasure(
+    world: &World,
+    erasures: &ErasureWorld,
+    consent: Option<&ConsentWorld>,
+    t: u64,
+) -> Values {
+    let erased = erasures.erased_at(t);
+    let kept = |e: &&Placed<Event>| {
+        let viewer = e.record.viewer.to_string();
+        erased
+            .get(&viewer)
+            .is_none_or(|from| e.record.ts_ms >= *from)
+    };
+    let viewers_world = World {
+        events: world.events.iter().filter(kept).map(copy).collect(),
+        titles: world.titles.iter().map(copy).collect(),
+    };
+    let compute = |world: &World| match consent {
+        Some(consent) => expected_with_consent(world, consent, t),
+        None => expected(world, t),
+    };
+    let deleted = erasures.kept_ticks();
+    let mut values = compute(&viewers_world);
+    values.retain(|(feature, entity), _| {
+        !feature.starts_with("title.") && deleted.get(entity).is_none_or(|tick| t >= *tick)
+    });
+    let titles = compute(world);
+    values.extend(
+        titles
+            .into_iter()
+            .filter(|((f, _), _)| f.starts_with("title.")),
+    );
+    values
+}
+
+/// Checks history at `times` and online values at the frontier against the erasure oracle,
+/// and that the store applied each erased viewer's erasure.
+fn check_erasure_store(
+    store: &Path,
+    world: &World,
+    erasures: &ErasureWorld,
+    consent: Option<&ConsentWorld>,
+    times: &[u64],
+) {
+    let tick = TimePolicy::default().tick_ms;
+    let snap = ReadOnlyStore::open(store).unwrap().snapshot().unwrap();
+    let frontier = snap.frontier_ms().unwrap().expect("output committed");
+    let mut keys: BTreeSet<_> = snap
+        .history()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.feature, r.entity_id))
+        .collect();
+    for &t in times.iter().filter(|t| **t < frontier) {
+        let want = expected_with_erasure(world, erasures, consent, t);
+        keys.extend(want.keys().cloned());
+        let got = history_as_of(&snap, &keys, t);
+        assert_eq!(
+            got, want,
+            "history as of {t} differs from the erasure oracle"
+        );
+    }
+    // No row of an erased viewer before the erasure the store keeps.
+    let kept = erasures.kept_ticks();
+    for row in snap.history().unwrap() {
+        if let Some(tick) = kept.get(&row.entity_id) {
+            assert!(
+                row.valid_from_ms >= *tick,
+                "{} of {} at {} survived its erasure at {tick}",
+                row.feature,
+                row.entity_id,
+                row.valid_from_ms
+            );
+        }
+    }
+    let online: Values = snap
+        .online_all()
+        .unwrap()
+        .into_iter()
+        .map(|(_, id, row)| ((row.feature, id), json(&row.value_json)))
+        .collect();
+    let want = expected_with_erasure(world, erasures, consent, frontier - tick);
+    assert_eq!(online, want, "online values differ from the erasure oracle");
+    let viewers: BTreeSet<_> = erasures.erasures.iter().map(|p| p.record.viewer).collect();
+    assert!(snap.erasures_applied().unwrap() >= viewers.len() as u64);
+    let door = common::door();
+    for viewer in viewers {
+        let record = snap.erasure(door.erasure_token(&viewer)).unwrap();
+        assert!(record.is_some(), "no suppression record of {viewer}");
+    }
+}
+
+/// Sample times plus the ticks around every erasure.
+fn erasure_times(world: &World, erasures: &ErasureWorld, n: usize, seed: u64) -> Vec<u64> {
+    let tick = TimePolicy::default().tick_ms;
+    let extra: Vec<u64> = erasures
+        .erasures
+        .iter()
+        .flat_map(|p| [p.time - tick, p.time, p.time + tick])
+        .collect();
+    sample_times(world, n, seed, &extra)
+}
+
+/// Generated erasures over a generated workload: viewers erased mid-stream who keep sending
+/// events after it, some of them stamped before the erasure (the events' disorder) and some
+/// beyond the lateness (late events still arriving), for 1 and 2 workers. The store is built
+/// in two runs, the second over the longer log, so that erasures in the second delete rows
+/// the first committed, and the restart re-reads the erasures the first applied.
+#[test]
+fn erasure_equals_the_oracle_for_1_and_2_workers() {
+    let config = GenConfig {
+        late: 0.01,
+        ..workload(41)
+    };
+    let (titles, records) = common::workload(config.clone(), 60_000);
+    let last_due = records.last().unwrap().due_ms;
+    let shape = ErasureShape {
+        mean_gap_ms: 3 * 60_000,
+    };
+    let erasures: Vec<Record> = ErasureStream::new(&config, shape)
+        .take_while(|e| e.due_ms <= last_due)
+        .collect();
+    let log = common::log(6);
+    log.create_topic(ERASURE, 1);
+    let (half, due) = (records.len() / 2, records[records.len() / 2].due_ms);
+    let split = erasures.iter().position(|e| e.due_ms > due).unwrap();
+    common::produce_workload(&log.brokers, &titles, &records[..half], config.start_ms);
+    common::produce(&log.brokers, ERASURE, &erasures[..split]);
+    let stores = [1, 2].map(|workers| {
+        let store = tempfile::tempdir().unwrap();
+        let mut first = common::config(&log.brokers, store.path(), workers);
+        first.seal = false;
+        engine::run(first, Arc::new(Shared::default())).unwrap();
+        (workers, store)
+    });
+    common::produce(&log.brokers, common::EVENTS, &records[half..]);
+    common::produce(&log.brokers, ERASURE, &erasures[split..]);
+    let world = World::read(&log.brokers);
+    let erasure_world = ErasureWorld::read(&log.brokers);
+    assert!(erasure_world.erasures.len() > 10, "{}", erasures.len());
+    let times = erasure_times(&world, &erasure_world, 40, config.seed);
+    for (workers, store) in stores {
+        let summary = common::run_caught_up(&log.brokers, store.path(), workers);
+        assert_eq!(summary.counters.erasure_records, erasures.len() as u64);
+        let erased = summary.purged.erased;
+        assert!(
+            erased.history_entries > 0 && erased.online_rows > 0,
+            "{erased:?}"
+        );
+        check_erasure_store(store.path(), &world, &erasure_world, None, &times);
+    }
+}
+
+/// Erasures beside consent gating: the two filters apply together.
+#[test]
+fn erasure_with_consent_gating_equals_the_oracle() {
+    let config = workload(42);
+    let max_age_ms = 20 * 60_000;
+    let (titles, records) = common::workload(config.clone(), 40_000);
+    let last_due = records.last().unwrap().due_ms;
+    let consent: Vec<Record> = ConsentStream::new(&config, ConsentShape::default())
+        .take_while(|c| c.due_ms <= last_due)
+        .collect();
+    let shape = ErasureShape {
+        mean_gap_ms: 3 * 60_000,
+    };
+    let erasures: Vec<Record> = ErasureStream::new(&config, shape)
+        .take_while(|e| e.due_ms <= last_due)
+        .collect();
+    let log = common::log(6);
+    log.create_topic(CONSENT, 2);
+    log.create_topic(ERASURE, 1);
+    common::produce_workload(&log.brokers, &titles, &records, config.start_ms);
+    common::produce(&log.brokers, CONSENT, &consent);
+    common::produce(&log.brokers, ERASURE, &erasures);
+    let world = World::read(&log.brokers);
+    let purposes = [Purpose::Personalization, Purpose::Analytics];
+    let consent_world = ConsentWorld::read(&log.brokers, &purposes, max_age_ms);
+    let erasure_world = ErasureWorld::read(&log.brokers);
+    let times = erasure_times(&world, &erasure_world, 30, config.seed);
+    for workers in [1, 2] {
+        let store = tempfile::tempdir().unwrap();
+        let mut run = common::config(&log.brokers, store.path(), workers);
+        run.consent = Some(consent_config(max_age_ms));
+        engine::run(run, Arc::new(Shared::default())).unwrap();
+        let consent = Some(&consent_world);
+        check_erasure_store(store.path(), &world, &erasure_world, consent, &times);
+    }
+}
+
+/// Hand-placed erasures: mid-stream, with late events from before it still arriving, events
+/// after it stamped before it (ignored) and after it (counted), a value that the erasure's
+/// tick leaves unchanged (its old event leaves as a new one enters), two erasures of one
+/// viewer, and an erasure of a viewer never seen.
+#[test]
+fn erasures_at_the_edges_equal_the_oracle() {
+    let s = 1_767_225_600_000; // a tick boundary
+    let play = |title: &str| format!(r#""type":"play_start","title_id":"{title}""#);
+    let beat = |title: &str| {
+        format!(r#""type":"heartbeat","title_id":"{title}","position_s":0,"interval_s":10"#)
+    };
+    let mut events = vec![
+        record("u1", s + 100, &play("a")),
+        record("u1", s + 200, &beat("a")),
+        record("u2", s + 300, &play("b")),
+        record("u2", s + 400, &beat("b")),
+        record("u3", s + 500, &play("a")),
+    ];
+    // The clock moves on, a second at a time, with a viewer no erasure touches.
+    events.extend((1..200).map(|i| record("u9", s + i * 1000, &beat("c"))));
+    events.extend([
+        // Right after u1's erasure (ts s+10_500, tick s+11_000): a play of the same title lands
+        // at the erasure's tick, so plays_24h and last_titles_10 keep their values there.
+        record("u1", s + 10_600, &play("a")),
+        // Stamped before the erasure, arriving after it, within the lateness: ignored.
+        record("u1", s + 10_400, &beat("a")),
+        // Beyond the lateness (40 s behind), from before the erasure: late, and ignored.
+        record("u1", s + 40_000, &beat("a")),
+        record("u1", s + 2_000, &beat("b")),
+        // After the erasure: counted.
+        record("u1", s + 41_000, &beat("b")),
+        // u2: erased twice; what came between the two counts until the second.
+        record("u2", s + 60_000, &beat("b")),
+        record("u2", s + 90_000, &play("c")),
+        record("u2", s + 150_000, &beat("a")),
+        // u3 is erased while its only event is late still: it arrives after the erasure.
+        record("u3", s + 170_000, &beat("a")),
+        record("u3", s + 120_000, &beat("b")),
+    ]);
+    events.sort_by_key(|e| e.due_ms);
+    let erasure = |user: &str, ts_ms: u64| Record {
+        key: user.to_string(),
+        json: format!(r#"{{"user_id":"{user}","ts":{ts_ms}}}"#),
+        ts_ms,
+        due_ms: ts_ms,
+    };
+    let erasures = vec![
+        erasure("u1", s + 10_500),
+        erasure("u2", s + 70_000),
+        erasure("u2", s + 100_000),
+        erasure("u3", s + 160_000),
+        erasure("never_seen", s + 161_000),
+        // The last record of the partition vouches for the one before it.
+        erasure("never_seen_either", s + 180_000),
+    ];
+    let titles = vec![
+        title("a", r#""drama""#, s - 60_000),
+        title("b", r#""comedy""#, s - 60_000),
+        title("c", r#""horror""#, s - 60_000),
+    ];
+    let log = common::log(1);
+    log.create_topic(ERASURE, 1);
+    common::produce(&log.brokers, common::TITLES, &titles);
+    common::produce(&log.brokers, common::EVENTS, &events);
+    common::produce(&log.brokers, ERASURE, &erasures);
+    let world = World::read(&log.brokers);
+    let erasure_world = ErasureWorld::read(&log.brokers);
+    let last = world.events.iter().map(|p| p.time).max().unwrap();
+    let times: Vec<u64> = (1..=last / 1000 - s / 1000).map(|i| s + i * 1000).collect();
+    for workers in [1, 2] {
+        let store = tempfile::tempdir().unwrap();
+        let summary = common::run_caught_up(&log.brokers, store.path(), workers);
+        assert_eq!(summary.counters.erasure_records, erasures.len() as u64);
+        assert_eq!(summary.counters.dead_letters, 0);
+        check_erasure_store(store.path(), &world, &erasure_world, None, &times);
     }
 }

@@ -465,3 +465,225 @@ fn replay_with_consent_equals_the_live_store_of_the_same_log() {
         "{stderr}"
     );
 }
+
+/// As `tables`, saying where they first differ rather than printing both.
+fn assert_same_tables(a: &Path, b: &Path) {
+    let read = |dir: &Path| {
+        let snap = ReadOnlyStore::open(dir).unwrap().snapshot().unwrap();
+        (
+            snap.frontier_ms().unwrap(),
+            snap.history().unwrap(),
+            snap.online_all().unwrap(),
+        )
+    };
+    let (a, b) = (read(a), read(b));
+    assert_eq!(a.0, b.0, "frontiers");
+    let only = |x: &[rewind_state::HistoryRow], y: &[rewind_state::HistoryRow]| {
+        x.iter()
+            .filter(|r| !y.contains(r))
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        a.1 == b.1,
+        "history: only in the first {:?}; only in the second {:?}",
+        only(&a.1, &b.1),
+        only(&b.1, &a.1)
+    );
+    let first = a.2.iter().zip(&b.2).find(|(x, y)| x != y);
+    assert!(
+        a.2 == b.2,
+        "online ({} and {} rows): first difference {first:?}",
+        a.2.len(),
+        b.2.len()
+    );
+}
+
+/// Whether `needle` occurs in any file of `dir`.
+fn bytes_in(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+/// The suppression list by token and erasure time: the tick an erasure landed at differs
+/// between a live run (its own tick) and a replay (the first).
+fn suppressed(dir: &Path) -> Vec<([u8; 32], u64)> {
+    let snap = ReadOnlyStore::open(dir).unwrap().snapshot().unwrap();
+    let mut list: Vec<_> = snap
+        .erasures()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.token, e.ts_ms))
+        .collect();
+    list.sort();
+    list
+}
+
+/// After erasures, a replay of the files (`--erasures FILE`) holds no trace of what erased
+/// viewers did before their erasure, not even in early history, and equals the live store
+/// built from the same records in Kafka in everything else.
+#[test]
+fn replay_with_erasures_equals_the_live_store_and_forgets_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let titles = dir.path().join("events.titles.jsonl");
+    let erasures = dir.path().join("events.erasures.jsonl");
+    let (e, t, x) = (
+        events.to_str().unwrap(),
+        titles.to_str().unwrap(),
+        erasures.to_str().unwrap(),
+    );
+    let gen_args = [
+        "gen",
+        "--viewers",
+        "100",
+        "--titles",
+        "20",
+        "--events",
+        "20000",
+    ];
+    ok(&rewind(
+        &[&gen_args[..], &["--seed", "6", "--out", e]].concat(),
+    ));
+    // A viewer who watches a little, asks to be forgotten, and never comes back.
+    let start = GenConfig::default().start_ms;
+    let gone: Vec<String> = (0..6)
+        .map(|i| {
+            let ts = start + 200 + i * 10_000;
+            format!(
+                r#"{{"event_id":"g{i}","type":"heartbeat","user_id":"gone","ts":{ts},"title_id":"t0000001","position_s":{i},"interval_s":10}}"#
+            )
+        })
+        .collect();
+    let ts_of = |line: &String| {
+        let at = line.find(r#""ts":"#).unwrap() + r#""ts":"#.len();
+        let digits = line[at..].bytes().take_while(u8::is_ascii_digit).count();
+        line[at..at + digits].parse::<u64>().unwrap()
+    };
+    let mut lines: Vec<String> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    // In time order, so that they are as late or on time in one partition as in several.
+    for line in gone {
+        let at = lines.iter().position(|l| ts_of(l) > ts_of(&line)).unwrap();
+        lines.insert(at, line);
+    }
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let mut erasure_lines: Vec<String> = std::fs::read_to_string(&erasures)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(erasure_lines.len() > 5, "{erasure_lines:?}");
+    let erased_at = start + 70_000;
+    erasure_lines.push(format!(r#"{{"user_id":"gone","ts":{erased_at}}}"#));
+    let ts_of = |line: &String| {
+        line.rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('}')
+            .parse::<u64>()
+            .unwrap()
+    };
+    erasure_lines.sort_by_key(ts_of);
+    std::fs::write(&erasures, erasure_lines.join("\n") + "\n").unwrap();
+
+    let log = common::log(2);
+    log.create_topic(common::ERASURE, 1);
+    let b = log.brokers.as_str();
+    common::produce_files(b, t, "946684800000", e);
+    ok(&rewind(&[
+        "produce",
+        "--brokers",
+        b,
+        "--topic",
+        "erasure",
+        "--file",
+        x,
+    ]));
+    let live = dir.path().join("live");
+    let run = [
+        "run",
+        "--brokers",
+        b,
+        "--until-caught-up",
+        "--seal",
+        "--store",
+    ];
+    let out = rewind(&[&run[..], &[live.to_str().unwrap()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(&out);
+    assert!(stderr.contains("erasure:"), "{stderr}");
+
+    let replayed = dir.path().join("replayed");
+    let replay = [
+        "replay",
+        "--file",
+        e,
+        "--titles-file",
+        t,
+        "--erasures",
+        x,
+        "--seal",
+    ];
+    ok(&rewind(
+        &[
+            &replay[..],
+            &["--workers", "2", "--store", replayed.to_str().unwrap()],
+        ]
+        .concat(),
+    ));
+    assert_same_tables(&replayed, &live);
+    assert_eq!(suppressed(&replayed), suppressed(&live));
+    // One entry per erased viewer, whose erasure time is that of its latest erasure.
+    let users: std::collections::BTreeSet<&str> = erasure_lines
+        .iter()
+        .map(|l| l.split('"').nth(3).unwrap())
+        .collect();
+    assert_eq!(suppressed(&live).len(), users.len());
+
+    // A replay from the cluster reads its erasure topic first, to the same effect.
+    let from_cluster = dir.path().join("from_cluster");
+    let replay = ["replay", "--brokers", b, "--seal", "--store"];
+    ok(&rewind(
+        &[&replay[..], &[from_cluster.to_str().unwrap()]].concat(),
+    ));
+    assert_same_tables(&from_cluster, &live);
+    assert_eq!(suppressed(&from_cluster), suppressed(&live));
+
+    // The viewer who never came back: not a byte of its pseudonym in any of the stores.
+    let viewer = common::door().viewer_id("gone");
+    for store in [&live, &replayed, &from_cluster] {
+        let text = viewer.to_string();
+        assert!(
+            !bytes_in(store, text.as_bytes()),
+            "{text} in {}",
+            store.display()
+        );
+        assert!(
+            !bytes_in(store, &viewer.0.to_be_bytes()),
+            "{text} in {}",
+            store.display()
+        );
+    }
+    // A replay without the erasures would hold it: the scan is not vacuous.
+    let unerased = dir.path().join("unerased");
+    let replay = [
+        "replay",
+        "--file",
+        e,
+        "--titles-file",
+        t,
+        "--seal",
+        "--store",
+    ];
+    ok(&rewind(
+        &[&replay[..], &[unerased.to_str().unwrap()]].concat(),
+    ));
+    assert!(bytes_in(&unerased, &viewer.0.to_be_bytes()));
+}

@@ -126,3 +126,66 @@ fn a_store_refuses_another_tick() {
         "{err}"
     );
 }
+
+/// A restart re-reads the erasure topic from its start: one that lost records while the store
+/// had applied erasures is refused (the events they erased would come back), saying why.
+#[test]
+fn a_restart_refuses_an_erasure_topic_trimmed_under_applied_erasures() {
+    let s = 1_767_225_600_000u64;
+    let record = |key: &str, json: String, ts_ms| rewind::workload::Record {
+        key: key.into(),
+        json,
+        ts_ms,
+        due_ms: ts_ms,
+    };
+    let events: Vec<_> = (0..20)
+        .map(|i| {
+            let ts = s + i * 1000;
+            let json = format!(
+                r#"{{"event_id":"e{i}","type":"play_start","user_id":"u1","ts":{ts},"title_id":"t"}}"#
+            );
+            record("u1", json, ts)
+        })
+        .collect();
+    let erase = |i: u64| {
+        record(
+            "u1",
+            format!(r#"{{"user_id":"u{i}","ts":{}}}"#, s + 5000),
+            s,
+        )
+    };
+    let log = common::log(1);
+    log.create_topic(common::ERASURE, 1);
+    common::produce(&log.brokers, common::EVENTS, &events);
+    common::produce(&log.brokers, common::ERASURE, &[erase(1), erase(2)]);
+    let store = tempfile::tempdir().unwrap();
+    common::run_caught_up(&log.brokers, store.path(), 1);
+    let snap = ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    assert_eq!(snap.erasures_applied().unwrap(), 2);
+    drop(snap);
+
+    // The embedded cluster keeps the newest ~5 MiB of a partition: the first erasures go.
+    let source = rewind_connectors::KafkaSource::connect(&log.brokers).unwrap();
+    let mut more = 3;
+    while source.topic_info(common::ERASURE).unwrap().watermarks[0].0 == 0 {
+        let batch: Vec<_> = (more..more + 20_000).map(erase).collect();
+        common::produce(&log.brokers, common::ERASURE, &batch);
+        more += 20_000;
+        assert!(
+            more < 1_000_000,
+            "the cluster never trimmed the erasure topic"
+        );
+    }
+    let config = common::config(&log.brokers, store.path(), 1);
+    let err = engine::run(config, Arc::new(Shared::default()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("erasure topic") && err.contains("applied erasures"),
+        "{err}"
+    );
+    assert!(err.contains("Keep the erasure topic's records"), "{err}");
+}

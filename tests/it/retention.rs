@@ -183,6 +183,7 @@ fn file_config(events: &Path, titles: &Path, store: &Path) -> RunConfig {
             events: events.to_path_buf(),
             titles: Some(titles.to_path_buf()),
             consent: None,
+            erasures: None,
         },
         until_caught_up: true,
         seal: false,
