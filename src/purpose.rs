@@ -29,6 +29,11 @@ pub enum PurposeError {
         purpose: &'static str,
         declared: String,
     },
+    #[error("no {entity} feature is declared for purpose {purpose:?}: there is nothing to read")]
+    NothingDeclared {
+        entity: &'static str,
+        purpose: &'static str,
+    },
 }
 
 /// The purpose a read names, and whether the store it reads gates that purpose by consent.

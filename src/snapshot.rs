@@ -27,7 +27,7 @@ use rewind_dataflows::{Entity, Feature, ValueType};
 use rewind_state::{EntityRef, Snapshot, StoreError};
 
 use crate::privacy::Pseudonymizer;
-use crate::purpose::{CONSENT_FEATURE, ReadPurpose};
+use crate::purpose::{CONSENT_FEATURE, PurposeError, ReadPurpose};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -255,7 +255,16 @@ pub fn cut(
     let mut features = select_features(entity, &request.features)?;
     if let Some(purpose) = purpose {
         match request.features.is_empty() {
-            true => features.retain(|f| f.purposes.contains(&purpose)),
+            true => {
+                features.retain(|f| f.purposes.contains(&purpose));
+                if features.is_empty() {
+                    return Err(PurposeError::NothingDeclared {
+                        entity: entity.as_str(),
+                        purpose: purpose.as_str(),
+                    }
+                    .into());
+                }
+            }
             false => {
                 for f in &features {
                     ReadPurpose::check(purpose, f)?;

@@ -970,6 +970,18 @@ fn a_snapshot_for_a_purpose_withholds_viewers_without_consent_at_each_row() {
         !unknown.status.success() && stderr.contains("known purposes"),
         "{stderr}"
     );
+    // No viewer feature serves ads: nothing to cut, said so.
+    let none = snapshot(
+        &store,
+        &labels,
+        &dir.path().join("no.parquet"),
+        &["--purpose", "ads"],
+    );
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        !none.status.success() && stderr.contains("no viewer feature is declared"),
+        "{stderr}"
+    );
 }
 
 /// The recorded consent is history like any other: under a short retention, a viewer's
