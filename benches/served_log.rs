@@ -175,6 +175,7 @@ fn http(c: &mut Criterion) {
             door: None,
             limits: Limits::default(),
             threads: 1,
+            purpose: None,
         };
         let server = Server::start(config, Source::Dir(store.clone()), hooks).unwrap();
         let base = format!("http://{}", server.addr());

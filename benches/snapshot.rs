@@ -107,6 +107,7 @@ fn main() {
     let request = Request {
         features: Vec::new(),
         raw_ids: None,
+        purpose: None,
     };
     let snap = store.snapshot().unwrap();
     let (batch, cut_s, cut_cpu) =

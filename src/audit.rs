@@ -85,6 +85,9 @@ pub struct Report {
     pub scan: Vec<FileScan>,
     /// Raw data outside rewind: each topic's `retention.ms`, when a cluster was given.
     pub kafka: Option<Kafka>,
+    /// Consent coverage as of the frontier: per purpose the store gates, the viewers whose
+    /// consent in force (as the store records it) includes it; `None` without consent.
+    pub consent: Option<Vec<(String, u64)>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +192,7 @@ pub fn report(config: &AuditConfig) -> Result<Report, AuditError> {
             .map(|(ts_ms, tick_ms)| LatestErasure { ts_ms, tick_ms }),
     };
     let dead_letters = dead_letters(&snap)?;
+    let consent = consent_coverage(&snap)?;
     drop(snap);
     let scan = scan_dir(&config.store_dir, &config.raw_ids)?;
     let kafka = config.brokers.as_ref().map(|(brokers, topics)| {
@@ -211,7 +215,29 @@ pub fn report(config: &AuditConfig) -> Result<Report, AuditError> {
         dead_letters,
         scan,
         kafka,
+        consent,
     })
+}
+
+/// Per gated purpose, the viewers whose recorded consent includes it, from the online rows of
+/// the consent feature (the consent in force as of the frontier).
+fn consent_coverage(snap: &Snapshot) -> Result<Option<Vec<(String, u64)>>, AuditError> {
+    use crate::purpose::{CONSENT_FEATURE, META_CONSENT, gated_purposes};
+    let gated = gated_purposes(snap.meta(META_CONSENT)?.as_deref());
+    if gated.is_empty() {
+        return Ok(None);
+    }
+    let mut counts: Vec<(String, u64)> = gated.into_iter().map(|p| (p, 0)).collect();
+    for (_, _, row) in snap.online_all()? {
+        if row.feature != CONSENT_FEATURE {
+            continue;
+        }
+        let consented: Vec<String> = serde_json::from_slice(&row.value_json).unwrap_or_default();
+        for (purpose, count) in &mut counts {
+            *count += u64::from(consented.contains(purpose));
+        }
+    }
+    Ok(Some(counts))
 }
 
 /// One sweep of history in time order: a key's change at tick `t` ends the validity of the
@@ -525,6 +551,12 @@ impl Report {
                 time(Some(e.ts_ms))
             )),
             None => out.push('\n'),
+        }
+        if let Some(consent) = &self.consent {
+            out.push_str("\nconsent coverage as of the frontier (viewers consenting):\n");
+            for (purpose, viewers) in consent {
+                out.push_str(&format!("  {purpose}: {viewers}\n"));
+            }
         }
         out.push_str(&format!("\ndead letters: {}\n", self.dead_letters.total));
         for (reason, count) in &self.dead_letters.by_reason {

@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod engine;
 pub mod metrics;
 pub mod privacy;
+pub mod purpose;
 pub mod serve;
 pub mod served;
 pub mod snapshot;

@@ -20,13 +20,14 @@ use std::sync::Arc;
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use rewind_dataflows::window::floor_tick;
 use rewind_dataflows::{Entity, Feature, ValueType};
 use rewind_state::{EntityRef, Snapshot, StoreError};
 
 use crate::privacy::Pseudonymizer;
+use crate::purpose::{CONSENT_FEATURE, PurposeError, ReadPurpose};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -63,6 +64,13 @@ pub enum SnapshotError {
          the feature out with --features"
     )]
     ColumnNamedLikeFeature { name: String },
+    #[error(
+        "label column {name:?} has the name of the consent column --purpose adds; rename the \
+         column"
+    )]
+    ColumnNamedLikeConsent { name: String },
+    #[error(transparent)]
+    Purpose(#[from] crate::purpose::PurposeError),
     #[error("feature {name:?} is requested twice; name each feature once")]
     DuplicateFeature { name: String },
     #[error(
@@ -224,6 +232,11 @@ pub struct Request<'a> {
     pub features: Vec<String>,
     /// Pseudonymize a `viewer_id` column of raw account ids with this key.
     pub raw_ids: Option<&'a Pseudonymizer>,
+    /// Read for this purpose ([`crate::purpose`]): only features declared for it (all of them
+    /// when `features` is empty; a named one that is not is refused), and, for viewer labels,
+    /// the defaults where the viewer did not consent to it at the row's time, with a
+    /// `consent_<purpose>` column saying which rows those are.
+    pub purpose: Option<&'a str>,
 }
 
 /// The labels with every requested feature as of each row's `ts`.
@@ -238,7 +251,40 @@ pub fn cut(
     if request.raw_ids.is_some() && entity == Entity::Title {
         return Err(SnapshotError::RawTitleIds);
     }
-    let features = select_features(entity, &request.features)?;
+    let purpose = request.purpose.map(ReadPurpose::find).transpose()?;
+    let mut features = select_features(entity, &request.features)?;
+    if let Some(purpose) = purpose {
+        match request.features.is_empty() {
+            true => {
+                features.retain(|f| f.purposes.contains(&purpose));
+                if features.is_empty() {
+                    return Err(PurposeError::NothingDeclared {
+                        entity: entity.as_str(),
+                        purpose: purpose.as_str(),
+                    }
+                    .into());
+                }
+            }
+            false => {
+                for f in &features {
+                    ReadPurpose::check(purpose, f)?;
+                }
+            }
+        }
+    }
+    // Viewer labels read for a purpose say, per row, whether the viewer consented then.
+    let consent = match (purpose, entity) {
+        (Some(purpose), Entity::Viewer) => {
+            let meta = snap.meta(crate::purpose::META_CONSENT)?;
+            let read = ReadPurpose::in_store(purpose, meta.as_deref());
+            let column = format!("consent_{}", read.name());
+            if labels.schema().index_of(&column).is_ok() {
+                return Err(SnapshotError::ColumnNamedLikeConsent { name: column });
+            }
+            Some((read, column))
+        }
+        _ => None,
+    };
     if let Some(f) = features
         .iter()
         .find(|f| labels.schema().index_of(f.name).is_ok())
@@ -283,13 +329,25 @@ pub fn cut(
             horizon: crate::utc::format_ms(retained_from_ms),
         });
     }
-    let cells = sweep_cells(snap, &features, &ids, &as_of, &mut progress)?;
+    let mut names: Vec<(&str, &str)> = features
+        .iter()
+        .map(|f| (f.entity().map_or("", Entity::as_str), f.name))
+        .collect();
+    let gated = consent.as_ref().filter(|(read, _)| read.gated);
+    if gated.is_some() {
+        names.push((Entity::Viewer.as_str(), CONSENT_FEATURE));
+    }
+    let mut cells = sweep_cells(snap, &names, &ids, &as_of, &mut progress)?;
+    let consented = match gated {
+        Some((read, _)) => cells.withhold_unconsented(read, features.len()),
+        None => vec![true; ids.len()],
+    };
     let columns = features
         .iter()
         .enumerate()
         .map(|(f, feature)| cells.column(feature, f))
         .collect::<Result<Vec<ArrayRef>, _>>()?;
-    assemble(
+    let batch = assemble(
         labels,
         id_index,
         ids,
@@ -297,7 +355,29 @@ pub fn cut(
         request.raw_ids.is_some(),
         features,
         columns,
-    )
+    )?;
+    match consent {
+        Some((_, column)) => with_consent_column(batch, &column, consented),
+        None => Ok(batch),
+    }
+}
+
+/// `batch` with a non-null boolean column `name` last.
+fn with_consent_column(
+    batch: RecordBatch,
+    name: &str,
+    consented: Vec<bool>,
+) -> Result<RecordBatch, SnapshotError> {
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(name, DataType::Boolean, false));
+    let mut arrays = batch.columns().to_vec();
+    arrays.push(Arc::new(BooleanArray::from(consented)));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays);
+    batch.map_err(|e| SnapshotError::BadRow {
+        row: 0,
+        detail: e.to_string(),
+    })
 }
 
 /// Every (label row, feature) cell: per feature, the distinct values label rows took, and per
@@ -309,6 +389,26 @@ struct Cells {
 }
 
 impl Cells {
+    /// With the recorded consent in force as the last of the cells' columns (after the
+    /// `features` feature columns): each row whose viewer did not consent to `read`'s purpose
+    /// at the row's time takes every feature's default. Returns, per row, whether it consented.
+    fn withhold_unconsented(&mut self, read: &ReadPurpose, features: usize) -> Vec<bool> {
+        let rows = self.at.len() / self.features.max(1);
+        let quoted = serde_json::Value::from(read.name());
+        let consented: Vec<bool> = (0..rows)
+            .map(|row| match self.at[row * self.features + features] {
+                0 => false,
+                at => self.values[features][at as usize - 1]
+                    .as_array()
+                    .is_some_and(|list| list.contains(&quoted)),
+            })
+            .collect();
+        for (row, _) in consented.iter().enumerate().filter(|(_, c)| !**c) {
+            self.at[row * self.features..row * self.features + features].fill(0);
+        }
+        consented
+    }
+
     /// Feature `f`'s column: its distinct values built once, then gathered by row.
     fn column(&self, feature: &Feature, f: usize) -> Result<ArrayRef, SnapshotError> {
         let bad = |detail: String| SnapshotError::BadRow { row: 0, detail };
@@ -438,7 +538,7 @@ impl Hasher for PseudonymHasher {
 /// whatever the number of rows, and each stored value parsed at most once.
 fn sweep_cells(
     snap: &Snapshot,
-    features: &[Feature],
+    features: &[(&str, &str)],
     ids: &[String],
     as_of: &[u64],
     progress: &mut impl FnMut(usize, usize),
@@ -446,9 +546,8 @@ fn sweep_cells(
     let catalog = snap.catalog()?;
     // Store feature index → requested column.
     let mut column_of: Vec<Option<usize>> = vec![None; catalog.len()];
-    for (f, feature) in features.iter().enumerate() {
-        let kind = feature.entity().map_or("", |e| e.as_str());
-        if let Some(index) = catalog.index(kind, feature.name) {
+    for (f, (kind, name)) in features.iter().enumerate() {
+        if let Some(index) = catalog.index(kind, name) {
             column_of[usize::from(index)] = Some(f);
         }
     }

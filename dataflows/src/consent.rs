@@ -16,6 +16,11 @@
 //! its tick, history shows exactly that, and a snapshot as of an earlier time still sees what
 //! was consented then. A title feature counts, as of each time, only the viewers consenting
 //! then: its windowed records are gated by their viewer before they are aggregated.
+//!
+//! The consent in force is also an output of its own, [`CONSENT_FEATURE`]: per viewer, the
+//! gated purposes consented as of each tick. The store keeps it as it keeps any feature
+//! (history and online), so a read that names a purpose can tell, as of any time, whether the
+//! viewer consented then; retention purges it like any history.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +31,13 @@ use serde::{Deserialize, Serialize};
 use crate::event::{TimeMs, ViewerId};
 use crate::feature::{DefinitionError, Feature, Purpose};
 use crate::window::{DAY_MS, sliding};
-use crate::{Entity, EntityId, Output};
+use crate::{Entity, EntityId, Output, Value};
+
+/// The store's name for the consent in force: a viewer's gated purposes consented, as a list
+/// of purpose names in ascending order, and absent (the empty list) when none. Written only
+/// with consent configured, so a store without it stays as it was. The dot in the feature
+/// part keeps it apart from every library feature (`Feature::check` allows none there).
+pub const CONSENT_FEATURE: &str = "viewer.consent.purposes";
 
 /// VPPA (18 U.S.C. § 2710(b)(2)(B)(ii)): consent lasts at most two years. The longest a grant
 /// may hold, and the default.
@@ -146,6 +157,23 @@ impl<'s> Consenting<'s> {
     /// `(viewer, purpose index)` for every consent in force, at each time.
     pub fn in_force(&self) -> VecCollection<'s, TimeMs, (ViewerId, u8)> {
         self.in_force.clone()
+    }
+
+    /// [`CONSENT_FEATURE`]'s values: per viewer, the names of the purposes consented at each
+    /// time, ascending; a viewer consenting to none is absent (at the default, empty).
+    pub fn purposes_in_force(&self) -> Output<'s> {
+        let names: Vec<&'static str> = self.rules.purposes.iter().map(|p| p.as_str()).collect();
+        self.in_force
+            .clone()
+            .reduce(move |_, purposes, out| {
+                let mut consented: Vec<String> = purposes
+                    .iter()
+                    .map(|(p, _)| names[usize::from(**p)].to_string())
+                    .collect();
+                consented.sort_unstable();
+                out.push((Value::List(consented), 1));
+            })
+            .map(|(viewer, value)| (EntityId::Viewer(viewer), value))
     }
 
     /// The viewers consenting, at each time, to every gated purpose `feature` serves; `None`

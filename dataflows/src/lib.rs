@@ -223,10 +223,21 @@ pub fn library() -> Vec<Feature> {
     features
 }
 
+/// (name, entity kind) of each output index of [`build_all`] over `features`: the features in
+/// order, then [`consent::CONSENT_FEATURE`] (output only with consent configured).
+pub fn output_names(features: &[Feature]) -> Vec<(&'static str, &'static str)> {
+    let named = features
+        .iter()
+        .map(|f| (f.name, f.entity().map_or("", Entity::as_str)));
+    named
+        .chain([(consent::CONSENT_FEATURE, Entity::Viewer.as_str())])
+        .collect()
+}
+
 /// Builds every feature of `features` and concatenates their outputs; with consent
-/// ([`Sources::with_consent`]), each feature is gated by the consent to its purposes; with
-/// erasures ([`Sources::with_erasures`]), each viewer feature forgets what erased viewers did
-/// before their erasure.
+/// ([`Sources::with_consent`]), each feature is gated by the consent to its purposes, and the
+/// consent in force is one more output; with erasures ([`Sources::with_erasures`]), each viewer
+/// feature forgets what erased viewers did before their erasure.
 pub fn build_all<'scope>(sources: &Sources<'scope>, features: &[Feature]) -> AllOutputs<'scope> {
     let mut consent = sources.consent.clone();
     let mut outputs = Vec::with_capacity(features.len());
@@ -235,6 +246,13 @@ pub fn build_all<'scope>(sources: &Sources<'scope>, features: &[Feature]) -> All
         let gate = consent.as_mut().and_then(|c| c.gate(feature));
         let output = feature.compute_gated(&sources.for_entity(feature.entity()), gate);
         outputs.push(output.map(move |(entity, value)| ((id, entity), value)));
+    }
+    // The consent in force, recorded for reads that name a purpose: the output index after
+    // the features' ([`output_names`]).
+    if let Some(consent) = &consent {
+        let id = u16::try_from(features.len()).expect("fewer than 65535 features");
+        let in_force = consent.purposes_in_force();
+        outputs.push(in_force.map(move |(entity, value)| ((id, entity), value)));
     }
     let scope = sources.events.scope();
     differential_dataflow::collection::concatenate(scope, outputs)

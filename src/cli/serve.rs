@@ -36,6 +36,13 @@ pub struct ServeArgs {
     /// kept for the store's retention), for `rewind snapshot --served`.
     #[arg(long)]
     log_served: bool,
+    /// The purpose reads are for when a request names none (personalization, analytics, ads,
+    /// or one a feature declares): features not declared for it are refused (403), and where
+    /// the store gates it by consent, viewers who do not consent are served as withheld. A
+    /// request names its own with `?purpose=` (native), `"purpose"` (batch) or the
+    /// `X-Rewind-Purpose` header (Feast). Default: none, and reads are not gated.
+    #[arg(long)]
+    purpose: Option<String>,
 }
 
 /// What `serve` and `run --serve` share.
@@ -74,15 +81,22 @@ impl HttpArgs {
                 ..Limits::default()
             },
             threads,
+            purpose: None,
         })
     }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let door = serving_key(args.key_file.as_deref(), &args.store)?;
-    let config = args
+    let mut config = args
         .http
         .config(args.http.listen, door, args.threads.into())?;
+    config.purpose = args
+        .purpose
+        .as_deref()
+        .map(rewind::purpose::ReadPurpose::find)
+        .transpose()
+        .context("--purpose")?;
     let source = Source::Dir(args.store.clone());
     let log = args
         .log_served

@@ -40,6 +40,12 @@ pub struct SnapshotArgs {
     /// wall time). Adds `served_request_id` and `served_at_ms`; unmatched rows get nulls.
     #[arg(long)]
     served: bool,
+    /// Cut for this purpose (personalization, analytics, ads, or one a feature declares): only
+    /// features declared for it (a named feature that is not is refused), and where the store
+    /// gates the purpose by consent, each viewer row whose viewer did not consent at the row's
+    /// time gets every feature's default; a `consent_<purpose>` column says which rows.
+    #[arg(long, conflicts_with = "served")]
+    purpose: Option<String>,
 }
 
 pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
@@ -62,6 +68,7 @@ pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
     let request = Request {
         features: args.features.clone(),
         raw_ids: door.as_ref(),
+        purpose: args.purpose.as_deref(),
     };
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let batch = snapshot::cut(&store.snapshot()?, &labels, &request, |done, total| {

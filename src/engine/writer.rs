@@ -103,10 +103,7 @@ impl Writer {
         (committed_ms, resume_offsets): (TimeMs, &[(String, u32, u64)]),
         shared: Arc<Shared>,
     ) -> Writer {
-        let names = library()
-            .iter()
-            .map(|f| (f.name, f.entity().expect("a validated library").as_str()))
-            .collect();
+        let names = rewind_dataflows::output_names(&library());
         shared.frontier_ms.store(committed_ms, Ordering::Relaxed);
         Writer {
             store,

@@ -196,17 +196,95 @@ async fn route(
             .insert(header::ALLOW, HeaderValue::from_static(allowed));
         return (endpoint, Ok(reply));
     }
+    let asked = match asked_purpose(endpoint, &req) {
+        Ok(asked) => asked,
+        Err(e) => return (endpoint, Err(e)),
+    };
     let result = match endpoint {
         "health" => health(state),
         "metrics" => metrics(state),
-        "native-entity" => native_entity(state, &path, request_id),
+        "native-entity" => native_entity(state, &path, asked.as_deref(), request_id),
         _ => match read_body(state, req).await {
             Err(e) => Err(e),
             Ok(body) if endpoint == "native-batch" => native_batch(state, &body, request_id).await,
-            Ok(body) => get_online_features(state, &body, request_id).await,
+            Ok(body) => get_online_features(state, &body, asked.as_deref(), request_id).await,
         },
     };
     (endpoint, result)
+}
+
+/// The purpose a request names outside its body: `?purpose=P` on the native entity path, the
+/// `X-Rewind-Purpose` header on Feast's (whose JSON stays Feast's). A batch names it in its body.
+fn asked_purpose(endpoint: &str, req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let undecodable = || ApiError::bad_request("the purpose does not decode to UTF-8");
+    match endpoint {
+        "native-entity" => {
+            let query = req.uri().query().unwrap_or_default();
+            let value = query.split('&').find_map(|kv| kv.strip_prefix("purpose="));
+            value
+                .map(|v| percent_decode(v).ok_or_else(undecodable))
+                .transpose()
+        }
+        "get-online-features" => req
+            .headers()
+            .get("x-rewind-purpose")
+            .map(|v| v.to_str().map(str::to_string).map_err(|_| undecodable()))
+            .transpose(),
+        _ => Ok(None),
+    }
+}
+
+/// The purpose read for: the request's, else the server's; an unknown name is 422.
+fn purpose_of(
+    state: &State,
+    asked: Option<&str>,
+) -> Result<Option<rewind_dataflows::Purpose>, ApiError> {
+    match asked {
+        Some(name) => crate::purpose::ReadPurpose::find(name)
+            .map(Some)
+            .map_err(|e| ApiError::unprocessable(e.to_string())),
+        None => Ok(state.config.purpose),
+    }
+}
+
+/// Refuses, with 403, a read of a feature not declared for `purpose`.
+fn check_declared(
+    purpose: Option<rewind_dataflows::Purpose>,
+    features: &[&'static lookup::LibFeature],
+) -> Result<(), ApiError> {
+    let Some(purpose) = purpose else {
+        return Ok(());
+    };
+    match features.iter().find(|f| !f.declared_for(purpose)) {
+        None => Ok(()),
+        Some(f) => {
+            let declared: Vec<&str> = f.purposes.iter().map(|p| p.as_str()).collect();
+            Err(ApiError::forbidden(format!(
+                "feature {:?} is not declared for purpose {:?}: it serves {}; read it for one of \
+                 those, or leave it out",
+                f.full,
+                purpose.as_str(),
+                declared.join(", ")
+            )))
+        }
+    }
+}
+
+/// `purpose` as the viewed store gates it (by its recorded consent rules).
+fn in_store(
+    view: &rewind_state::View<'_>,
+    purpose: Option<rewind_dataflows::Purpose>,
+) -> Result<Option<crate::purpose::ReadPurpose>, ApiError> {
+    let Some(purpose) = purpose else {
+        return Ok(None);
+    };
+    let meta = view
+        .meta(crate::purpose::META_CONSENT)
+        .map_err(unreadable)?;
+    Ok(Some(crate::purpose::ReadPurpose::in_store(
+        purpose,
+        meta.as_deref(),
+    )))
 }
 
 fn authorize(state: &State, req: &Request<Incoming>) -> Result<(), ApiError> {
@@ -334,7 +412,12 @@ fn metrics(state: &State) -> Result<Reply, ApiError> {
     Ok(reply)
 }
 
-fn native_entity(state: &State, path: &str, request_id: &str) -> Result<Reply, ApiError> {
+fn native_entity(
+    state: &State,
+    path: &str,
+    asked: Option<&str>,
+    request_id: &str,
+) -> Result<Reply, ApiError> {
     let (entity, id) = match (
         path.strip_prefix("/v1/viewers/"),
         path.strip_prefix("/v1/titles/"),
@@ -346,14 +429,18 @@ fn native_entity(state: &State, path: &str, request_id: &str) -> Result<Reply, A
     let id = percent_decode(id)
         .ok_or_else(|| ApiError::bad_request("the id is not valid UTF-8 once decoded"))?;
     check_native_id(entity, &id)?;
-    let features = lookup::of_entity(entity);
-    let lookup = Lookup {
-        entity,
-        features: &features,
-    };
+    let purpose = purpose_of(state, asked)?;
+    // Every feature of the entity that the purpose may read.
+    let mut features = lookup::of_entity(entity);
+    features.retain(|f| purpose.is_none_or(|p| f.declared_for(p)));
     let reader = view_of(state)?;
     let mut view = reader.view().map_err(unreadable)?;
     let (as_of, frontier) = freshness(&view)?;
+    let lookup = Lookup {
+        entity,
+        features: &features,
+        purpose: in_store(&view, purpose)?,
+    };
     let served = lookup.read(&mut view, &id).map_err(unreadable)?;
     drop(view);
     let body = native::render_entity(&served, as_of, frontier);
@@ -404,9 +491,12 @@ async fn native_batch(
     request_id: &str,
 ) -> Result<Reply, ApiError> {
     let req = request::batch(body, state.config.limits.max_entities).map_err(body_error)?;
+    let purpose = purpose_of(state, req.purpose.as_deref())?;
     let pick = |entity| -> Result<Vec<&'static lookup::LibFeature>, ApiError> {
-        let all = lookup::of_entity(entity);
+        let mut all = lookup::of_entity(entity);
         let Some(names) = &req.features else {
+            // Every feature the purpose may read.
+            all.retain(|f| purpose.is_none_or(|p| f.declared_for(p)));
             return Ok(all);
         };
         for name in names {
@@ -424,6 +514,10 @@ async fn native_batch(
     };
     let viewer_features = pick(rewind_dataflows::Entity::Viewer)?;
     let title_features = pick(rewind_dataflows::Entity::Title)?;
+    if req.features.is_some() {
+        check_declared(purpose, &viewer_features)?;
+        check_declared(purpose, &title_features)?;
+    }
     let viewers: Vec<String> = req
         .viewers
         .iter()
@@ -441,11 +535,16 @@ async fn native_batch(
         let reader = view_of(&state)?;
         let mut view = reader.view().map_err(unreadable)?;
         let (as_of, frontier) = freshness(&view)?;
+        let purpose = in_store(&view, purpose)?;
         let read = |view: &mut rewind_state::View<'_>,
                     entity,
                     features: &[&'static lookup::LibFeature],
                     ids: &[String]| {
-            let lookup = Lookup { entity, features };
+            let lookup = Lookup {
+                entity,
+                features,
+                purpose,
+            };
             ids.iter()
                 .map(|id| lookup.read(view, id))
                 .collect::<Result<Vec<_>, _>>()
@@ -477,10 +576,15 @@ async fn native_batch(
 async fn get_online_features(
     state: &Arc<State>,
     body: &[u8],
+    asked: Option<&str>,
     request_id: &str,
 ) -> Result<Reply, ApiError> {
+    let purpose = purpose_of(state, asked)?;
     let req = request::feast(body, state.config.limits.max_entities).map_err(body_error)?;
     let plan = feast::plan(req, state.config.door.as_ref())?;
+    for v in &plan.views {
+        check_declared(purpose, &v.features)?;
+    }
     let entities = plan.views.iter().map(|v| v.ids.len()).sum();
     let (state, request_id) = (state.clone(), request_id.to_string());
     off_runtime(entities, move || {
@@ -490,11 +594,13 @@ async fn get_online_features(
         if plan.pseudonymized {
             check_key(&state, &view)?;
         }
+        let purpose = in_store(&view, purpose)?;
         let mut served: Vec<Vec<ServedEntity>> = Vec::with_capacity(plan.views.len());
         for v in &plan.views {
             let lookup = Lookup {
                 entity: v.entity,
                 features: &v.features,
+                purpose,
             };
             let rows = v.ids.iter().map(|id| lookup.read(&mut view, id));
             served.push(rows.collect::<Result<_, _>>().map_err(unreadable)?);

@@ -1,13 +1,15 @@
 //! From requested features and ids to what is served: the library's features by view, the
 //! reads of one view of the store, and each value with its status and valid-from tick.
 //!
-//! Every read names what it is for in one place, [`Lookup`]: when reads come to name a purpose
-//! (consent, issue 12), it is a field here and a filter in [`Lookup::read`].
+//! Every read names what it is for in one place, [`Lookup`]: a read for a purpose the store
+//! gates by consent serves a viewer who did not consent as withheld ([`Lookup::read`]).
 
 use std::sync::OnceLock;
 
-use rewind_dataflows::{Entity, library};
+use rewind_dataflows::{Entity, Purpose, library};
 use rewind_state::{CurrentValue, View};
+
+use crate::purpose::{CONSENT_FEATURE, ReadPurpose};
 
 /// A library feature as served: Feast's view is its entity kind, its feature the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub struct LibFeature {
     /// `plays_24h`.
     pub name: &'static str,
     pub default_json: &'static str,
+    /// The purposes it is declared for: it is read for no other.
+    pub purposes: &'static [Purpose],
 }
 
 /// The library, once.
@@ -34,6 +38,8 @@ pub fn features() -> &'static [LibFeature] {
                     entity,
                     name,
                     default_json: f.default_json(),
+                    // Once per feature, for the life of the process (this is a static).
+                    purposes: Box::leak(f.purposes.clone().into_boxed_slice()),
                 })
             })
             .collect()
@@ -41,6 +47,10 @@ pub fn features() -> &'static [LibFeature] {
 }
 
 impl LibFeature {
+    pub fn declared_for(&self, purpose: Purpose) -> bool {
+        self.purposes.contains(&purpose)
+    }
+
     /// The default JSON of the library feature named `full` (`viewer.plays_24h`).
     pub fn default_of(full: &str) -> Option<&'static str> {
         by_full_name(full).map(|f| f.default_json)
@@ -99,6 +109,9 @@ pub struct ServedEntity {
     pub entity: Entity,
     pub id: String,
     pub found: bool,
+    /// Withheld for lack of consent to the read's purpose: every value is NOT_FOUND with the
+    /// feature's default, as for an entity the store lacks.
+    pub withheld: bool,
     pub values: Vec<ServedValue>,
 }
 
@@ -106,6 +119,8 @@ pub struct ServedEntity {
 pub struct Lookup<'f> {
     pub entity: Entity,
     pub features: &'f [&'static LibFeature],
+    /// The purpose read for, as the store gates it; `None` reads as before purposes existed.
+    pub purpose: Option<ReadPurpose>,
 }
 
 impl Lookup<'_> {
@@ -116,7 +131,14 @@ impl Lookup<'_> {
         let kind = self.entity.as_str();
         let row = view.entity(kind, id)?;
         let catalog = view.catalog();
+        let withheld = row.as_ref().is_some_and(|row| self.withholds(catalog, row));
         let values = self.features.iter().map(|feature| match &row {
+            _ if withheld => ServedValue {
+                feature,
+                value_json: feature.default_json.as_bytes().to_vec(),
+                valid_from_ms: None,
+                status: Status::NotFound,
+            },
             None => ServedValue {
                 feature,
                 value_json: feature.default_json.as_bytes().to_vec(),
@@ -133,8 +155,22 @@ impl Lookup<'_> {
             entity: self.entity,
             id: id.to_string(),
             found: row.is_some(),
+            withheld,
             values: values.collect(),
         })
+    }
+
+    /// A viewer whose recorded consent, as of the view, lacks the purpose the store gates.
+    fn withholds(&self, catalog: &rewind_state::Catalog, row: &[CurrentValue]) -> bool {
+        let Some(read) = self.purpose.filter(|p| p.gated) else {
+            return false;
+        };
+        if self.entity != Entity::Viewer {
+            return false;
+        }
+        let index = catalog.index(Entity::Viewer.as_str(), CONSENT_FEATURE);
+        let consent = index.and_then(|i| row.iter().find(|v| v.feature == i));
+        !read.allows(consent.and_then(|c| c.value_json.as_deref()))
     }
 }
 

@@ -147,6 +147,9 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// Runtime threads: 1 inside `rewind run`, where the timely workers need the cores.
     pub threads: usize,
+    /// The purpose reads are for when a request names none ([`crate::purpose`]); `None`: a
+    /// request naming none reads as before purposes existed.
+    pub purpose: Option<rewind_dataflows::Purpose>,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -157,6 +160,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("door", &self.door)
             .field("limits", &self.limits)
             .field("threads", &self.threads)
+            .field("purpose", &self.purpose)
             .finish()
     }
 }
@@ -288,6 +292,12 @@ impl ApiError {
             unknown: Some(unknown.to_string()),
             ..ApiError::new(404, detail)
         }
+    }
+
+    /// A read for a purpose a requested feature is not declared for: Feast's
+    /// `FeastPermissionError` (its 403).
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(403, detail).feast_class("FeastPermissionError")
     }
 
     pub fn unavailable(detail: impl Into<String>) -> ApiError {

@@ -6,6 +6,9 @@
 //!  "as_of": "…Z", "as_of_ms": 1767225600000, "frontier": "…Z", "frontier_ms": 1767225601000,
 //!  "features": {"viewer.plays_24h": {"value": 3, "valid_from": "…Z", "valid_from_ms": …}}}
 //! ```
+//!
+//! A viewer withheld for lack of consent to the read's purpose carries `"withheld": "consent"`
+//! after `found`, and every feature at its default, valid from `null`.
 
 use super::feast::json_str;
 use super::lookup::ServedEntity;
@@ -62,7 +65,11 @@ fn entity_fields(out: &mut Vec<u8>, entity: &ServedEntity) {
     json_str(out, entity.entity.as_str());
     out.extend_from_slice(br#","id":"#);
     json_str(out, &entity.id);
-    out.extend_from_slice(format!(r#","found":{},"features":{{"#, entity.found).as_bytes());
+    out.extend_from_slice(format!(r#","found":{}"#, entity.found).as_bytes());
+    if entity.withheld {
+        out.extend_from_slice(br#","withheld":"consent""#);
+    }
+    out.extend_from_slice(br#","features":{"#);
     for (i, value) in entity.values.iter().enumerate() {
         if i > 0 {
             out.push(b',');

@@ -89,6 +89,8 @@ pub struct BatchRequest {
     pub viewers: Vec<IdValue>,
     pub titles: Vec<IdValue>,
     pub features: Option<Vec<String>>,
+    /// The purpose the read is for (else the server's).
+    pub purpose: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +102,8 @@ struct BatchWire<'a> {
     titles: Option<&'a RawValue>,
     #[serde(default)]
     features: Option<Vec<String>>,
+    #[serde(default)]
+    purpose: Option<String>,
 }
 
 pub fn batch(body: &[u8], max_entities: usize) -> Result<BatchRequest, BodyError> {
@@ -120,6 +124,7 @@ pub fn batch(body: &[u8], max_entities: usize) -> Result<BatchRequest, BodyError
         viewers: ids(wire.viewers)?,
         titles: ids(wire.titles)?,
         features: wire.features,
+        purpose: wire.purpose,
     })
 }
 

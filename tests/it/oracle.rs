@@ -608,6 +608,23 @@ pub fn expected_with_consent(world: &World, consent: &ConsentWorld, t: u64) -> V
             .into_iter()
             .filter(|((f, _), _)| f.starts_with("title.")),
     );
+    // The consent in force, as the store records it for reads: per viewer, the gated
+    // purposes consented, by name, ascending.
+    let mut consented: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (viewer, purpose) in consenting
+        .iter()
+        .filter(|(_, p)| consent.purposes.contains(p))
+    {
+        consented
+            .entry(viewer.clone())
+            .or_default()
+            .push(purpose.as_str());
+    }
+    for (viewer, mut names) in consented {
+        names.sort_unstable();
+        let feature = rewind_dataflows::consent::CONSENT_FEATURE.to_string();
+        values.insert((feature, viewer), serde_json::to_string(&names).unwrap());
+    }
     values
 }
 

@@ -989,3 +989,163 @@ fn user_ids_are_refused_when_the_servers_key_is_not_the_stores() {
     let body = json!({"features": ["viewer:plays_24h"], "entities": {"viewer_id": [viewer(1)]}});
     assert_eq!(served.post("/get-online-features", &body).status, 200);
 }
+
+/// Serving reads for a purpose (the request's, or the server's `--purpose`): a viewer not
+/// consenting as of the store's as-of is withheld (native: `"withheld": "consent"` and every
+/// default; Feast: NOT_FOUND), one consenting is served what `rewind get` reads; a feature not
+/// declared for the purpose is 403 with Feast's error body naming it; no purpose reads as
+/// before.
+#[test]
+fn reads_for_a_purpose_withhold_viewers_without_consent_and_refuse_undeclared_features() {
+    use crate::snapshot::{consented_store, consents_at};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, records) = consented_store(dir.path());
+    let served = serve_store(&store, &[], true);
+    served.wait_healthy();
+    let as_of = served.get("/health").json()["as_of_ms"].as_u64().unwrap();
+    let purpose = "personalization";
+    // Whose last record is a while before the as-of, so its tick is surely behind it.
+    let settled = |user: &str, granted: bool| {
+        let mine = crate::snapshot::consent_of(&records, user, purpose);
+        let last = mine.iter().rev().find(|r| r.ts <= as_of);
+        last.is_some_and(|r| r.ts + 60_000 < as_of && r.granted == granted)
+            && consents_at(&records, user, purpose, as_of) == granted
+    };
+    let users: Vec<String> = (0..30).map(|u| format!("u{u:07}")).collect();
+    let revoked = users
+        .iter()
+        .find(|u| settled(u, false))
+        .expect("one revoked");
+    let consenting = users
+        .iter()
+        .find(|u| settled(u, true))
+        .expect("one consenting");
+    let (revoked, consenting) = (
+        common::door().viewer_id(revoked).to_string(),
+        common::door().viewer_id(consenting).to_string(),
+    );
+    let declared: Vec<&str> = rewind_dataflows::library()
+        .iter()
+        .filter(|f| f.name.starts_with("viewer."))
+        .filter(|f| f.purposes.iter().any(|p| p.as_str() == purpose))
+        .map(|f| f.name)
+        .collect();
+
+    // Native: the revoked viewer is withheld, with every declared feature at its default.
+    let native = |id: &str, query: &str| served.get(&format!("/v1/viewers/{id}{query}"));
+    let r = native(&revoked, "?purpose=personalization");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let withheld = r.json();
+    assert_eq!(
+        (&withheld["found"], &withheld["withheld"]),
+        (&json!(true), &json!("consent"))
+    );
+    let names: Vec<&String> = withheld["features"].as_object().unwrap().keys().collect();
+    assert_eq!(names.len(), declared.len(), "{names:?}");
+    for name in &declared {
+        let default: Value =
+            serde_json::from_str(rewind::serve::LibFeature::default_of(name).unwrap()).unwrap();
+        let want = json!({"value": default, "valid_from": null, "valid_from_ms": null});
+        assert_eq!(withheld["features"][name], want, "{name}");
+    }
+    // Without a purpose the same viewer reads as it always did: found, no withholding.
+    let plain = native(&revoked, "").json();
+    assert_eq!(plain["withheld"], Value::Null);
+    assert_eq!(plain["features"].as_object().unwrap().len(), 7);
+    // The consenting viewer reads rewind get's values.
+    let r = native(&consenting, "?purpose=personalization").json();
+    assert_eq!(r["withheld"], Value::Null, "{r}");
+    let got = get(&store, "viewer", &consenting);
+    for name in &declared {
+        assert_eq!(
+            r["features"][name]["value"], got["features"][name]["value"],
+            "{name}"
+        );
+    }
+    let genres = &r["features"]["viewer.genre_share_90d"]["value"];
+    assert!(
+        genres.as_object().is_some_and(|m| !m.is_empty()),
+        "{genres}"
+    );
+
+    // Feast, the purpose in a header: the revoked viewer's values are NOT_FOUND (null).
+    let body = json!({"features": ["viewer:plays_24h", "viewer:genre_share_90d"],
+                      "entities": {"viewer_id": [consenting, revoked]}});
+    let header = "X-Rewind-Purpose: personalization\r\n";
+    let r = post_raw(
+        served.addr,
+        "/get-online-features",
+        header,
+        &body.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let response = r.json();
+    assert_feast_shape(&response, &["viewer_id", "plays_24h", "genre_share_90d"], 2);
+    for (column, name) in [(1, "viewer.plays_24h"), (2, "viewer.genre_share_90d")] {
+        let column = &response["results"][column];
+        assert_eq!(
+            column["values"][0], got["features"][name]["value"],
+            "{name}"
+        );
+        assert_eq!(column["statuses"][0], "PRESENT");
+        assert_eq!(
+            (&column["values"][1], &column["statuses"][1]),
+            (&Value::Null, &json!("NOT_FOUND"))
+        );
+    }
+    // The batch names it in its body.
+    let batch = served.post(
+        "/v1/batch",
+        &json!({"viewers": [revoked, consenting], "purpose": purpose}),
+    );
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let batch = batch.json();
+    assert_eq!(batch["viewers"][0]["withheld"], "consent");
+    assert_eq!(batch["viewers"][1]["withheld"], Value::Null);
+
+    // A feature not declared for the purpose: 403, Feast's error naming the feature.
+    let body = json!({"features": ["viewer:plays_24h", "viewer:genre_share_90d"],
+                      "entities": {"viewer_id": [consenting]}});
+    let header = "X-Rewind-Purpose: analytics\r\n";
+    let r = post_raw(
+        served.addr,
+        "/get-online-features",
+        header,
+        &body.to_string(),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let inner: Value = serde_json::from_str(r.json().as_str().unwrap()).unwrap();
+    assert_eq!(inner["class"], "FeastPermissionError");
+    let message = inner["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"viewer.genre_share_90d\"")
+            && message.contains("serves personalization"),
+        "{message}"
+    );
+    assert!(!r.body.contains(&consenting));
+    let r = served.post("/v1/batch", &json!({"viewers": [consenting], "purpose": "analytics", "features": ["viewer.genre_share_90d"]}));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("viewer.genre_share_90d")
+    );
+    // Without a feature list, a purpose reads only the features declared for it.
+    let r = native(&consenting, "?purpose=analytics").json();
+    assert!(r["features"].get("viewer.genre_share_90d").is_none(), "{r}");
+    assert!(r["features"].get("viewer.plays_24h").is_some(), "{r}");
+    // An unknown purpose is 422, without quoting it.
+    let r = native(&consenting, "?purpose=secret%2Dthing");
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(!r.body.contains("secret"), "{}", r.body);
+
+    // A server started with --purpose reads every request naming none for it.
+    drop(served);
+    let served = serve_store(&store, &["--purpose", purpose], true);
+    served.wait_healthy();
+    let r = served.get(&format!("/v1/viewers/{revoked}")).json();
+    assert_eq!(r["withheld"], "consent", "{r}");
+    let r = served.get(&format!("/v1/viewers/{consenting}")).json();
+    assert_eq!(r["withheld"], Value::Null, "{r}");
+}

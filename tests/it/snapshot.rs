@@ -60,6 +60,7 @@ fn parquet_cell(batch: &RecordBatch, column: &str, row: usize) -> Value {
         DataType::Int64 => serde_json::json!(array.as_primitive::<Int64Type>().value(row)),
         DataType::Float64 => serde_json::json!(array.as_primitive::<Float64Type>().value(row)),
         DataType::Utf8 => serde_json::json!(array.as_string::<i32>().value(row)),
+        DataType::Boolean => serde_json::json!(array.as_boolean().value(row)),
         DataType::Map(_, _) => {
             let entries = array.as_map().value(row);
             let (k, v) = (
@@ -764,4 +765,362 @@ fn bad_ts_values_and_duplicate_column_names_get_clear_errors_and_no_output_file(
         assert!(stderr.contains(&needle), "case {i}: {stderr}");
         assert_eq!(files_in(dir.path()), ["labels.csv"], "case {i} left output");
     }
+}
+
+/// A sealed store replayed with consent gating personalization and analytics, from a
+/// generated log and its consent records (`rewind gen` writes them beside the events).
+/// Returns the store and the consent records, as `rewind gen` wrote them.
+pub fn consented_store(dir: &Path) -> (std::path::PathBuf, Vec<ConsentLine>) {
+    let events = dir.join("events.jsonl");
+    let events_s = events.to_str().unwrap();
+    let gen_args = ["--viewers", "30", "--titles", "10", "--events", "20000"];
+    let gen_args = [&["gen"][..], &gen_args, &["--seed", "7", "--out", events_s]].concat();
+    ok(&rewind(&gen_args));
+    let (titles, consent) = (
+        dir.join("events.titles.jsonl"),
+        dir.join("events.consent.jsonl"),
+    );
+    let store = dir.join("store");
+    ok(&rewind(&[
+        "replay",
+        "--file",
+        events_s,
+        "--titles-file",
+        titles.to_str().unwrap(),
+        "--consent",
+        consent.to_str().unwrap(),
+        "--consent-purposes",
+        "personalization,analytics",
+        "--store",
+        store.to_str().unwrap(),
+        "--seal",
+    ]));
+    let text = std::fs::read_to_string(&consent).unwrap();
+    let lines = text.lines().map(|l| serde_json::from_str(l).unwrap());
+    (store, lines.collect())
+}
+
+/// One consent record as the generator writes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ConsentLine {
+    pub user_id: String,
+    pub purpose: String,
+    pub granted: bool,
+    pub ts: u64,
+}
+
+/// A user's records for `purpose`, in time order.
+pub fn consent_of<'c>(
+    records: &'c [ConsentLine],
+    user: &str,
+    purpose: &str,
+) -> Vec<&'c ConsentLine> {
+    let mut mine: Vec<_> = records
+        .iter()
+        .filter(|r| r.user_id == user && r.purpose == purpose)
+        .collect();
+    mine.sort_by_key(|r| r.ts);
+    mine
+}
+
+/// A user granted `purpose` from the first answer on and then revoked it, with a minute of
+/// quiet on either side of the revocation: (user, revocation ts).
+pub fn granted_then_revoked(records: &[ConsentLine], purpose: &str) -> (String, u64) {
+    let users: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r.user_id.as_str()).collect();
+    users
+        .into_iter()
+        .find_map(|user| {
+            let mine = consent_of(records, user, purpose);
+            let revoked = mine.iter().position(|r| !r.granted)?;
+            let quiet = mine
+                .get(revoked + 1)
+                .is_none_or(|r| r.ts > mine[revoked].ts + 120_000);
+            let all_granted = mine[..revoked].iter().all(|r| r.granted);
+            // Ten minutes of grant first, so the viewer has values to lose.
+            (revoked > 0 && all_granted && quiet && mine[revoked].ts > mine[0].ts + 600_000)
+                .then(|| (user.to_string(), mine[revoked].ts))
+        })
+        .expect("a viewer who granted, then revoked")
+}
+
+/// Whether `user`'s latest record for `purpose` at or before `ts` is a grant.
+pub fn consents_at(records: &[ConsentLine], user: &str, purpose: &str, ts: u64) -> bool {
+    let mine = consent_of(records, user, purpose);
+    mine.iter()
+        .rev()
+        .find(|r| r.ts <= ts)
+        .is_some_and(|r| r.granted)
+}
+
+/// `snapshot --purpose`: a viewer revoked before a label's time gets every default and
+/// `consent_<purpose>` false; the same viewer before the revocation, and a viewer consenting
+/// then, get the values and true. A feature not declared for the purpose is refused, naming it
+/// and its purposes; with no purpose named, the cut is what it always was.
+#[test]
+fn a_snapshot_for_a_purpose_withholds_viewers_without_consent_at_each_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, records) = consented_store(dir.path());
+    let purpose = "personalization";
+    let (revoked_user, revoked_at) = granted_then_revoked(&records, purpose);
+    let (before, after) = (revoked_at - 60_000, revoked_at + 60_000);
+    // Consenting at the row's time, and for a minute before it (clear of tick placement).
+    let consenting_user = (0..30)
+        .map(|u| format!("u{u:07}"))
+        .find(|u| {
+            let at = |ts| consents_at(&records, u, purpose, ts);
+            *u != revoked_user && at(after) && at(after - 60_000)
+        })
+        .expect("a viewer consenting then");
+    let id = |u: &str| common::door().viewer_id(u).to_string();
+    let rows = [
+        (id(&revoked_user), before),
+        (id(&revoked_user), after),
+        (id(&consenting_user), after),
+    ];
+    let labels = dir.path().join("labels.csv");
+    let mut text = "viewer_id,ts\n".to_string();
+    for (v, ts) in &rows {
+        text.push_str(&format!("{v},{ts}\n"));
+    }
+    std::fs::write(&labels, text).unwrap();
+
+    let out = dir.path().join("for.parquet");
+    ok(&snapshot(&store, &labels, &out, &["--purpose", purpose]));
+    let gated = read_parquet(&out);
+    let plain_out = dir.path().join("plain.parquet");
+    ok(&snapshot(&store, &labels, &plain_out, &[]));
+    let plain = read_parquet(&plain_out);
+    // Only the features declared for the purpose, then the consent column.
+    let declared: Vec<_> = library()
+        .into_iter()
+        .filter(|f| {
+            f.name.starts_with("viewer.") && f.purposes.iter().any(|p| p.as_str() == purpose)
+        })
+        .collect();
+    let columns: Vec<String> = gated
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut want = vec!["viewer_id".to_string(), "ts".to_string()];
+    want.extend(declared.iter().map(|f| f.name.to_string()));
+    want.push(format!("consent_{purpose}"));
+    assert_eq!(columns, want);
+    let consent = |row| parquet_cell(&gated, &format!("consent_{purpose}"), row);
+    assert_eq!(
+        (consent(0), consent(1), consent(2)),
+        (Value::Bool(true), Value::Bool(false), Value::Bool(true))
+    );
+    for f in &declared {
+        let default: Value = serde_json::from_str(f.default_json()).unwrap();
+        // Revoked at the row's time: the default, whatever history holds.
+        assert_eq!(
+            norm(parquet_cell(&gated, f.name, 1)),
+            norm(default.clone()),
+            "{}",
+            f.name
+        );
+        // Consenting rows: exactly the values a cut without a purpose reads.
+        for row in [0, 2] {
+            let (got, plain) = (
+                parquet_cell(&gated, f.name, row),
+                parquet_cell(&plain, f.name, row),
+            );
+            assert_eq!(norm(got), norm(plain), "{} row {row}", f.name);
+        }
+    }
+    // The values before the revocation, and the consenting viewer's, are not defaults.
+    for row in [0, 2] {
+        let genres = parquet_cell(&gated, "viewer.genre_share_90d", row);
+        assert!(
+            genres.as_object().is_some_and(|m| !m.is_empty()),
+            "row {row}: {genres}"
+        );
+    }
+
+    // A named feature not declared for the purpose: refused, naming it and its purposes.
+    let refused = snapshot(
+        &store,
+        &labels,
+        &dir.path().join("no.parquet"),
+        &[
+            "--purpose",
+            "analytics",
+            "--features",
+            "viewer.plays_24h,viewer.genre_share_90d",
+        ],
+    );
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("\"viewer.genre_share_90d\"") && stderr.contains("serves personalization"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("no.parquet").exists());
+    let unknown = snapshot(
+        &store,
+        &labels,
+        &dir.path().join("no.parquet"),
+        &["--purpose", "nope"],
+    );
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success() && stderr.contains("known purposes"),
+        "{stderr}"
+    );
+    // No viewer feature serves ads: nothing to cut, said so.
+    let none = snapshot(
+        &store,
+        &labels,
+        &dir.path().join("no.parquet"),
+        &["--purpose", "ads"],
+    );
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        !none.status.success() && stderr.contains("no viewer feature is declared"),
+        "{stderr}"
+    );
+}
+
+/// The recorded consent is history like any other: under a short retention, a viewer's
+/// consent that went out of force before the horizon is purged, and what is left still reads
+/// the consent in force at every time from the horizon on.
+#[test]
+fn recorded_consent_is_purged_by_retention_like_any_history() {
+    use rewind::purpose::CONSENT_FEATURE;
+    let dir = tempfile::tempdir().unwrap();
+    let (full, _) = consented_store(dir.path());
+    let short = dir.path().join("short");
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    ok(&rewind(&[
+        "replay",
+        "--file",
+        &file("events.jsonl"),
+        "--titles-file",
+        &file("events.titles.jsonl"),
+        "--consent",
+        &file("events.consent.jsonl"),
+        "--consent-purposes",
+        "personalization,analytics",
+        "--retention",
+        "30m",
+        "--store",
+        short.to_str().unwrap(),
+        "--seal",
+    ]));
+    let open = |p: &Path| {
+        rewind_state::ReadOnlyStore::open(p)
+            .unwrap()
+            .snapshot()
+            .unwrap()
+    };
+    let (full, short) = (open(&full), open(&short));
+    let consent_rows = |snap: &rewind_state::Snapshot| -> Vec<rewind_state::HistoryRow> {
+        let rows = snap.history().unwrap().into_iter();
+        rows.filter(|r| r.feature == CONSENT_FEATURE).collect()
+    };
+    let (all, kept) = (consent_rows(&full), consent_rows(&short));
+    assert!(
+        !kept.is_empty() && kept.len() < all.len(),
+        "{} of {}",
+        kept.len(),
+        all.len()
+    );
+    let horizon = short.retained_from_ms().unwrap();
+    assert!(horizon > 0);
+    // Nothing kept went out of force before the horizon: every kept row but the last of its
+    // viewer is followed by a change after the horizon.
+    for pair in kept.windows(2) {
+        if pair[0].entity_id == pair[1].entity_id {
+            assert!(
+                pair[1].valid_from_ms > horizon,
+                "{:?} outlived retention",
+                pair[0]
+            );
+        }
+    }
+    // From the horizon on, both stores read the same consent at every tick.
+    let (lookup_full, lookup_short) = (
+        full.history_lookup().unwrap(),
+        short.history_lookup().unwrap(),
+    );
+    let frontier = short.frontier_ms().unwrap().unwrap();
+    let viewers: std::collections::BTreeSet<&str> =
+        all.iter().map(|r| r.entity_id.as_str()).collect();
+    for t in (horizon..frontier).step_by(60_000) {
+        for v in &viewers {
+            let a = lookup_full.as_of(CONSENT_FEATURE, v, t).unwrap();
+            assert_eq!(
+                lookup_short.as_of(CONSENT_FEATURE, v, t).unwrap(),
+                a,
+                "{v} at {t}"
+            );
+        }
+    }
+}
+
+/// `rewind privacy report` counts, per gated purpose, the viewers consenting as of the
+/// store's as-of: the generator's records, replayed by the rule, give the same numbers.
+#[test]
+fn the_privacy_report_gives_consent_coverage_as_of_the_frontier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, records) = consented_store(dir.path());
+    let store_s = store.to_str().unwrap();
+    let report: Value = serde_json::from_str(&ok(&rewind(&[
+        "privacy", "report", "--store", store_s, "--json",
+    ])))
+    .unwrap();
+    let snap = rewind_state::ReadOnlyStore::open(&store)
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let as_of = snap.meta_u64("as_of_ms").unwrap().unwrap();
+    let users: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r.user_id.as_str()).collect();
+    let mut want = Vec::new();
+    for purpose in ["personalization", "analytics"] {
+        // Visible as of `as_of`: placed at the tick after their ts (none is late here); the
+        // latest by (ts, revocation last) decides.
+        let consenting = users.iter().filter(|user| {
+            let mine = consent_of(&records, user, purpose);
+            let latest = mine
+                .iter()
+                .filter(|r| r.ts < as_of)
+                .max_by_key(|r| (r.ts, !r.granted));
+            latest.is_some_and(|r| r.granted)
+        });
+        want.push(serde_json::json!([purpose, consenting.count()]));
+    }
+    assert_eq!(report["consent"], Value::Array(want), "{report}");
+    assert!(report["consent"][0][1].as_u64() > Some(0));
+    // A store without consent has no coverage to report.
+    let plain = replayed_plain(dir.path());
+    let report: Value = serde_json::from_str(&ok(&rewind(&[
+        "privacy",
+        "report",
+        "--store",
+        plain.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(report["consent"], Value::Null);
+}
+
+/// The same log as [`consented_store`]'s, replayed without consent.
+fn replayed_plain(dir: &Path) -> std::path::PathBuf {
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let store = dir.join("plain");
+    ok(&rewind(&[
+        "replay",
+        "--file",
+        &file("events.jsonl"),
+        "--titles-file",
+        &file("events.titles.jsonl"),
+        "--store",
+        store.to_str().unwrap(),
+        "--seal",
+    ]));
+    store
 }

@@ -174,6 +174,20 @@ proptest! {
                     .collect();
                 prop_assert_eq!(as_of(&out, u16::from(purpose), t), want, "purpose {} at {}", purpose, t);
             }
+            // The consent in force as recorded for reads (the output after the features'):
+            // each viewer's consented purposes by name, ascending; none at all, no row.
+            let recorded: BTreeMap<String, String> = (0..3)
+                .map(ViewerId)
+                .filter_map(|v| {
+                    let mut names: Vec<String> = (0..2u8)
+                        .filter(|p| consents(&consent, max_age_ms, v, *p, t))
+                        .map(|p| PURPOSES[usize::from(p)].as_str().to_string())
+                        .collect();
+                    names.sort();
+                    (!names.is_empty()).then(|| (v.to_string(), crate::Value::List(names).to_json()))
+                })
+                .collect();
+            prop_assert_eq!(as_of(&out, 2, t), recorded, "recorded consent at {}", t);
         }
     }
 
