@@ -59,34 +59,44 @@ impl Slot {
 }
 
 /// Serves the store in `dir`, opened read-only, once it exists.
+///
+/// The first attempt to open it is made before this returns, so the first request is answered
+/// from what the directory holds (a store, or why there is none), never from a watcher thread
+/// that has not run yet: on a busy machine that could take a while.
 pub fn of_dir(dir: PathBuf) -> Arc<Slot> {
     let slot = Slot::new(format!("opening the store in {}", dir.display()));
+    let file = dir.join(rewind_state::FILE_NAME);
+    let opened = try_open(&slot, &dir, file_id(&file));
     let watched = slot.clone();
     std::thread::Builder::new()
         .name("rewind-serve-store".into())
-        .spawn(move || watch_dir(&watched, &dir))
+        .spawn(move || watch_dir(&watched, &dir, opened))
         .expect("spawning the store watcher");
     slot
 }
 
-fn watch_dir(slot: &Slot, dir: &Path) {
+fn watch_dir(slot: &Slot, dir: &Path, mut opened: Option<FileId>) {
     let file = dir.join(rewind_state::FILE_NAME);
-    let mut opened: Option<FileId> = None;
     while !slot.stopping() {
+        std::thread::sleep(POLL);
         let now = file_id(&file);
         if now.is_none() || now != opened {
-            opened = match Reader::open(dir) {
-                Ok(reader) => {
-                    slot.set(State::Ready(Arc::new(reader)));
-                    now
-                }
-                Err(e) => {
-                    slot.set(State::Waiting(waiting_reason(dir, &e)));
-                    None
-                }
-            };
+            opened = try_open(slot, dir, now);
         }
-        std::thread::sleep(POLL);
+    }
+}
+
+/// Opens the store in `dir` into `slot`, or says in it why not; the file opened, if any.
+fn try_open(slot: &Slot, dir: &Path, now: Option<FileId>) -> Option<FileId> {
+    match Reader::open(dir) {
+        Ok(reader) => {
+            slot.set(State::Ready(Arc::new(reader)));
+            now
+        }
+        Err(e) => {
+            slot.set(State::Waiting(waiting_reason(dir, &e)));
+            None
+        }
     }
 }
 
