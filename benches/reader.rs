@@ -8,6 +8,9 @@
 //! 10,000 batches (p50/p99/p99.9), since the targets are percentiles: one entity ≤ 10 µs p99,
 //! 100 entities ≤ 0.5 ms.
 //!
+//! Views share one read transaction while no commit lands, so the last pass reads beside a
+//! writer committing every 100 ms, as a live run does.
+//!
 //! Run: `cargo bench --bench reader -- --warm-up-time 1 --measurement-time 5`
 
 use std::hint::black_box;
@@ -161,8 +164,37 @@ fn main() {
     percentiles("read_only", &reader, &ids);
     drop(reader);
     // The writer's own handle, as in `rewind run --serve`.
-    let reader = Reader::of_store(Arc::new(Store::open(&store).unwrap()));
+    let writer = Arc::new(Store::open(&store).unwrap());
+    let reader = Reader::of_store(writer.clone());
     criterion_benches(&mut c, "writer", &reader, &ids);
     percentiles("writer", &reader, &ids);
     c.final_summary();
+    // Views share a transaction only while no commit lands: the same reads beside a writer
+    // committing at the live tick (a bookkeeping commit every 100 ms), so that every commit
+    // costs the next read a fresh transaction. Never on a store the bench did not build.
+    if std::env::var_os("REWIND_BENCH_STORE").is_none() {
+        let frontier_ms = reader.view().unwrap().frontier_ms().unwrap_or(0);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let committing = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut commits = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    commits += 1;
+                    let commit = rewind_state::Commit {
+                        frontier_ms,
+                        counters: vec![("reader_bench_commits", commits)],
+                        ..Default::default()
+                    };
+                    writer.commit(&commit).unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                commits
+            })
+        };
+        percentiles("writer, a commit every 100 ms", &reader, &ids);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let commits = committing.join().unwrap();
+        println!("reader/writer, a commit every 100 ms: {commits} commits landed meanwhile");
+    }
 }

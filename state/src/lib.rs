@@ -39,6 +39,7 @@
 
 mod catalog;
 pub mod codec;
+mod commits;
 pub mod erase;
 mod guard;
 pub mod layout;
@@ -57,6 +58,7 @@ use redb::{Database, Durability, ReadableDatabase, StorageError, TableError, Tra
 
 pub use catalog::Catalog;
 pub use codec::{BlockEntry, EntityId, EntityRef};
+pub use commits::COMMITS_FILE;
 pub use erase::{Erased, ErasureRecord, Scrubbed};
 use layout::META;
 pub use read::{
@@ -285,6 +287,8 @@ pub struct Store {
     read_catalog: Arc<catalog::CatalogCache>,
     /// Off only in tests that show what an erasure leaves in free pages without it.
     scrub_after_erasure: bool,
+    /// Bumped after every write transaction, so readers know when their view is still newest.
+    published: commits::Published,
 }
 
 impl std::fmt::Debug for Store {
@@ -317,6 +321,7 @@ impl Store {
             catalog: Mutex::default(),
             read_catalog: Arc::default(),
             scrub_after_erasure: true,
+            published: commits::Published::open(dir)?,
         };
         let snapshot = store.snapshot()?;
         snapshot.check_format()?;
@@ -331,6 +336,8 @@ impl Store {
             // A crash came between an erasure's commit and its scrub.
             store.scrub()?;
         }
+        // The upgrade above, or a repair of the file, may have changed what readers see.
+        store.published.bump(&store.path)?;
         Ok(store)
     }
 
@@ -352,6 +359,7 @@ impl Store {
         let old = self.db();
         let (fresh, scrubbed) = scrub::rewrite(&old, &self.path).map_err(|e| e.at(&self.path))?;
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.published.bump(&self.path)?;
         Ok(scrubbed)
     }
 
@@ -379,7 +387,7 @@ impl Store {
         let sealed = layout::meta_row(key).seal(value);
         txn.open_table(META)?.insert(key, sealed.as_slice())?;
         txn.commit()?;
-        Ok(())
+        self.published.bump(&self.path)
     }
 
     /// Removes a meta entry (nothing if it is absent).
@@ -387,7 +395,7 @@ impl Store {
         let txn = self.db().begin_write()?;
         txn.open_table(META)?.remove(key)?;
         txn.commit()?;
-        Ok(())
+        self.published.bump(&self.path)
     }
 
     /// Lands `commit` atomically and durably, with the purge its retention asks for. Its ticks
@@ -405,6 +413,7 @@ impl Store {
         let mut purged = write::commit(&txn, &mut catalog, commit).map_err(|e| e.at(&self.path))?;
         txn.commit()?;
         *current = catalog;
+        self.published.bump(&self.path)?;
         if purged.erased.online_rows > 0 && self.scrub_after_erasure {
             purged.erased.scrub = self.scrub_locked()?;
         }

@@ -1,29 +1,39 @@
 //! The in-process reader: what a model server embeds to read current feature values, over the
 //! writer's own [`Store`] or a [`crate::ReadOnlyStore`] in another process.
 //!
-//! A [`Reader`] follows the writer's commits without reopening the file: each [`View`] is one
-//! redb read transaction, begun when it is taken, so it sees the newest commit and never half of
-//! one. Take a view per request (one entity, or a batch read together), and drop it before doing
-//! slow work: a live read transaction keeps the pages of its commit from being reused.
+//! A [`Reader`] follows the writer's commits without reopening the file: each [`View`] reads
+//! one redb read transaction on the newest commit, so it never sees half of one. Views taken
+//! while no commit lands share one transaction (the store's commit counter, [`crate::commits`],
+//! says when one has): beginning a transaction is most of a one-entity read. Take a view per
+//! request (one entity, or a batch read together), and drop it before doing slow work: a live
+//! read transaction keeps the pages of its commit from being reused.
 //!
 //! The feature catalog is append-only (an index never changes meaning), so the reader keeps it
 //! across views and reloads it only when a row names an index it has not seen.
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use redb::{ReadTransaction, ReadableDatabase};
 
 use crate::catalog::Catalog;
+use crate::commits::Watched;
 use crate::layout::{self, CATALOG, META, ONLINE};
 use crate::{META_FRONTIER, ReadOnlyStore, Result, Store, StoreError, guard, read};
 
 /// Meta key of the tick the online values are as of (`frontier_ms - tick_ms`).
 pub const META_AS_OF: &str = "as_of_ms";
 
+/// How long one read transaction may be shared between views. While the commit counter stands
+/// still a transaction is as new as a fresh one, but it keeps its commit's pages from being
+/// reused: a reader idle beside a busy writer must not grow the file, so a shared transaction
+/// is let go this long after it began (by the next view, or by the reader's sweeper thread).
+const SHARE_FOR: Duration = Duration::from_millis(50);
+
 enum Db {
     Writer(Arc<Store>),
-    ReadOnly(ReadOnlyStore),
+    ReadOnly(ReadOnlyStore, Watched),
 }
 
 /// A long-lived handle for reading current values; cheap to share between threads.
@@ -31,6 +41,9 @@ pub struct Reader {
     db: Db,
     path: Arc<Path>,
     catalog: RwLock<Arc<Catalog>>,
+    /// The newest read transaction, shared by views while no commit lands after it.
+    shared: Arc<Mutex<Option<Arc<Txn>>>>,
+    sweeper: std::sync::Once,
 }
 
 impl std::fmt::Debug for Reader {
@@ -53,7 +66,7 @@ impl Reader {
     pub fn open(dir: &Path) -> Result<Reader> {
         let store = ReadOnlyStore::open(dir)?;
         let path = store.path.clone();
-        Ok(Reader::new(Db::ReadOnly(store), path))
+        Ok(Reader::new(Db::ReadOnly(store, Watched::open(dir)), path))
     }
 
     /// Reads through the writer's own handle, in the writing process.
@@ -67,6 +80,8 @@ impl Reader {
             db,
             path,
             catalog: RwLock::default(),
+            shared: Arc::default(),
+            sweeper: std::sync::Once::new(),
         }
     }
 
@@ -77,31 +92,97 @@ impl Reader {
 
     /// A consistent view of the newest commit.
     pub fn view(&self) -> Result<View<'_>> {
+        let txn = self.newest()?;
+        let catalog = self
+            .catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(View {
+            txn,
+            catalog,
+            reader: self,
+        })
+    }
+
+    /// The commit counter now: `None` when it cannot be read, and then nothing is shared.
+    fn counter(&self) -> Option<u64> {
+        match &self.db {
+            Db::Writer(store) => Some(store.published.get()),
+            Db::ReadOnly(_, watched) => watched.get(),
+        }
+    }
+
+    /// A read transaction on the newest commit: the shared one while the counter has not
+    /// moved since it began, else a new one (then shared in its place).
+    fn newest(&self) -> Result<Arc<Txn>> {
+        // Read before the transaction begins: a commit landing in between is then seen by the
+        // transaction and counted again by the next look, never missed.
+        let counter = self.counter();
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(txn) = shared.as_ref().filter(|t| t.current(counter)) {
+            return Ok(txn.clone());
+        }
+        *shared = None;
+        drop(shared);
+        let txn = Arc::new(self.begin(counter)?);
+        if counter.is_some() {
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            // Another thread may have shared a newer one meanwhile; either is current.
+            *shared = Some(txn.clone());
+            drop(shared);
+            self.sweeper
+                .call_once(|| sweep(Arc::downgrade(&self.shared)));
+        }
+        Ok(txn)
+    }
+
+    fn begin(&self, counter: Option<u64>) -> Result<Txn> {
         guard::reading(&self.path, || {
             let (txn, keep): (_, crate::read::Keep) = match &self.db {
                 Db::Writer(store) => {
                     let db = store.db();
                     (db.begin_read()?, db)
                 }
-                Db::ReadOnly(store) => store.begin_read()?,
+                Db::ReadOnly(store, _) => store.begin_read()?,
             };
             let (as_of_ms, frontier_ms, replay_started_ms) = freshness(&txn)?;
-            Ok(View {
+            Ok(Txn {
                 online: txn.open_table(ONLINE)?,
-                catalog: self
-                    .catalog
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone(),
                 txn,
-                reader: self,
                 as_of_ms,
                 frontier_ms,
                 replay_started_ms,
+                counter,
+                began: Instant::now(),
                 _db: keep,
             })
         })
     }
+}
+
+/// Lets go of the shared transaction once it is [`SHARE_FOR`] old, so that a reader nobody
+/// calls does not hold a commit's pages; ends with the reader.
+fn sweep(shared: Weak<Mutex<Option<Arc<Txn>>>>) {
+    let spawned = std::thread::Builder::new()
+        .name("rewind-reader-sweep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(SHARE_FOR);
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let mut shared = shared.lock().unwrap_or_else(|p| p.into_inner());
+                if shared
+                    .as_ref()
+                    .is_some_and(|t| t.began.elapsed() >= SHARE_FOR)
+                {
+                    *shared = None;
+                }
+            }
+        });
+    // Without the thread, the next view lets an old transaction go instead.
+    drop(spawned);
 }
 
 /// (as of, frontier, the start of an unfinished replay) of one commit.
@@ -117,41 +198,56 @@ fn freshness(txn: &ReadTransaction) -> Result<Freshness> {
     ))
 }
 
-/// One commit of the store, for reading current values.
-pub struct View<'r> {
+/// One read transaction and what every view of it reads first.
+struct Txn {
     online: redb::ReadOnlyTable<(&'static str, &'static [u8]), &'static [u8]>,
-    catalog: Arc<Catalog>,
     txn: ReadTransaction,
-    reader: &'r Reader,
     as_of_ms: Option<u64>,
     frontier_ms: Option<u64>,
     replay_started_ms: Option<u64>,
+    /// The commit counter read before it began.
+    counter: Option<u64>,
+    began: Instant,
     /// Last: dropped after the transaction that reads it.
     _db: crate::read::Keep,
+}
+
+impl Txn {
+    /// Still the newest commit, and young enough to share.
+    fn current(&self, counter: Option<u64>) -> bool {
+        counter.is_some() && self.counter == counter && self.began.elapsed() < SHARE_FOR
+    }
+}
+
+/// One commit of the store, for reading current values.
+pub struct View<'r> {
+    txn: Arc<Txn>,
+    catalog: Arc<Catalog>,
+    reader: &'r Reader,
 }
 
 impl View<'_> {
     /// The tick the values are as of: they reflect exactly the events before it. `None` before
     /// the store's first commit of output.
     pub fn as_of_ms(&self) -> Option<u64> {
-        self.as_of_ms
+        self.txn.as_of_ms
     }
 
     /// The output frontier: every tick strictly below it is final.
     pub fn frontier_ms(&self) -> Option<u64> {
-        self.frontier_ms
+        self.txn.frontier_ms
     }
 
     /// When the replay building this store started, while it has not finished: its values
     /// are a consistent prefix of the log, not yet the whole of it.
     pub fn replay_started_ms(&self) -> Option<u64> {
-        self.replay_started_ms
+        self.txn.replay_started_ms
     }
 
     /// One meta entry of this view's commit (see `docs/store.md`).
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         guard::reading(&self.reader.path, || {
-            read::with_meta(&self.txn.open_table(META)?, key, |p| Ok(p.to_vec()))
+            read::with_meta(&self.txn.txn.open_table(META)?, key, |p| Ok(p.to_vec()))
         })
     }
 
@@ -166,7 +262,7 @@ impl View<'_> {
         let path = self.reader.path.clone();
         let features = guard::reading(&path, || {
             let entity = layout::entity_key(id);
-            let Some(stored) = self.online.get((kind, entity.as_slice()))? else {
+            let Some(stored) = self.txn.online.get((kind, entity.as_slice()))? else {
                 return Ok(None);
             };
             read::online_features(kind, &entity, stored.value()).map(Some)
@@ -210,7 +306,7 @@ impl View<'_> {
     /// from this view's commit, which holds every index its rows use, and share it.
     fn reload_catalog(&mut self) -> Result<()> {
         let path = self.reader.path.clone();
-        let catalog = guard::reading(&path, || Catalog::load(&self.txn.open_table(CATALOG)?))?;
+        let catalog = guard::reading(&path, || Catalog::load(&self.txn.txn.open_table(CATALOG)?))?;
         let catalog = Arc::new(catalog);
         *self
             .reader
@@ -315,6 +411,80 @@ mod tests {
             got,
             vec![Some(Some(b"7".to_vec())), None, Some(Some(b"5".to_vec()))]
         );
+    }
+
+    /// Views share one read transaction while nothing lands, and a commit, a meta write or a
+    /// scrub that lands between two views is seen by the second, in this process and in
+    /// another's read-only handle alike.
+    #[test]
+    fn views_share_a_transaction_until_something_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let v1 = "v_00000000000000000000000000000001";
+        commit(&store, 2000, vec![change("viewer.a", v1, 1000, Some("5"))]);
+        let readers = [
+            Reader::of_store(store.clone()),
+            Reader::open(dir.path()).unwrap(),
+        ];
+        for reader in &readers {
+            let (a, b) = (reader.view().unwrap(), reader.view().unwrap());
+            assert!(
+                Arc::ptr_eq(&a.txn, &b.txn),
+                "nothing landed: one transaction"
+            );
+        }
+        let value = |reader: &Reader| {
+            let mut view = reader.view().unwrap();
+            let rows = view.entity("viewer", v1).unwrap();
+            rows.map(|r| r[0].value_json.clone())
+        };
+
+        commit(&store, 3000, vec![change("viewer.a", v1, 2000, Some("6"))]);
+        for reader in &readers {
+            assert_eq!(value(reader), Some(Some(b"6".to_vec())));
+        }
+
+        store.put_meta("note", b"x").unwrap();
+        for reader in &readers {
+            assert_eq!(
+                reader.view().unwrap().meta("note").unwrap(),
+                Some(b"x".to_vec())
+            );
+        }
+
+        // An erasure deletes the rows and puts a fresh file in place.
+        let erasure = crate::Erasure {
+            entity_kind: "viewer",
+            entity_id: v1.into(),
+            ts_ms: 2500,
+            tick_ms: 3000,
+            token: [7; 32],
+        };
+        let commit = Commit {
+            frontier_ms: 4000,
+            erasures: vec![erasure],
+            ..Commit::default()
+        };
+        assert!(store.commit(&commit).unwrap().erased.online_rows > 0);
+        for reader in &readers {
+            assert_eq!(value(reader), None, "the erased rows are gone");
+        }
+    }
+
+    /// A shared transaction is let go once it is old even when nobody reads: it would keep
+    /// its commit's pages from the writer.
+    #[test]
+    fn an_idle_reader_lets_its_transaction_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let reader = Reader::of_store(store);
+        drop(reader.view().unwrap());
+        assert!(reader.shared.lock().unwrap().is_some());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reader.shared.lock().unwrap().is_some() {
+            assert!(Instant::now() < deadline, "still held after 10 s");
+            std::thread::sleep(SHARE_FOR / 5);
+        }
     }
 
     #[test]

@@ -128,11 +128,12 @@ fn an_empty_or_foreign_file_is_refused_and_left_as_it_was() {
 fn a_fresh_store_records_its_format_and_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     drop(Store::open(dir.path()).unwrap());
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, vec![FILE_NAME]);
+    names.sort();
+    assert_eq!(names, vec![crate::COMMITS_FILE, FILE_NAME]);
     let snap = ReadOnlyStore::open(dir.path()).unwrap().snapshot().unwrap();
     assert_eq!(
         snap.meta_u64(layout::META_FORMAT).unwrap(),
