@@ -36,6 +36,19 @@ pub enum PurposeError {
     },
 }
 
+impl PurposeError {
+    /// `feature`, declared for `declared`, read for `purpose`: the refusal snapshots and
+    /// serving (with 403) give alike.
+    pub fn not_declared(feature: &str, purpose: Purpose, declared: &[Purpose]) -> PurposeError {
+        let declared: Vec<&str> = declared.iter().map(|p| p.as_str()).collect();
+        PurposeError::NotDeclared {
+            feature: feature.to_string(),
+            purpose: purpose.as_str(),
+            declared: declared.join(", "),
+        }
+    }
+}
+
 /// The purpose a read names, and whether the store it reads gates that purpose by consent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadPurpose {
@@ -75,12 +88,11 @@ impl ReadPurpose {
         if feature.purposes.contains(&purpose) {
             return Ok(());
         }
-        let declared: Vec<&str> = feature.purposes.iter().map(|p| p.as_str()).collect();
-        Err(PurposeError::NotDeclared {
-            feature: feature.name.to_string(),
-            purpose: purpose.as_str(),
-            declared: declared.join(", "),
-        })
+        Err(PurposeError::not_declared(
+            feature.name,
+            purpose,
+            &feature.purposes,
+        ))
     }
 
     /// Whether a viewer whose [`CONSENT_FEATURE`] value is `consented` (its JSON; `None` at the

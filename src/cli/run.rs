@@ -123,9 +123,9 @@ pub(super) struct EngineArgs {
     pub erasure_topic: String,
 }
 
-/// A retention as ms: a whole number and a unit (d, h, m, s, ms), more than zero and at most
-/// 365 days.
-pub(super) fn parse_retention(s: &str) -> Result<u64, String> {
+/// A duration given as a whole number and a unit (`365d`, `12h`, `90m`, `30s`, `500ms`), in ms;
+/// too large a number saturates, for the caller's limit to refuse.
+fn parse_whole_ms(s: &str) -> Result<u64, String> {
     let units = [
         ("ms", 1u64),
         ("d", 86_400_000),
@@ -144,8 +144,12 @@ pub(super) fn parse_retention(s: &str) -> Result<u64, String> {
     let n: u64 = number.parse().map_err(|_| {
         format!("{s:?} is not a whole number and d, h, m, s or ms (e.g. 365d, 12h)")
     })?;
-    let ms = n.saturating_mul(scale);
-    match ms {
+    Ok(n.saturating_mul(scale))
+}
+
+/// `--retention`: at least a millisecond (a tick, checked with the tick), at most VPPA's year.
+pub(super) fn parse_retention(s: &str) -> Result<u64, String> {
+    match parse_whole_ms(s)? {
         0 => Err(
             "a retention of 0 would purge everything as it lands: give at least one tick"
                 .to_string(),
@@ -158,32 +162,15 @@ pub(super) fn parse_retention(s: &str) -> Result<u64, String> {
     }
 }
 
-/// A duration of whole days, hours or minutes, in ms, up to the VPPA's two years.
+/// `--consent-max-age`: how long a grant lasts, up to the VPPA's two years.
 fn parse_max_age(s: &str) -> Result<u64, String> {
-    let split = s.len() - s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
-    let (number, unit) = s.split_at(s.len() - split);
-    let unit_ms = match unit {
-        "d" => 86_400_000,
-        "h" => 3_600_000,
-        "m" => 60_000,
-        _ => {
-            return Err(format!(
-                "{s:?} is not a number of days, hours or minutes (\"730d\", \"12h\", \"90m\")"
-            ));
-        }
-    };
-    let ms = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(unit_ms))
-        .filter(|ms| *ms > 0)
-        .ok_or_else(|| format!("{s:?} is not a positive whole number of {unit}"))?;
-    if ms > MAX_AGE_LIMIT_MS {
-        return Err(format!(
+    match parse_whole_ms(s)? {
+        0 => Err("a consent max age of 0 would expire every grant as it is given".to_string()),
+        ms if ms > MAX_AGE_LIMIT_MS => Err(format!(
             "{s:?} is longer than 730 days, the most consent may last under the VPPA"
-        ));
+        )),
+        ms => Ok(ms),
     }
-    Ok(ms)
 }
 
 impl EngineArgs {
@@ -660,5 +647,28 @@ pub(super) fn print_summary(summary: &RunSummary) {
              the log, not rewritten",
             utc::format_ms(summary.resumed_from_ms)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consent_max_ages_parse_like_retentions_with_their_own_limit() {
+        assert_eq!(parse_max_age("730d"), Ok(730 * 86_400_000));
+        assert_eq!(parse_max_age("90m"), Ok(90 * 60_000));
+        let refused = [
+            ("731d", "longer than 730 days"),
+            ("0h", "expire every grant"),
+            ("18446744073709551615d", "longer than 730 days"),
+            ("2y", "no unit"),
+            ("-1d", "not a whole number"),
+            ("", "no unit"),
+        ];
+        for (given, says) in refused {
+            let err = parse_max_age(given).unwrap_err();
+            assert!(err.contains(says), "{given:?}: {err}");
+        }
     }
 }

@@ -257,16 +257,9 @@ fn check_declared(
     };
     match features.iter().find(|f| !f.declared_for(purpose)) {
         None => Ok(()),
-        Some(f) => {
-            let declared: Vec<&str> = f.purposes.iter().map(|p| p.as_str()).collect();
-            Err(ApiError::forbidden(format!(
-                "feature {:?} is not declared for purpose {:?}: it serves {}; read it for one of \
-                 those, or leave it out",
-                f.full,
-                purpose.as_str(),
-                declared.join(", ")
-            )))
-        }
+        Some(f) => Err(ApiError::forbidden(
+            crate::purpose::PurposeError::not_declared(&f.full, purpose, f.purposes).to_string(),
+        )),
     }
 }
 
