@@ -324,9 +324,17 @@ fn the_privacy_report_finds_nothing_in_a_store_and_what_was_planted_beside_it() 
         ])
     );
     let scan = report["scan"].as_array().unwrap();
-    assert_eq!(scan.len(), 1, "{scan:?}");
-    assert_eq!(scan[0]["file"], rewind_state::FILE_NAME);
-    assert_eq!(scan[0]["findings"], serde_json::json!([]));
+    let mut files: Vec<&str> = scan.iter().map(|f| f["file"].as_str().unwrap()).collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [rewind_state::COMMITS_FILE, rewind_state::FILE_NAME],
+        "{scan:?}"
+    );
+    assert!(
+        scan.iter().all(|f| f["findings"] == serde_json::json!([])),
+        "{scan:?}"
+    );
 
     let planted = b"\x00\x01notes: reach u0000042 at someone@mail.example.com from 192.168.0.17\n";
     std::fs::write(store.join("notes.bin"), planted).unwrap();
