@@ -285,7 +285,10 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
     }
     let mut warnings = Vec::new();
     check_retention(&config, &mut warnings)?;
-    let store = Arc::new(Store::open(&config.store_dir)?);
+    let mut store = Store::open(&config.store_dir)?;
+    // An erasure's scrub copies the whole store: commits go on meanwhile.
+    store.scrub_in_background();
+    let store = Arc::new(store);
     check_store_settings(&store, &config)?;
     retention_change(&store, &config, &mut warnings)?;
     let mut plan = plan(&config, &mut warnings)?;

@@ -26,7 +26,8 @@
 //!
 //! A commit that carries erasures ([`erase`]) deletes every row of each erased entity in the
 //! same transaction, records a keyed hash of it, then rewrites the file into a fresh one so that
-//! no byte of the deleted rows remains ([`Store::scrub`]); readers follow to the fresh file.
+//! no byte of the deleted rows remains ([`Store::scrub`]), at once or on a thread of its own
+//! while commits go on ([`Store::scrub_in_background`]); readers follow to the fresh file.
 //!
 //! Every stored row (a history block, an entity's online row, …) carries a checksum, checked on
 //! every read; a file that is damaged, empty, foreign or of another [`FORMAT_VERSION`] is a
@@ -256,7 +257,7 @@ pub struct Erasure {
 
 /// Everything one write transaction lands: the changes of a run of completed ticks, the
 /// frontier they complete, and the source positions and dead letters that produced them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Commit {
     /// New output frontier: every tick below it is final after this commit.
     pub frontier_ms: u64,
@@ -289,6 +290,28 @@ pub struct Store {
     scrub_after_erasure: bool,
     /// Bumped after every write transaction, so readers know when their view is still newest.
     published: commits::Published,
+    /// Scrubs copy on a thread of their own while commits go on ([`Store::scrub_in_background`]).
+    background_scrub: bool,
+    /// The background scrub under way, if any. Locked only under the commit lock.
+    scrubbing: Mutex<Option<Scrubbing>>,
+}
+
+/// A scrub copying the store on a thread of its own while the writer goes on committing to the
+/// old file: what lands meanwhile is kept, and lands on the fresh file too before it is put in
+/// place, under the commit lock, so the fresh file holds exactly what the old one does.
+struct Scrubbing {
+    copy: std::thread::JoinHandle<Result<scrub::Fresh>>,
+    /// The catalog as of the copied commit; the writes below extend it as they did the old.
+    catalog: Catalog,
+    /// What landed on the old file after the copied commit, in order.
+    since: Vec<Landed>,
+}
+
+/// One write to the old file while a background scrub copies it.
+enum Landed {
+    Commit(Commit),
+    /// A meta entry written (`Some`) or removed (`None`).
+    Meta(String, Option<Vec<u8>>),
 }
 
 impl std::fmt::Debug for Store {
@@ -322,6 +345,8 @@ impl Store {
             read_catalog: Arc::default(),
             scrub_after_erasure: true,
             published: commits::Published::open(dir)?,
+            background_scrub: false,
+            scrubbing: Mutex::default(),
         };
         let snapshot = store.snapshot()?;
         snapshot.check_format()?;
@@ -350,8 +375,117 @@ impl Store {
     /// the old one, so that no byte of a deleted row remains in the store's file. A commit that
     /// applied an erasure runs it itself; see [`scrub`](mod@scrub) for how readers follow.
     pub fn scrub(&self) -> Result<Scrubbed> {
-        let _writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        let writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
+        self.finish_scrub(&mut scrubbing, &writing, true)?;
         self.scrub_locked()
+    }
+
+    /// Makes the scrub after an erasure copy the store on a thread of its own, so that the
+    /// writer's commits go on meanwhile instead of waiting for a copy of the whole store. The
+    /// erased rows are deleted by the erasure's own commit either way; the fresh file, with no
+    /// byte of them, takes the old one's place at the first commit after the copy is done (or
+    /// when the store is dropped). Until then the old file keeps `scrub_pending`, so a crash
+    /// leaves the scrub to the next writer. `rewind run` scrubs in the background; `rewind
+    /// erase` and tests wait.
+    pub fn scrub_in_background(&mut self) {
+        self.background_scrub = true;
+    }
+
+    /// Starts a background scrub of the newest commit (just landed, under the commit lock).
+    fn start_scrub(&self, catalog: &Catalog) -> Result<Scrubbing> {
+        let db = self.db();
+        // Begun here, under the commit lock: the copy is of exactly this commit, and every
+        // later one lands in `since`.
+        let from = guard::reading(&self.path, || Ok(db.begin_read()?))?;
+        let path = self.path.clone();
+        let copy = std::thread::Builder::new()
+            .name("rewind-scrub".into())
+            .spawn(move || {
+                let fresh = scrub::copy_fresh(&from, &path);
+                drop(from);
+                drop(db);
+                fresh
+            })
+            .map_err(|source| StoreError::Create {
+                path: self.path.to_path_buf(),
+                source,
+            })?;
+        Ok(Scrubbing {
+            copy,
+            catalog: catalog.clone(),
+            since: Vec::new(),
+        })
+    }
+
+    /// Puts a background scrub's fresh file in place once its copy is done (`wait`: waiting for
+    /// it): lands on it what the old file took meanwhile, renames it over the old one, and
+    /// starts another scrub when what it took meanwhile erased something. The caller holds the
+    /// commit lock, whose catalog is `current`.
+    fn finish_scrub(
+        &self,
+        scrubbing: &mut Option<Scrubbing>,
+        current: &Catalog,
+        wait: bool,
+    ) -> Result<()> {
+        if !scrubbing
+            .as_ref()
+            .is_some_and(|s| wait || s.copy.is_finished())
+        {
+            return Ok(());
+        }
+        let Scrubbing {
+            copy,
+            mut catalog,
+            since,
+        } = scrubbing.take().expect("checked above");
+        let fresh = copy.join().unwrap_or_else(|_| {
+            Err(StoreError::Damaged {
+                path: self.path.to_path_buf(),
+                detail: "the scrub's copy panicked".into(),
+            })
+        })?;
+        let mut erased_rows = 0;
+        let caught_up = (|| {
+            let mut txn = fresh.db.begin_write()?;
+            txn.set_durability(Durability::Immediate)
+                .expect("no savepoints are ever taken");
+            for landed in &since {
+                match landed {
+                    Landed::Commit(commit) => {
+                        let purged = write::commit(&txn, &mut catalog, commit)?;
+                        erased_rows += purged.erased.online_rows;
+                    }
+                    Landed::Meta(key, Some(value)) => {
+                        let sealed = layout::meta_row(key).seal(value);
+                        txn.open_table(META)?
+                            .insert(key.as_str(), sealed.as_slice())?;
+                    }
+                    Landed::Meta(key, None) => {
+                        txn.open_table(META)?.remove(key.as_str())?;
+                    }
+                }
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = caught_up {
+            fresh.discard();
+            return Err(StoreError::at(e, &self.path));
+        }
+        debug_assert_eq!(
+            catalog.len(),
+            current.len(),
+            "the fresh file's catalog differs"
+        );
+        let old = self.db();
+        let (fresh, _) = scrub::install(fresh, &old, &self.path).map_err(|e| e.at(&self.path))?;
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.published.bump(&self.path)?;
+        if erased_rows > 0 {
+            *scrubbing = Some(self.start_scrub(current)?);
+        }
+        Ok(())
     }
 
     /// The scrub, the caller holding the commit lock.
@@ -383,18 +517,30 @@ impl Store {
 
     /// Writes one meta entry on its own, for settings fixed when a store is created.
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        let _writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db().begin_write()?;
         let sealed = layout::meta_row(key).seal(value);
         txn.open_table(META)?.insert(key, sealed.as_slice())?;
         txn.commit()?;
+        self.landed(|| Landed::Meta(key.to_string(), Some(value.to_vec())));
         self.published.bump(&self.path)
+    }
+
+    /// Keeps what just landed for the background scrub under way, if any.
+    fn landed(&self, what: impl FnOnce() -> Landed) {
+        let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(scrubbing) = scrubbing.as_mut() {
+            scrubbing.since.push(what());
+        }
     }
 
     /// Removes a meta entry (nothing if it is absent).
     pub fn remove_meta(&self, key: &str) -> Result<()> {
+        let _writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let txn = self.db().begin_write()?;
         txn.open_table(META)?.remove(key)?;
         txn.commit()?;
+        self.landed(|| Landed::Meta(key.to_string(), None));
         self.published.bump(&self.path)
     }
 
@@ -414,10 +560,37 @@ impl Store {
         txn.commit()?;
         *current = catalog;
         self.published.bump(&self.path)?;
-        if purged.erased.online_rows > 0 && self.scrub_after_erasure {
-            purged.erased.scrub = self.scrub_locked()?;
+        let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(scrubbing) = scrubbing.as_mut() {
+            scrubbing.since.push(Landed::Commit(commit.clone()));
         }
+        if purged.erased.online_rows > 0 && self.scrub_after_erasure {
+            if !self.background_scrub {
+                purged.erased.scrub = self.scrub_locked()?;
+            } else if scrubbing.is_none() {
+                *scrubbing = Some(self.start_scrub(&current)?);
+                // Its own commit is in the copy: the next one is the first to finish it.
+                return Ok(purged);
+            }
+            // A scrub under way takes this erasure's commit with what it lands meanwhile,
+            // and starts another once it is in place.
+        }
+        self.finish_scrub(&mut scrubbing, &current, false)?;
         Ok(purged)
+    }
+}
+
+impl Drop for Store {
+    /// A background scrub under way is waited for and put in place, so a run that ends leaves
+    /// a clean file. If that fails, the file keeps `scrub_pending` and the next writer scrubs.
+    fn drop(&mut self) {
+        let writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
+        while scrubbing.is_some() {
+            if self.finish_scrub(&mut scrubbing, &writing, true).is_err() {
+                break;
+            }
+        }
     }
 }
 

@@ -69,22 +69,39 @@ pub(crate) fn remove_leftovers(dir: &Path) -> Result<()> {
 /// Copies the newest commit of `old` into a fresh file at `path`'s side, renames it over
 /// `path`, marks `old` replaced, and returns the fresh file opened for writing.
 pub(crate) fn rewrite(old: &Database, path: &Path) -> Result<(Database, Scrubbed)> {
+    let fresh = copy_fresh(&old.begin_read()?, path)?;
+    install(fresh, old, path)
+}
+
+/// A fresh file holding a copy of one commit of the store, beside it, not yet in its place.
+pub(crate) struct Fresh {
+    pub(crate) db: Database,
+    temp: PathBuf,
+    started: Instant,
+    bytes_before: u64,
+}
+
+/// Copies the commit `from` reads into a fresh file at `path`'s side. Needs no lock of the
+/// store: a writer may go on committing to the old file meanwhile (see
+/// [`crate::Store::commit`] for how those commits reach the fresh file).
+pub(crate) fn copy_fresh(from: &ReadTransaction, path: &Path) -> Result<Fresh> {
     let started = Instant::now();
     let bytes_before = file_len(path);
     let temp = temp_path(path);
-    let creating = |source| StoreError::Create {
-        path: temp.clone(),
-        source,
-    };
     match std::fs::remove_file(&temp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(creating(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Create {
+                path: temp,
+                source: e,
+            });
+        }
         _ => {}
     }
     let mut fresh = open::builder()
         .set_cache_size(SCRUB_CACHE_BYTES)
         .create(&temp)
         .map_err(|e| open::opening(&temp, e, ""))?;
-    let copied = copy_all(&old.begin_read()?, &fresh).and_then(|()| {
+    let copied = copy_all(from, &fresh).and_then(|()| {
         // No reader can hold the fresh file yet: compaction is safe, and packs the leaves the
         // copy's splits left half full.
         match fresh.compact() {
@@ -101,10 +118,47 @@ pub(crate) fn rewrite(old: &Database, path: &Path) -> Result<(Database, Scrubbed
         let _ = std::fs::remove_file(&temp);
         return Err(e);
     }
-    if let Ok(meta) = std::fs::metadata(path) {
-        std::fs::set_permissions(&temp, meta.permissions()).map_err(creating)?;
+    Ok(Fresh {
+        db: fresh,
+        temp,
+        started,
+        bytes_before,
+    })
+}
+
+impl Fresh {
+    /// Gives up this copy: the store stays as it is, its `scrub_pending` still set.
+    pub(crate) fn discard(self) {
+        drop(self.db);
+        let _ = std::fs::remove_file(&self.temp);
     }
-    std::fs::rename(&temp, path).map_err(creating)?;
+}
+
+/// Renames `fresh` over `path`, marks `old` replaced, and returns the fresh file opened for
+/// writing. The caller holds the commit lock: `fresh` must hold every commit `old` does.
+pub(crate) fn install(fresh: Fresh, old: &Database, path: &Path) -> Result<(Database, Scrubbed)> {
+    let Fresh {
+        db: fresh,
+        temp,
+        started,
+        bytes_before,
+    } = fresh;
+    let creating = |source| StoreError::Create {
+        path: temp.clone(),
+        source,
+    };
+    let placed = std::fs::metadata(path)
+        .and_then(|meta| std::fs::set_permissions(&temp, meta.permissions()))
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Ok(()),
+            _ => Err(e),
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = placed {
+        drop(fresh);
+        let _ = std::fs::remove_file(&temp);
+        return Err(creating(e));
+    }
     // From here the fresh file is the store, whatever fails: the writer must go on with it. A
     // rename the disk lost in a crash brings back the old file, whose `scrub_pending` makes the
     // next writer scrub again.

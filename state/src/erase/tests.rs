@@ -460,6 +460,78 @@ fn readers_follow_the_scrubbed_file_and_old_snapshots_stay_readable() {
     assert_eq!(own.view().unwrap().entity("viewer", gone).unwrap(), None);
 }
 
+/// Everything a store holds, as readers see it, but the scrub's own bookkeeping.
+fn contents(dir: &std::path::Path) -> String {
+    let snap = crate::ReadOnlyStore::open(dir).unwrap().snapshot().unwrap();
+    let mut meta = snap.meta_all().unwrap();
+    meta.retain(|(k, _)| k != crate::META_REPLACED);
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        snap.online_all().unwrap(),
+        snap.history().unwrap(),
+        meta,
+        snap.erasures().unwrap(),
+        snap.next_offsets().unwrap(),
+    )
+}
+
+/// A scrub in the background: the writer commits on while it copies (another erasure among the
+/// commits), and the store it leaves equals one scrubbed in place, with no byte of either
+/// erased viewer in the directory.
+#[test]
+fn a_background_scrub_leaves_what_a_scrub_in_place_does() {
+    let (waited, behind) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let gone = [IDS[2], IDS[4]];
+    for (dir, background) in [(&waited, false), (&behind, true)] {
+        let (mut store, frontier) = written_store(dir.path());
+        if background {
+            store.scrub_in_background();
+        }
+        let mut rng = Lcg(5);
+        let mut tick = frontier / 1000;
+        for step in 0..6 {
+            let erasures = match step {
+                0 => vec![erasure(gone[0], tick * 1000 - 10, tick * 1000)],
+                1 => vec![erasure(gone[1], tick * 1000 - 10, tick * 1000)],
+                _ => vec![],
+            };
+            // The erased viewers send nothing after: no new byte of theirs lands.
+            let mut changes = changes(&mut rng, tick..tick + 3);
+            changes.retain(|c| gone.iter().all(|g| c.entity_id != EntityId::from(*g)));
+            let commit = Commit {
+                frontier_ms: (tick + 3) * 1000,
+                changes,
+                erasures,
+                retention_ms: Some(60_000),
+                ..Commit::default()
+            };
+            store.commit(&commit).unwrap();
+            if step == 3 {
+                store.put_meta("note", b"landed meanwhile").unwrap();
+            }
+            tick += 3;
+        }
+        drop(store);
+        assert_eq!(
+            files_holding(dir.path(), &[traces(gone[0]), traces(gone[1])].concat()),
+            Vec::<String>::new(),
+            "background: {background}"
+        );
+        let snap = crate::ReadOnlyStore::open(dir.path())
+            .unwrap()
+            .snapshot()
+            .unwrap();
+        assert!(
+            snap.meta(crate::erase::META_SCRUB_PENDING)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(snap.erasures_applied().unwrap(), 2);
+    }
+    let (waited, behind) = (contents(waited.path()), contents(behind.path()));
+    assert!(waited == behind, "the stores differ:\n{waited}\n{behind}");
+}
+
 /// A crash between an erasure's commit and its scrub: the next writer scrubs as it opens, and
 /// removes what a scrub cut short left behind.
 #[test]
