@@ -258,7 +258,7 @@ fn check_declared(
     match features.iter().find(|f| !f.declared_for(purpose)) {
         None => Ok(()),
         Some(f) => Err(ApiError::forbidden(
-            crate::purpose::PurposeError::not_declared(&f.full, purpose, f.purposes).to_string(),
+            crate::purpose::PurposeError::not_declared(f.full, purpose, f.purposes).to_string(),
         )),
     }
 }
