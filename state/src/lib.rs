@@ -297,14 +297,23 @@ pub struct Store {
 }
 
 /// A scrub copying the store on a thread of its own while the writer goes on committing to the
-/// old file: what lands meanwhile is kept, and lands on the fresh file too before it is put in
-/// place, under the commit lock, so the fresh file holds exactly what the old one does.
+/// old file: what lands meanwhile is queued, and lands on the fresh file too (by the thread as
+/// it catches up, the last of it under the commit lock) before the fresh file is put in place,
+/// so that it holds exactly what the old one does.
 struct Scrubbing {
-    copy: std::thread::JoinHandle<Result<scrub::Fresh>>,
-    /// The catalog as of the copied commit; the writes below extend it as they did the old.
+    copy: std::thread::JoinHandle<Result<CaughtUp>>,
+    /// What landed on the old file after the copied commit and the thread has not taken yet,
+    /// in order.
+    since: Arc<Mutex<Vec<Landed>>>,
+}
+
+/// A fresh file and what it holds beyond the copy.
+struct CaughtUp {
+    fresh: scrub::Fresh,
+    /// The catalog of the fresh file: the copied commit's, extended by what landed since.
     catalog: Catalog,
-    /// What landed on the old file after the copied commit, in order.
-    since: Vec<Landed>,
+    /// Online rows that what landed since erased: the fresh file's free pages hold them.
+    erased_rows: u64,
 }
 
 /// One write to the old file while a background scrub copies it.
@@ -313,6 +322,40 @@ enum Landed {
     /// A meta entry written (`Some`) or removed (`None`).
     Meta(String, Option<Vec<u8>>),
 }
+
+impl CaughtUp {
+    /// Lands `landed` on the fresh file, in one transaction.
+    fn land(&mut self, landed: &[Landed]) -> Result<()> {
+        if landed.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.fresh.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .expect("no savepoints are ever taken");
+        for landed in landed {
+            match landed {
+                Landed::Commit(commit) => {
+                    let purged = write::commit(&txn, &mut self.catalog, commit)?;
+                    self.erased_rows += purged.erased.online_rows;
+                }
+                Landed::Meta(key, Some(value)) => {
+                    let sealed = layout::meta_row(key).seal(value);
+                    txn.open_table(META)?
+                        .insert(key.as_str(), sealed.as_slice())?;
+                }
+                Landed::Meta(key, None) => {
+                    txn.open_table(META)?.remove(key.as_str())?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// How many rounds of catching up the scrub's thread makes before it leaves the rest to the
+/// commit lock: it keeps up with a writer of any pace, but must end.
+const CATCH_UP_ROUNDS: usize = 8;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -399,29 +442,46 @@ impl Store {
         // later one lands in `since`.
         let from = guard::reading(&self.path, || Ok(db.begin_read()?))?;
         let path = self.path.clone();
+        let since: Arc<Mutex<Vec<Landed>>> = Arc::default();
+        let queue = since.clone();
+        let catalog = catalog.clone();
         let copy = std::thread::Builder::new()
             .name("rewind-scrub".into())
             .spawn(move || {
                 let fresh = scrub::copy_fresh(&from, &path);
                 drop(from);
                 drop(db);
-                fresh
+                let mut caught_up = CaughtUp {
+                    fresh: fresh?,
+                    catalog,
+                    erased_rows: 0,
+                };
+                // Most of what landed during the copy lands here, without the commit lock; the
+                // writer finishes the rest (usually one commit's worth).
+                for _ in 0..CATCH_UP_ROUNDS {
+                    let landed =
+                        std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()));
+                    if landed.is_empty() {
+                        break;
+                    }
+                    if let Err(e) = caught_up.land(&landed) {
+                        caught_up.fresh.discard();
+                        return Err(e);
+                    }
+                }
+                Ok(caught_up)
             })
             .map_err(|source| StoreError::Create {
                 path: self.path.to_path_buf(),
                 source,
             })?;
-        Ok(Scrubbing {
-            copy,
-            catalog: catalog.clone(),
-            since: Vec::new(),
-        })
+        Ok(Scrubbing { copy, since })
     }
 
-    /// Puts a background scrub's fresh file in place once its copy is done (`wait`: waiting for
-    /// it): lands on it what the old file took meanwhile, renames it over the old one, and
-    /// starts another scrub when what it took meanwhile erased something. The caller holds the
-    /// commit lock, whose catalog is `current`.
+    /// Puts a background scrub's fresh file in place once its thread is done (`wait`: waiting
+    /// for it): lands on it the rest of what the old file took meanwhile, renames it over the
+    /// old one, and starts another scrub when what it took meanwhile erased something. The
+    /// caller holds the commit lock, whose catalog is `current`.
     fn finish_scrub(
         &self,
         scrubbing: &mut Option<Scrubbing>,
@@ -434,55 +494,29 @@ impl Store {
         {
             return Ok(());
         }
-        let Scrubbing {
-            copy,
-            mut catalog,
-            since,
-        } = scrubbing.take().expect("checked above");
-        let fresh = copy.join().unwrap_or_else(|_| {
+        let Scrubbing { copy, since } = scrubbing.take().expect("checked above");
+        let mut caught_up = copy.join().unwrap_or_else(|_| {
             Err(StoreError::Damaged {
                 path: self.path.to_path_buf(),
                 detail: "the scrub's copy panicked".into(),
             })
         })?;
-        let mut erased_rows = 0;
-        let caught_up = (|| {
-            let mut txn = fresh.db.begin_write()?;
-            txn.set_durability(Durability::Immediate)
-                .expect("no savepoints are ever taken");
-            for landed in &since {
-                match landed {
-                    Landed::Commit(commit) => {
-                        let purged = write::commit(&txn, &mut catalog, commit)?;
-                        erased_rows += purged.erased.online_rows;
-                    }
-                    Landed::Meta(key, Some(value)) => {
-                        let sealed = layout::meta_row(key).seal(value);
-                        txn.open_table(META)?
-                            .insert(key.as_str(), sealed.as_slice())?;
-                    }
-                    Landed::Meta(key, None) => {
-                        txn.open_table(META)?.remove(key.as_str())?;
-                    }
-                }
-            }
-            txn.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = caught_up {
-            fresh.discard();
+        let rest = std::mem::take(&mut *since.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Err(e) = caught_up.land(&rest) {
+            caught_up.fresh.discard();
             return Err(StoreError::at(e, &self.path));
         }
         debug_assert_eq!(
-            catalog.len(),
+            caught_up.catalog.len(),
             current.len(),
             "the fresh file's catalog differs"
         );
         let old = self.db();
-        let (fresh, _) = scrub::install(fresh, &old, &self.path).map_err(|e| e.at(&self.path))?;
+        let (fresh, _) =
+            scrub::install(caught_up.fresh, &old, &self.path).map_err(|e| e.at(&self.path))?;
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         self.published.bump(&self.path)?;
-        if erased_rows > 0 {
+        if caught_up.erased_rows > 0 {
             *scrubbing = Some(self.start_scrub(current)?);
         }
         Ok(())
@@ -528,9 +562,10 @@ impl Store {
 
     /// Keeps what just landed for the background scrub under way, if any.
     fn landed(&self, what: impl FnOnce() -> Landed) {
-        let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(scrubbing) = scrubbing.as_mut() {
-            scrubbing.since.push(what());
+        let scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(scrubbing) = scrubbing.as_ref() {
+            let mut since = scrubbing.since.lock().unwrap_or_else(|p| p.into_inner());
+            since.push(what());
         }
     }
 
@@ -561,8 +596,9 @@ impl Store {
         *current = catalog;
         self.published.bump(&self.path)?;
         let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(scrubbing) = scrubbing.as_mut() {
-            scrubbing.since.push(Landed::Commit(commit.clone()));
+        if let Some(scrubbing) = scrubbing.as_ref() {
+            let mut since = scrubbing.since.lock().unwrap_or_else(|p| p.into_inner());
+            since.push(Landed::Commit(commit.clone()));
         }
         if purged.erased.online_rows > 0 && self.scrub_after_erasure {
             if !self.background_scrub {
