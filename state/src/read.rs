@@ -228,10 +228,13 @@ impl HistorySweep {
             };
             let (key, stored) = entry?;
             let (tick_ms, first_key) = key.value();
+            // The seal first, also of the block that ends the sweep: a flipped bit that made
+            // a tick later must be damage found, not the sweep's silent end.
+            let block = HistoryBlock::open(tick_ms, first_key, stored)?;
             if tick_ms > self.until_ms {
                 return Ok(None);
             }
-            HistoryBlock::open(tick_ms, first_key, stored).map(Some)
+            Ok(Some(block))
         })
     }
 }

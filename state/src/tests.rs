@@ -517,3 +517,56 @@ fn a_reopened_writer_continues_the_chains_it_left() {
         assert_eq!(got, Some(tick.to_string().into_bytes()));
     }
 }
+
+/// A block whose tick was damaged into a later one must not end a sweep early: its seal is
+/// checked before its key is believed.
+#[test]
+fn a_block_key_damaged_past_the_sweep_is_an_error_not_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for tick in [1000, 2000, 3000] {
+        let commit = Commit {
+            frontier_ms: tick + 1000,
+            changes: vec![
+                change("viewer.a", "v_1", tick, Some("1")),
+                change("viewer.b", "v_1", tick, Some("2")),
+            ],
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+    drop(store);
+    use redb::ReadableTable;
+    let db = redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open(file(dir.path()))
+        .unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut history = txn.open_table(layout::HISTORY).unwrap();
+        let (tick, first, stored) = {
+            let mut blocks = history.iter().unwrap();
+            let (key, stored) = blocks.nth(1).unwrap().unwrap();
+            let (tick, first) = key.value();
+            (tick, first.to_vec(), stored.value().to_vec())
+        };
+        assert_eq!(tick, 2000);
+        history.remove((tick, first.as_slice())).unwrap();
+        history
+            .insert((tick | 1 << 40, first.as_slice()), stored.as_slice())
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    drop(db);
+
+    let snap = ReadOnlyStore::open(dir.path()).unwrap().snapshot().unwrap();
+    let mut sweep = snap.sweep(0, 5000).unwrap();
+    let err = loop {
+        match sweep.next_block() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the sweep ended at the damaged block"),
+            Err(err) => break err,
+        }
+    };
+    assert!(err.to_string().contains("checksum"), "{err}");
+}
