@@ -2,7 +2,7 @@
 //! the gate that keeps a feature's values to the viewers who consent to its purposes.
 //!
 //! A consent record `(viewer, purpose, granted, ts)` takes effect at the tick the engine places
-//! it at, as an event would be. As of `T`, a viewer consents to a purpose when its latest
+//! it at (its own, the first after its `ts`, unless read after the input's time passed it). As of `T`, a viewer consents to a purpose when its latest
 //! record in force is a grant. The records in force are those of the last `max_age` (a window,
 //! exact like every other: a grant leaves it exactly `max_age` after its tick), and the latest
 //! is the one with the largest (tick, `ts`), a revocation winning a tie. So:
