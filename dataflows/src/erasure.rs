@@ -13,7 +13,9 @@
 //!
 //! Title features are not filtered: their aggregates over many viewers identify no one, and
 //! keeping them is what makes a replay (which knows every erasure from the start) equal the
-//! live store. Consent gating is independent of erasure and stays as it is.
+//! live store. An erased viewer's consent records from before the erasure are forgotten the
+//! same way, for the viewer's own values and the consent in force the store records
+//! ([`crate::consent::Consenting`]); title features stay gated by the consent in force then.
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};

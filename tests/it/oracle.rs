@@ -789,16 +789,34 @@ pub fn expected_with_erasure(
         events: world.events.iter().filter(kept).map(copy).collect(),
         titles: world.titles.iter().map(copy).collect(),
     };
-    let compute = |world: &World| match consent {
+    let compute = |world: &World, consent: Option<&ConsentWorld>| match consent {
         Some(consent) => expected_with_consent(world, consent, t),
         None => expected(world, t),
     };
+    // The viewers' values, and the consent in force recorded for reads, forget an erased
+    // viewer's consent records from before the erasure as they forget the events; title
+    // features count under the consent in force then, as they keep their aggregates.
+    let kept_consent = consent.map(|consent| ConsentWorld {
+        records: consent
+            .records
+            .iter()
+            .filter(|p| {
+                let viewer = p.record.viewer.to_string();
+                erased
+                    .get(&viewer)
+                    .is_none_or(|from| p.record.ts_ms >= *from)
+            })
+            .map(copy)
+            .collect(),
+        purposes: consent.purposes.clone(),
+        max_age_ms: consent.max_age_ms,
+    });
     let deleted = erasures.kept_ticks();
-    let mut values = compute(&viewers_world);
+    let mut values = compute(&viewers_world, kept_consent.as_ref());
     values.retain(|(feature, entity), _| {
         !feature.starts_with("title.") && deleted.get(entity).is_none_or(|tick| t >= *tick)
     });
-    let titles = compute(world);
+    let titles = compute(world, consent);
     values.extend(
         titles
             .into_iter()
@@ -858,9 +876,23 @@ fn check_erasure_store(
     let viewers: BTreeSet<_> = erasures.erasures.iter().map(|p| p.record.viewer).collect();
     assert!(snap.erasures_applied().unwrap() >= viewers.len() as u64);
     let door = common::door();
-    for viewer in viewers {
-        let record = snap.erasure(door.erasure_token(&viewer)).unwrap();
+    for viewer in &viewers {
+        let record = snap.erasure(door.erasure_token(viewer)).unwrap();
         assert!(record.is_some(), "no suppression record of {viewer}");
+    }
+    // Erased and not back since: no byte of the pseudonym is left in the store directory.
+    let back: BTreeSet<String> = snap
+        .history()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.entity_id)
+        .collect();
+    for viewer in viewers.iter().map(|v| v.to_string()) {
+        if !back.contains(&viewer) {
+            let traces = crate::erasure::traces(&viewer);
+            let found = crate::erasure::files_holding(store, &traces);
+            assert_eq!(found, Vec::<String>::new(), "{viewer}");
+        }
     }
 }
 
