@@ -62,6 +62,13 @@ fn get(store: &str, viewer: &str) -> serde_json::Value {
     serde_json::from_str(&common::ok(&out)).unwrap()
 }
 
+/// Whether `rewind get` finds a value of `viewer` that is not the default.
+fn has_values(store: &str, viewer: &str) -> bool {
+    let got = get(store, viewer);
+    let features = got["features"].as_object().unwrap();
+    features.values().any(|f| !f["valid_from_ms"].is_null())
+}
+
 /// Rows a `rewind serve --log-served` would have logged for `viewer` and another.
 fn log_served(store: &Path, viewer: &str, other: &str) {
     let mut log = LogFile::claim(store).unwrap();
@@ -89,7 +96,7 @@ fn log_served(store: &Path, viewer: &str, other: &str) {
 
 /// The byte patterns that would betray a pseudonym: its packed key, its 16 bytes, its text, its
 /// hex digits.
-fn traces(viewer: &str) -> Vec<Vec<u8>> {
+pub fn traces(viewer: &str) -> Vec<Vec<u8>> {
     let key = rewind_state::layout::entity_key(viewer);
     vec![
         key.clone(),
@@ -99,7 +106,7 @@ fn traces(viewer: &str) -> Vec<Vec<u8>> {
     ]
 }
 
-fn files_holding(dir: &Path, patterns: &[Vec<u8>]) -> Vec<String> {
+pub fn files_holding(dir: &Path, patterns: &[Vec<u8>]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -589,4 +596,105 @@ fn a_lone_erasure_in_a_live_run_is_applied_within_the_commits_that_follow() {
     let u2 = door.viewer_id("u2").to_string();
     assert!(!snap.online("viewer", &u2).unwrap().is_empty());
     assert_eq!(snap.dead_letters().unwrap(), vec![]);
+}
+
+/// `--user-id-file`: many accounts in one command, from a file or standard input, none of them
+/// on the command line; a bad line stops it whole, named by its number, never by its content.
+#[test]
+fn erase_reads_many_ids_from_a_file_or_stdin_and_never_echoes_a_bad_line() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = replayed(dir.path());
+    let door = common::door();
+    let (a, b, c) = (user(3), user(4), user(5));
+    let ids = |path: &str, text: &str| {
+        let file = dir.path().join(path);
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let erase_file = |file: &str| {
+        common::rewind(&[
+            "erase",
+            "--store",
+            &store,
+            "--key-file",
+            &key,
+            "--user-id-file",
+            file,
+        ])
+    };
+    let long = "u".repeat(300);
+    let bad = [
+        (format!("{a}\n\n{b}\n"), "line 2 of", "is empty or blank"),
+        (format!("{a}\n{b}\n{long}\n"), "line 3 of", "300 bytes"),
+        (format!("{a}\n {b}\n"), "line 2 of", "spaces at an end"),
+        (String::new(), "holds no account id", ""),
+    ];
+    for (n, (text, line, why)) in bad.iter().enumerate() {
+        let out = erase_file(&ids(&format!("bad{n}"), text));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?}");
+        assert!(err.contains(line) && err.contains(why), "{text:?}: {err}");
+        let said = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+        for secret in [a.as_str(), b.as_str(), &long] {
+            assert!(!said.contains(secret), "{secret} in {said}");
+        }
+    }
+    // Nothing was erased by a file with a bad line.
+    let viewer = |id: &str| door.viewer_id(id).to_string();
+    assert!(has_values(&store, &viewer(&a)));
+    let both = erase_file(&ids("ids", &format!("{a}\r\n{b}\n{a}\n")));
+    let text = common::ok(&both);
+    assert!(text.contains("2 account(s)"), "{text}");
+    assert!(text.contains("2 online rows"), "{text}");
+    for id in [&a, &b] {
+        assert!(!has_values(&store, &viewer(id)));
+        assert_eq!(
+            files_holding(Path::new(&store), &traces(&viewer(id))),
+            Vec::<String>::new()
+        );
+    }
+    assert!(has_values(&store, &viewer(&c)));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args([
+            "erase",
+            "--store",
+            &store,
+            "--key-file",
+            &key,
+            "--user-id-file",
+            "-",
+        ])
+        .env_remove(rewind::privacy::KEY_ENV)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{c}\n{a}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = common::ok(&out);
+    assert!(text.contains("1 account(s) already erased"), "{text}");
+    assert!(text.contains("2 account(s)"), "{text}");
+    assert!(files_holding(Path::new(&store), &traces(&viewer(&c))).is_empty());
+    let both = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--key-file",
+        &key,
+        "--user-id",
+        &a,
+        "--user-id-file",
+        "-",
+    ]);
+    assert!(!both.status.success());
 }
