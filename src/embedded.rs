@@ -136,7 +136,6 @@ pub fn start(config: EmbeddedConfig, shared: Arc<Shared>) -> Result<EmbeddedRun,
         }),
         erasures: ErasureConfig {
             topic: ERASURE_TOPIC.into(),
-            from_start: false,
         },
         log_id: format!(
             "embedded:{:016x}",

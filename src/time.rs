@@ -6,6 +6,12 @@
 //! `t0` lies below its partition's frontier is late: it is applied at that frontier, and
 //! counted. Because the placement depends only on the partition's own prefix, replaying a log
 //! places every event at the same time again, whatever the interleaving of partitions.
+//!
+//! The sparse control topics (consent, erasure) have no clock here: one record a day would
+//! make a watermark that holds everything back, and a first record nothing ever vouches for.
+//! They are read to their end before time moves, like reference data, and land at their own
+//! tick (consent) or as they are read (erasure), no earlier than the events' time
+//! (`engine::worker`, `docs/privacy.md`).
 
 use rewind_dataflows::TimeMs;
 use rewind_dataflows::window::{floor_tick, visible_at};

@@ -2,7 +2,7 @@
 //! the gate that keeps a feature's values to the viewers who consent to its purposes.
 //!
 //! A consent record `(viewer, purpose, granted, ts)` takes effect at the tick the engine places
-//! it at, as an event would be. As of `T`, a viewer consents to a purpose when its latest
+//! it at (its own, the first after its `ts`, unless read after the input's time passed it). As of `T`, a viewer consents to a purpose when its latest
 //! record in force is a grant. The records in force are those of the last `max_age` (a window,
 //! exact like every other: a grant leaves it exactly `max_age` after its tick), and the latest
 //! is the one with the largest (tick, `ts`), a revocation winning a tie. So:
@@ -28,6 +28,7 @@ use differential_dataflow::VecCollection;
 use differential_dataflow::operators::CountTotal;
 use serde::{Deserialize, Serialize};
 
+use crate::erasure::{Erased, forget};
 use crate::event::{TimeMs, ViewerId};
 use crate::feature::{DefinitionError, Feature, Purpose};
 use crate::window::{DAY_MS, sliding};
@@ -110,10 +111,13 @@ pub struct Consent {
     pub ts_ms: TimeMs,
 }
 
-/// `(viewer, purpose index)` for every consent in force, at each time: at most one each.
+/// `(viewer, purpose index)` for every consent in force, at each time: at most one each. With
+/// `erased`, an erased viewer's records from before the erasure are forgotten from its tick
+/// on, as their events are ([`crate::erasure`]).
 pub fn in_force<'s>(
     records: VecCollection<'s, TimeMs, Consent>,
     max_age_ms: u64,
+    erased: Option<&Erased<'s>>,
 ) -> VecCollection<'s, TimeMs, (ViewerId, u8)> {
     use differential_dataflow::AsCollection;
     use timely::dataflow::operators::vec::Map;
@@ -125,7 +129,16 @@ pub fn in_force<'s>(
             (((c.viewer, c.purpose), order), tick, diff)
         })
         .as_collection();
-    sliding(timed, max_age_ms)
+    let windowed = sliding(timed, max_age_ms);
+    let windowed = match erased {
+        None => windowed,
+        Some(erased) => {
+            // The record's `ts` rides in its order: (tick, ts, revoked).
+            let by_viewer = windowed.map(|(key, order)| (key.0, (order.1, (key, order))));
+            forget(by_viewer, erased)
+        }
+    };
+    windowed
         .reduce(|_, records, out| {
             // Sorted ascending: the last is the latest, a revocation after a grant of its ts.
             let (_, _, revoked) = *records[records.len() - 1].0;
@@ -137,33 +150,55 @@ pub fn in_force<'s>(
 }
 
 /// The consent in force, and the gates built from it, in one worker's dataflow.
+///
+/// Erasure forgets an erased viewer's consent records from before the erasure, as it forgets
+/// their events: the viewer's own values after it (viewer features, and [`CONSENT_FEATURE`],
+/// which would otherwise restate the pseudonym in the store) need a grant given after it.
+/// Title features keep their aggregates over the consent in force then ([`crate::erasure`]),
+/// so that a replay, which knows every erasure from the start, counts what the live run did.
 #[derive(Clone)]
 pub struct Consenting<'s> {
+    records: VecCollection<'s, TimeMs, Consent>,
+    /// Every consent in force: what title features are gated by.
     in_force: VecCollection<'s, TimeMs, (ViewerId, u8)>,
+    /// `in_force` less what erasures forgot: what viewers' own values are gated by.
+    kept: VecCollection<'s, TimeMs, (ViewerId, u8)>,
     rules: ConsentRules,
-    /// One gate per set of gated purposes, shared by the features that need that set.
-    gates: BTreeMap<Vec<u8>, VecCollection<'s, TimeMs, ViewerId>>,
+    /// One gate per set of gated purposes and kind of feature (viewer or not), shared by the
+    /// features that need it.
+    gates: BTreeMap<(Vec<u8>, bool), VecCollection<'s, TimeMs, ViewerId>>,
 }
 
 impl<'s> Consenting<'s> {
     pub fn new(records: VecCollection<'s, TimeMs, Consent>, rules: ConsentRules) -> Consenting<'s> {
+        let in_force = in_force(records.clone(), rules.max_age_ms, None);
         Consenting {
-            in_force: in_force(records, rules.max_age_ms),
+            records,
+            kept: in_force.clone(),
+            in_force,
             rules,
             gates: BTreeMap::new(),
         }
     }
 
-    /// `(viewer, purpose index)` for every consent in force, at each time.
+    /// Forgets, for the viewers' own values, what `erased` viewers consented to before their
+    /// erasure.
+    pub fn forgetting(mut self, erased: &Erased<'s>) -> Consenting<'s> {
+        self.kept = in_force(self.records.clone(), self.rules.max_age_ms, Some(erased));
+        self.gates.clear();
+        self
+    }
+
+    /// `(viewer, purpose index)` for every consent in force and not forgotten, at each time.
     pub fn in_force(&self) -> VecCollection<'s, TimeMs, (ViewerId, u8)> {
-        self.in_force.clone()
+        self.kept.clone()
     }
 
     /// [`CONSENT_FEATURE`]'s values: per viewer, the names of the purposes consented at each
-    /// time, ascending; a viewer consenting to none is absent (at the default, empty).
+    /// time, ascending; a viewer consenting to none (or erased since) is absent (the default).
     pub fn purposes_in_force(&self) -> Output<'s> {
         let names: Vec<&'static str> = self.rules.purposes.iter().map(|p| p.as_str()).collect();
-        self.in_force
+        self.kept
             .clone()
             .reduce(move |_, purposes, out| {
                 let mut consented: Vec<String> = purposes
@@ -183,21 +218,25 @@ impl<'s> Consenting<'s> {
         if gated.is_empty() {
             return None;
         }
-        let in_force = self.in_force.clone();
-        let gate = self.gates.entry(gated.clone()).or_insert_with(|| {
-            let needed = gated.len() as isize;
-            let viewers = in_force
-                .filter(move |(_, p)| gated.binary_search(p).is_ok())
-                .map(|(viewer, _)| viewer);
-            if needed == 1 {
-                return viewers;
-            }
-            // At most one row per (viewer, purpose): a count of them all is consent to all.
-            viewers
-                .count_total()
-                .filter(move |(_, n)| *n == needed)
-                .map(|(viewer, _)| viewer)
-        });
+        let viewer = feature.entity() == Some(Entity::Viewer);
+        let in_force = if viewer { &self.kept } else { &self.in_force }.clone();
+        let gate = self
+            .gates
+            .entry((gated.clone(), viewer))
+            .or_insert_with(|| {
+                let needed = gated.len() as isize;
+                let viewers = in_force
+                    .filter(move |(_, p)| gated.binary_search(p).is_ok())
+                    .map(|(viewer, _)| viewer);
+                if needed == 1 {
+                    return viewers;
+                }
+                // At most one row per (viewer, purpose): a count of them all is consent to all.
+                viewers
+                    .count_total()
+                    .filter(move |(_, n)| *n == needed)
+                    .map(|(viewer, _)| viewer)
+            });
         Some(gate.clone())
     }
 }

@@ -1,8 +1,8 @@
 //! Erasure as a collection in time: which viewers asked to be forgotten, and the filter that
 //! keeps what they did before it out of every viewer feature.
 //!
-//! An erasure `(viewer, ts)` takes effect at the tick the engine places it at (`T_e`), as an
-//! event would be. Of several erasures of one viewer, the one with the largest `ts` (`E`)
+//! An erasure `(viewer, ts)` takes effect at the tick the engine places it at (`T_e`: the
+//! input's time when it is read). Of several erasures of one viewer, the one with the largest `ts` (`E`)
 //! holds. From `T_e` on, the viewer's records with `ts < E` take no part in any **viewer**
 //! feature: those in a window retract at `T_e`, and those placed later (late events from
 //! before the erasure) never enter. Records with `ts >= E` are new data, and count.
@@ -13,7 +13,9 @@
 //!
 //! Title features are not filtered: their aggregates over many viewers identify no one, and
 //! keeping them is what makes a replay (which knows every erasure from the start) equal the
-//! live store. Consent gating is independent of erasure and stays as it is.
+//! live store. An erased viewer's consent records from before the erasure are forgotten the
+//! same way, for the viewer's own values and the consent in force the store records
+//! ([`crate::consent::Consenting`]); title features stay gated by the consent in force then.
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};

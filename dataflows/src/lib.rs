@@ -109,7 +109,9 @@ impl<'scope> Sources<'scope> {
         mut self,
         erasures: VecCollection<'scope, TimeMs, Erasure>,
     ) -> Sources<'scope> {
-        self.erased = Some(erasure::erased(erasures));
+        let erased = erasure::erased(erasures);
+        self.consent = self.consent.map(|c| c.forgetting(&erased));
+        self.erased = Some(erased);
         self
     }
 
@@ -144,7 +146,11 @@ impl<'scope> Sources<'scope> {
         records: VecCollection<'scope, TimeMs, Consent>,
         rules: ConsentRules,
     ) -> Sources<'scope> {
-        self.consent = Some(Consenting::new(records, rules));
+        let consent = Consenting::new(records, rules);
+        self.consent = Some(match &self.erased {
+            Some(erased) => consent.forgetting(erased),
+            None => consent,
+        });
         self
     }
 

@@ -11,22 +11,35 @@ use rewind::privacy::{KeySource, Pseudonymizer, STORE_KEY_FILE};
 use rewind::served::file::{LogFile, slot_paths};
 use rewind_state::{Commit, Erased, Erasure, Store, StoreError};
 
-/// Erase one viewer from a store: its current values, its whole history and its served-log
-/// rows are deleted, and the files are rewritten so that no byte of them remains. The store
-/// keeps only a keyed hash of the viewer and the erasure's time, as proof that it happened.
+/// Erase viewers from a store: their current values, their whole history and their
+/// served-log rows are deleted, and the files are rewritten so that no byte of them remains.
+/// The store keeps only a keyed hash of each viewer and the erasure's time, as proof that it
+/// happened.
 ///
-/// The account id is pseudonymized with the store's key, as the door does; it is never printed
-/// or stored. The store must not be written meanwhile: stop `rewind run` first (a live run
-/// erases through its erasure topic). Run it again for the same account: nothing more is
+/// The account ids are pseudonymized with the store's key, as the door does; they are never
+/// printed or stored. The store must not be written meanwhile: stop `rewind run` first (a live
+/// run erases through its erasure topic). Run it again for the same account: nothing more is
 /// removed.
 #[derive(Debug, Args)]
 pub struct EraseArgs {
     #[arg(long, default_value = "./rewind-data")]
     store: PathBuf,
-    /// The raw account id, as producers send it in `user_id`.
+    /// The raw account id, as producers send it in `user_id`. It is visible to every user of
+    /// the machine while the command runs (`ps`, /proc/PID/cmdline) and may stay in shell
+    /// history: prefer --user-id-file.
     // An id may start with '-': taken as the value, never echoed back as an unknown option.
-    #[arg(long, allow_hyphen_values = true)]
-    user_id: String,
+    #[arg(
+        long,
+        allow_hyphen_values = true,
+        required_unless_present = "user_id_file",
+        conflicts_with = "user_id_file"
+    )]
+    user_id: Option<String>,
+    /// A file of raw account ids, one a line (`-`: standard input), each erased, all in one
+    /// commit. Every line is checked before anything is erased; an error names the line by
+    /// its number, never by its content.
+    #[arg(long, value_name = "PATH")]
+    user_id_file: Option<PathBuf>,
     /// The erasure's time (ms since the epoch): the account's events before it are the ones
     /// erased. Default: the store's frontier (everything it holds).
     #[arg(long)]
@@ -40,7 +53,14 @@ pub struct EraseArgs {
 const PLAUSIBLE_MS: std::ops::Range<u64> = 946_684_800_000..4_102_444_800_000;
 
 pub fn run(args: EraseArgs) -> anyhow::Result<()> {
-    check_user_id(&args.user_id)?;
+    let user_ids = match (&args.user_id, &args.user_id_file) {
+        (Some(id), _) => {
+            check_user_id(id).map_err(|why| anyhow::anyhow!("--user-id {why}"))?;
+            vec![id.clone()]
+        }
+        (None, Some(path)) => read_user_ids(path)?,
+        (None, None) => bail!("name the account: --user-id-file PATH (or --user-id ID)"),
+    };
     if let Some(ts) = args.ts.filter(|ts| !PLAUSIBLE_MS.contains(ts)) {
         bail!("--ts {ts} is not a plausible time (ms since the epoch, years 2000 to 2099)");
     }
@@ -69,38 +89,87 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
              event that late; leave --ts out to erase everything it holds"
         );
     }
-    let viewer = door.viewer_id(&args.user_id);
-    let erasure = Erasure {
-        entity_kind: "viewer",
-        entity_id: viewer.to_string().into(),
-        ts_ms,
-        tick_ms: frontier_ms,
-        token: door.erasure_token(&viewer),
-    };
+    let mut ids: Vec<_> = user_ids.iter().map(|id| door.viewer_id(id)).collect();
+    // One erasure per account, however often the file names it.
+    ids.sort_unstable();
+    ids.dedup();
+    let erasures = ids
+        .iter()
+        .map(|viewer| Erasure {
+            entity_kind: "viewer",
+            entity_id: viewer.to_string().into(),
+            ts_ms,
+            tick_ms: frontier_ms,
+            token: door.erasure_token(viewer),
+        })
+        .collect();
+    let viewers: Vec<String> = ids.iter().map(ToString::to_string).collect();
     let commit = Commit {
         frontier_ms,
-        erasures: vec![erasure],
+        erasures,
         ..Commit::default()
     };
     let started = std::time::Instant::now();
     let erased = store.commit(&commit)?.erased;
     let commit_elapsed = started.elapsed().saturating_sub(erased.scrub.elapsed);
-    let served = erase_served(logs, &viewer.to_string())?;
+    let served = erase_served(logs, &viewers)?;
     report(&store, &erased, served, commit_elapsed)?;
-    outln!("this one at tick {frontier_ms} (erasure time {ts_ms})")?;
+    let accounts = viewers.len();
+    outln!("{accounts} account(s), at tick {frontier_ms} (erasure time {ts_ms})")?;
     Ok(())
 }
 
-/// The id is checked as the door checks `user_id`; the error never shows it.
-fn check_user_id(id: &str) -> anyhow::Result<()> {
-    if id.is_empty() {
-        bail!("--user-id is empty: give the account id producers send as `user_id`");
+/// The ids of `path` (`-`: standard input), one a line, each checked as the door checks
+/// `user_id`. A final newline ends the last line; a `\r` before a newline is not part of it.
+fn read_user_ids(path: &Path) -> anyhow::Result<Vec<String>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let name = if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading account ids from standard input")?;
+        "standard input".to_string()
+    } else {
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .with_context(|| format!("reading account ids from {}", path.display()))?;
+        path.display().to_string()
+    };
+    let mut ids = Vec::new();
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        let last = n + 1 == bytes.split(|b| *b == b'\n').count();
+        if last && line.is_empty() {
+            break;
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let id = std::str::from_utf8(line)
+            .map_err(|_| anyhow::anyhow!("line {} of {name} is not UTF-8 text", n + 1))?;
+        check_user_id(id).map_err(|why| anyhow::anyhow!("line {} of {name} {why}", n + 1))?;
+        ids.push(id.to_string());
+    }
+    if ids.is_empty() {
+        bail!("{name} holds no account id: give one a line");
+    }
+    Ok(ids)
+}
+
+/// The id is checked as the door checks `user_id`; the reason never shows it.
+fn check_user_id(id: &str) -> Result<(), String> {
+    if id.trim().is_empty() {
+        return Err("is empty or blank: give the account id producers send as `user_id`".into());
     }
     if id.len() > MAX_ID_BYTES {
-        bail!(
-            "--user-id is {} bytes, and no account id is over {MAX_ID_BYTES} (the door refuses \
-             such events, so no store holds one)",
+        return Err(format!(
+            "is {} bytes, and no account id is over {MAX_ID_BYTES} (the door refuses such \
+             events, so no store holds one)",
             id.len()
+        ));
+    }
+    if id.trim() != id || id.chars().any(char::is_control) {
+        return Err(
+            "has spaces at an end or control characters, which no account id has: check the \
+             file's format (one id a line)"
+                .into(),
         );
     }
     Ok(())
@@ -167,12 +236,15 @@ fn claim_served_logs(dir: &Path) -> anyhow::Result<Vec<LogFile>> {
     Ok(logs)
 }
 
-/// Deletes the viewer's rows from every served-feature log, then scrubs each file that held
+/// Deletes the viewers' rows from every served-feature log, then scrubs each file that held
 /// any. Returns the rows deleted.
-fn erase_served(logs: Vec<LogFile>, viewer: &str) -> anyhow::Result<u64> {
+fn erase_served(logs: Vec<LogFile>, viewers: &[String]) -> anyhow::Result<u64> {
     let mut total = 0;
     for mut log in logs {
-        let n = log.erase("viewer", viewer)?;
+        let mut n = 0;
+        for viewer in viewers {
+            n += log.erase("viewer", viewer)?;
+        }
         total += n;
         if n > 0 {
             log.scrub()?;
@@ -197,12 +269,22 @@ fn report(
     } else if erased.online_rows == 0 {
         outln!("the store held no rows of this account; the erasure is recorded")?;
     } else {
+        let rows = match erased.online_rows {
+            1 => "1 online row".to_string(),
+            n => format!("{n} online rows"),
+        };
         outln!(
-            "erased: 1 online row, {} history entries ({} blocks rewritten, {} removed) in a \
+            "erased: {rows}, {} history entries ({} blocks rewritten, {} removed) in a \
              commit of {commit_elapsed:.2?}",
             erased.history_entries,
             erased.blocks_rewritten,
             erased.blocks_removed
+        )?;
+    }
+    if erased.erasures > 0 && erased.repeats > 0 {
+        outln!(
+            "{} account(s) already erased: nothing more to remove",
+            erased.repeats
         )?;
     }
     outln!("served-log rows erased: {served}")?;

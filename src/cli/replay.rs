@@ -117,10 +117,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let config = RunConfig {
         consent,
-        // Every erasure is known before the first event: read first, landed at the start.
+        // Read before time moves, every erasure lands at the start.
         erasures: ErasureConfig {
             topic: args.engine.erasure_topic.clone(),
-            from_start: true,
         },
         source,
         events_topic: args.topic.clone(),

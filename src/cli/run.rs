@@ -335,7 +335,6 @@ fn run_brokers(
         consent: args.engine.consent("none")?,
         erasures: ErasureConfig {
             topic: args.engine.erasure_topic.clone(),
-            from_start: false,
         },
         log_id: format!("kafka:{}", args.topic),
         retention_ms: args.engine.retention,

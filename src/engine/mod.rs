@@ -41,31 +41,25 @@ pub enum LogSource {
     Files {
         events: PathBuf,
         titles: Option<PathBuf>,
-        /// Consent records, read like the events (their own clock, in the file's order).
+        /// Consent records, read to their end before time moves, like the titles.
         consent: Option<PathBuf>,
-        /// Erasure records, read like the consent records (or all first, with
-        /// [`ErasureConfig::from_start`]).
+        /// Erasure records, read like the consent records.
         erasures: Option<PathBuf>,
     },
 }
 
-/// Where erasure records are read from, and when they take effect. Erasure is not optional:
-/// a store must honour every erasure it is given, so the topic is read whenever it exists.
+/// Where erasure records are read from. Erasure is not optional: a store must honour every
+/// erasure it is given, so the topic is read whenever it exists. It is read to its end before
+/// time moves, and each erasure takes effect as it is read (`docs/privacy.md`).
 #[derive(Debug, Clone)]
 pub struct ErasureConfig {
     pub topic: String,
-    /// A replay knows every erasure before it reads an event: the topic is read to its end
-    /// first, and each erasure takes effect at the dataflow's first time, so that no event an
-    /// erasure reaches ever enters a viewer feature (`docs/privacy.md`). A live run places an
-    /// erasure at its own time, like a consent record.
-    pub from_start: bool,
 }
 
 impl Default for ErasureConfig {
     fn default() -> ErasureConfig {
         ErasureConfig {
             topic: "erasure".into(),
-            from_start: false,
         }
     }
 }

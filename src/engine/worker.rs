@@ -30,6 +30,7 @@ use crate::decode::{
     self, ConsentRecord, DeadReason, ErasureRecord, MAX_PAYLOAD_BYTES, MAX_TS_MS, MIN_TS_MS,
 };
 use crate::time::{PartitionClock, vouches};
+use rewind_dataflows::window::visible_at;
 
 /// Records handed to the dataflow per step: large enough to amortise a step, small enough to
 /// keep a step short when the dataflow has work queued.
@@ -58,9 +59,11 @@ enum Kind {
     Events,
     /// Reference data: placed at its records' Kafka timestamps, the latest per title wins.
     Titles,
-    /// Consent records: placed in event time like events, by their partition's own clock.
+    /// Consent records: read like reference data, each landing at its own tick (see
+    /// [`Ingest::place_consent`]).
     Consent,
-    /// Erasure records: placed like consent records, or, in a replay, all at the start.
+    /// Erasure records: read like reference data, each taking effect as it is read (see
+    /// [`Ingest::place_erasure`]).
     Erasure,
 }
 
@@ -80,7 +83,7 @@ struct Partition {
     /// back: a slow one never does, or a live run would place its backlog differently from
     /// a replay of the same log.
     at_end_since: Option<Instant>,
-    /// The partition's first event, or one far ahead of its newest, held until the
+    /// The events partition's first event, or one far ahead of its newest, held until the
     /// partition's next event says whether time really is there (it then lands at its own
     /// tick) or the event was a lone clock error (a dead letter). One such event must not
     /// drag the watermark.
@@ -88,25 +91,8 @@ struct Partition {
 }
 
 struct Suspect {
-    record: Timed,
+    event: Event,
     offset: u64,
-}
-
-/// A record placed in event time by its partition's clock.
-enum Timed {
-    Event(Event),
-    Consent(ConsentRecord),
-    Erasure(ErasureRecord),
-}
-
-impl Timed {
-    fn ts_ms(&self) -> TimeMs {
-        match self {
-            Timed::Event(event) => event.ts_ms,
-            Timed::Consent(record) => record.ts_ms,
-            Timed::Erasure(record) => record.ts_ms,
-        }
-    }
 }
 
 /// The dataflow's input sessions: events, titles, consent records, erasures.
@@ -410,19 +396,7 @@ impl<'a> Ingest<'a> {
             part.at_end_since.get_or_insert_with(Instant::now);
             // The end of the log as it is now lies at or past its end as of start.
             part.done |= self.ctx.config.until_caught_up;
-            // Read before the events, the erasure log is finished as far as this run goes: a
-            // held erasure has no successor to contradict it, and must land at the start.
-            if self.erasures_from_start(kind)
-                && let Some(suspect) = self.parts[i].suspect.take()
-            {
-                self.place(i, suspect.record, suspect.offset);
-            }
         }
-    }
-
-    /// Whether records of `kind` all take effect at the start (a replay's erasures).
-    fn erasures_from_start(&self, kind: Kind) -> bool {
-        kind == Kind::Erasure && self.ctx.config.erasures.from_start
     }
 
     /// Decodes the file batch just read, shared with the other workers, and ingests it in
@@ -488,37 +462,37 @@ impl<'a> Ingest<'a> {
                 let door = &self.ctx.config.door;
                 let decoded = decoded.unwrap_or_else(|| decode::decode_event(record.payload, door));
                 match decoded {
-                    Ok(event) => self.ingest_timed(i, record, Timed::Event(event)),
+                    Ok(event) => self.ingest_event(i, record, event),
                     Err(reason) => self.dead(record, reason),
                 }
             }
             Kind::Consent => {
                 let (door, known) = (&self.ctx.config.door, &self.known_purposes);
                 match decode::decode_consent(record.payload, door, known) {
-                    Ok(consent) => self.ingest_timed(i, record, Timed::Consent(consent)),
+                    Ok(consent) => self.place_consent(i, record.offset, consent),
                     Err(reason) => self.dead(record, reason),
                 }
             }
             Kind::Erasure => match decode::decode_erasure(record.payload, &self.ctx.config.door) {
-                Ok(erasure) => self.ingest_timed(i, record, Timed::Erasure(erasure)),
+                Ok(erasure) => self.place_erasure(i, record.offset, erasure),
                 Err(reason) => self.dead(record, reason),
             },
         }
     }
 
-    /// Events and consent records alike: a record far ahead of its partition waits for the
-    /// next to vouch for it, so one clock error cannot drag the watermark.
-    fn ingest_timed(&mut self, i: usize, record: RecordRef<'_>, timed: Timed) {
-        let ts_ms = timed.ts_ms();
+    /// An event far ahead of its partition waits for the next to vouch for it, so one clock
+    /// error cannot drag the watermark.
+    fn ingest_event(&mut self, i: usize, record: RecordRef<'_>, event: Event) {
+        let ts_ms = event.ts_ms;
         let behind = self.parts[i].clock.max_ts().is_some_and(|max| ts_ms <= max);
         if behind {
-            // A late record says nothing of a held one ahead: it neither confirms nor refutes.
-            return self.place(i, timed, record.offset);
+            // A late event says nothing of a held one ahead: it neither confirms nor refutes.
+            return self.place(i, event, record.offset);
         }
         if let Some(suspect) = self.parts[i].suspect.take() {
-            let held_ts = suspect.record.ts_ms();
+            let held_ts = suspect.event.ts_ms;
             if vouches(ts_ms, held_ts) {
-                self.place(i, suspect.record, suspect.offset);
+                self.place(i, suspect.event, suspect.offset);
             } else {
                 let ahead_ms = held_ts - ts_ms;
                 let reason = DeadReason::AheadOfPartition { ahead_ms };
@@ -527,58 +501,60 @@ impl<'a> Ingest<'a> {
         }
         if self.parts[i].clock.needs_confirmation(ts_ms) {
             self.parts[i].suspect = Some(Suspect {
-                record: timed,
+                event,
                 offset: record.offset,
             });
             return;
         }
-        self.place(i, timed, record.offset);
+        self.place(i, event, record.offset);
     }
 
-    fn place(&mut self, i: usize, timed: Timed, offset: u64) {
+    fn place(&mut self, i: usize, event: Event, offset: u64) {
         let floor = self.floor(i, offset);
         let policy = &self.ctx.config.policy;
-        let placed = self.parts[i].clock.place(timed.ts_ms(), floor, policy);
-        match timed {
-            Timed::Event(event) => {
-                self.max_time = self.max_time.max(placed.time);
-                self.events.update_at(event, placed.time, 1);
-                self.count(|c| c.events += 1);
-                if placed.late {
-                    self.count(|c| c.late_events += 1);
-                }
-            }
-            Timed::Consent(record) => {
-                let rules = self.ctx.config.consent.as_ref().map(|c| &c.rules);
-                // A purpose that needs no consent: read and placed (it moves the clock), but
-                // it gates nothing.
-                if let Some(purpose) = rules.and_then(|r| r.index(record.purpose)) {
-                    let consent = Consent {
-                        viewer: record.viewer,
-                        purpose,
-                        granted: record.granted,
-                        ts_ms: record.ts_ms,
-                    };
-                    self.consent.update_at(consent, placed.time, 1);
-                }
-                self.count(|c| c.consent_records += 1);
-                if placed.late {
-                    self.count(|c| c.late_consent += 1);
-                }
-            }
-            Timed::Erasure(record) => self.place_erasure(i, record, placed),
+        let placed = self.parts[i].clock.place(event.ts_ms, floor, policy);
+        self.max_time = self.max_time.max(placed.time);
+        self.events.update_at(event, placed.time, 1);
+        self.count(|c| c.events += 1);
+        if placed.late {
+            self.count(|c| c.late_events += 1);
         }
     }
 
-    /// An erasure lands at its placement, or in a replay at the start: the partition's clock
-    /// still moves, so a record far ahead is judged as a live run judges it.
-    fn place_erasure(&mut self, i: usize, record: ErasureRecord, placed: crate::time::Placement) {
-        let from_start = self.erasures_from_start(self.parts[i].kind);
-        let time = if from_start {
-            *self.erasures.time()
-        } else {
-            placed.time
-        };
+    /// A consent record lands at its own tick, or at the input time once that has passed it
+    /// (late, counted). Its partition holds time back until read to its end, as reference
+    /// data does, so a log read from its start (a replay, a restart, a run over a backlog)
+    /// places every record at its own tick, however the topics interleave. A consent record
+    /// moves no clock and waits for no other: a sparse topic's lone record takes effect at its
+    /// tick, and one stamped far ahead waits for time to reach its tick and drags nothing.
+    fn place_consent(&mut self, i: usize, offset: u64, record: ConsentRecord) {
+        let (own, floor) = self.own_tick(i, offset, record.ts_ms);
+        let rules = self.ctx.config.consent.as_ref().map(|c| &c.rules);
+        // A purpose that needs no consent: read and counted, but it gates nothing.
+        if let Some(purpose) = rules.and_then(|r| r.index(record.purpose)) {
+            let consent = Consent {
+                viewer: record.viewer,
+                purpose,
+                granted: record.granted,
+                ts_ms: record.ts_ms,
+            };
+            self.consent.update_at(consent, own.max(floor), 1);
+        }
+        self.count(|c| c.consent_records += 1);
+        if own < floor {
+            self.count(|c| c.late_consent += 1);
+        }
+    }
+
+    /// An erasure takes effect as it is read: at the input time (no earlier than the store's
+    /// frontier for a record new to the store), whatever its `ts`. Read before time moves, a
+    /// log's erasures all land at the start, so no event one reaches ever enters a viewer
+    /// feature; read live, one lands in the next commit. Its `ts` says only what it erases
+    /// (the viewer's records before it), so one stamped far ahead erases all the viewer sent
+    /// before that time, at once: the reading that keeps the most private. Late: read after
+    /// time passed its own tick.
+    fn place_erasure(&mut self, i: usize, offset: u64, record: ErasureRecord) {
+        let (own, time) = self.own_tick(i, offset, record.ts_ms);
         let erasure = Erasure {
             viewer: record.viewer,
             ts_ms: record.ts_ms,
@@ -590,9 +566,15 @@ impl<'a> Ingest<'a> {
             ts_ms: record.ts_ms,
         });
         self.count(|c| c.erasure_records += 1);
-        if placed.late && !from_start {
+        if own < time {
             self.count(|c| c.late_erasures += 1);
         }
+    }
+
+    /// A control record's own tick, and the earliest time it may land at.
+    fn own_tick(&self, i: usize, offset: u64, ts_ms: TimeMs) -> (TimeMs, TimeMs) {
+        let own = visible_at(ts_ms, self.ctx.config.policy.tick_ms);
+        (own, self.floor(i, offset))
     }
 
     /// The log is declared finished: an event held as far ahead has no successor to
@@ -600,7 +582,7 @@ impl<'a> Ingest<'a> {
     fn place_suspects(&mut self) {
         for i in 0..self.parts.len() {
             if let Some(suspect) = self.parts[i].suspect.take() {
-                self.place(i, suspect.record, suspect.offset);
+                self.place(i, suspect.event, suspect.offset);
             }
         }
     }
@@ -656,12 +638,17 @@ impl<'a> Ingest<'a> {
     fn dead_at(&mut self, topic: &str, partition: u32, offset: u64, reason: DeadReason) {
         // Its partition's event time, from that partition's prefix alone, so a replay and a
         // restart stamp it as the live run did; the retention purges it by that time.
+        // A control partition has no clock: its dead letters get the input time.
         let policy = &self.ctx.config.policy;
+        let input = *self.events.time();
         let time_ms = self
             .parts
             .iter()
             .find(|p| p.topic == topic && p.partition == partition)
-            .map(|p| p.clock.frontier(policy))
+            .map(|p| match p.kind {
+                Kind::Consent | Kind::Erasure => input,
+                Kind::Events | Kind::Titles => p.clock.frontier(policy),
+            })
             .filter(|t| *t > 0);
         self.dead_letters.push(DeadLetter {
             topic: topic.to_string(),
@@ -688,7 +675,7 @@ impl<'a> Ingest<'a> {
             let seen = self
                 .parts
                 .iter()
-                .filter(|p| p.kind != Kind::Titles && !self.erasures_from_start(p.kind))
+                .filter(|p| p.kind == Kind::Events)
                 .map(|p| self.frontier(p));
             let followed = shared.input_time_ms.load(Ordering::Relaxed);
             seen.max().unwrap_or(0).max(followed)
@@ -722,8 +709,8 @@ impl<'a> Ingest<'a> {
 
     /// The smallest frontier of the partitions that hold time back, if any does.
     ///
-    /// Reference data holds time back only until it is read to the end of its log. An events
-    /// partition holds it back at its watermark while it has records to read, and in a
+    /// Reference data (titles, and the sparse control topics, consent and erasure) holds time
+    /// back only until it is read to the end of its log. An events partition holds it back at its watermark while it has records to read, and in a
     /// caught-up run also once read (so the store ends at the true watermark, and a later
     /// run over a longer log places every event as one run would), unless it never had an
     /// event. In a live run, one read to its end and quiet for `idle` lets time go on.
@@ -732,7 +719,7 @@ impl<'a> Ingest<'a> {
         let now = Instant::now();
         let holds = |p: &&Partition| {
             let at_end_for = |d| p.at_end_since.is_some_and(|t| now.duration_since(t) >= d);
-            if p.kind == Kind::Titles || self.erasures_from_start(p.kind) {
+            if p.kind != Kind::Events {
                 !p.done && p.at_end_since.is_none()
             } else if config.until_caught_up {
                 p.clock.max_ts().is_some() || p.suspect.is_some() || !p.done
@@ -749,11 +736,12 @@ impl<'a> Ingest<'a> {
     fn frontier(&self, p: &Partition) -> TimeMs {
         let policy = &self.ctx.config.policy;
         let own = match (&p.suspect, p.clock.max_ts()) {
-            // A replay's erasures all land at the start: they hold time there until read.
-            _ if self.erasures_from_start(p.kind) => 0,
+            // Consent and erasure records land no earlier than the input time: until read to
+            // their end, they hold time where it is.
+            _ if matches!(p.kind, Kind::Consent | Kind::Erasure) => 0,
             // A held first event holds time back where it would once placed: if it is real,
             // events after it in this partition must find time where one run leaves it.
-            (Some(held), None) => PartitionClock::frontier_of(held.record.ts_ms(), policy),
+            (Some(held), None) => PartitionClock::frontier_of(held.event.ts_ms, policy),
             _ => p.clock.frontier(policy),
         };
         if p.next_offset >= p.resume_offset {

@@ -197,8 +197,14 @@ struct StoreCollector {
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let (committed, engine) = match &self.figures {
-            Figures::Engine(shared) => (Ok(shared.committed()), Some(shared)),
-            Figures::Store(snapshot) => (snapshot().and_then(|s| Committed::read(&s)), None),
+            Figures::Engine(shared) => (
+                Ok((shared.committed(), shared.erasures_applied())),
+                Some(shared),
+            ),
+            Figures::Store(snapshot) => {
+                let read = |s: Snapshot| Ok((Committed::read(&s)?, s.erasures_applied()?));
+                (snapshot().and_then(read), None)
+            }
         };
         let readable = ConstGauge::new(i64::from(committed.is_ok()));
         let help = "1 while the store's figures could be read, 0 when the last read failed.";
@@ -206,8 +212,17 @@ impl Collector for StoreCollector {
         if let Some(shared) = engine {
             encode_engine(&mut encoder, shared)?;
         }
-        if let Ok(committed) = &committed {
+        if let Ok((committed, erasures)) = &committed {
             encode_committed(&mut encoder, committed)?;
+            let help = "Erasures the store has applied, as of its last commit (the erasure \
+                        topic's, and `rewind erase`'s; a repeat of an account already erased \
+                        as far back is not counted).";
+            metric(
+                &mut encoder,
+                "erasures_applied",
+                help,
+                &ConstCounter::new(*erasures),
+            )?;
             if let Some(shared) = engine {
                 encode_lag(&mut encoder, committed, &shared.log_ends())?;
             }

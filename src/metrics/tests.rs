@@ -157,6 +157,7 @@ fn engine_figures_are_what_the_engine_counted_and_committed() {
         next_offsets: vec![("events".into(), 0, 60), ("events".into(), 1, 55)],
     });
     shared.set_log_ends(vec![("events".into(), 0, 75), ("events".into(), 1, 55)]);
+    shared.add_erasures_applied(2);
     shared.commit_durations().observe(Duration::from_millis(3));
     shared.commit_durations().observe(Duration::from_millis(40));
     let s = scrape(&Metrics::new(Figures::Engine(shared)));
@@ -165,6 +166,8 @@ fn engine_figures_are_what_the_engine_counted_and_committed() {
     assert_eq!(s.value("rewind_events_committed_total", &[]), Some(100.0));
     assert_eq!(s.value("rewind_late_events_total", &[]), Some(3.0));
     assert_eq!(s.value("rewind_dead_letters_total", &[]), Some(7.0));
+    assert_eq!(s.types["rewind_erasures_applied_total"], "counter");
+    assert_eq!(s.value("rewind_erasures_applied_total", &[]), Some(2.0));
     assert_eq!(s.value("rewind_store_readable", &[]), Some(1.0));
     let frontier = s.value("rewind_frontier_timestamp_seconds", &[]);
     assert_eq!(frontier, Some(1_700_000_010.0));
@@ -206,6 +209,7 @@ fn frontier_age_is_wall_clock_minus_the_frontier() {
 fn nothing_committed_yet_renders_counts_of_zero_and_no_times() {
     let s = scrape(&Metrics::new(Figures::Engine(Arc::default())));
     assert_eq!(s.value("rewind_events_committed_total", &[]), Some(0.0));
+    assert_eq!(s.value("rewind_erasures_applied_total", &[]), Some(0.0));
     assert_eq!(s.value("rewind_frontier_age_seconds", &[]), None);
     assert_eq!(s.value("rewind_as_of_timestamp_seconds", &[]), None);
     // No log end is known before the status line has asked: no lag is guessed.
@@ -226,6 +230,14 @@ fn commit_into(dir: &Path) {
             frontier_ms: 1_700_000_005_000,
             next_offsets: vec![("events".into(), 0, 40), ("events".into(), 1, 12)],
             dead_letters: vec![dead(3), dead(9)],
+            // Of an account the store never held: applied, and counted.
+            erasures: vec![rewind_state::Erasure {
+                entity_kind: "viewer",
+                entity_id: "v_00000000000000000000000000000001".to_string().into(),
+                ts_ms: 1_700_000_004_000,
+                tick_ms: 1_700_000_005_000,
+                token: [7; 32],
+            }],
             counters: vec![
                 ("as_of_ms", 1_700_000_004_000),
                 ("events_total", 50),
@@ -247,6 +259,7 @@ fn a_store_read_by_another_process_gives_its_meta_and_offsets() {
     assert_eq!(s.value("rewind_events_committed_total", &[]), Some(50.0));
     assert_eq!(s.value("rewind_late_events_total", &[]), Some(5.0));
     assert_eq!(s.value("rewind_dead_letters_total", &[]), Some(2.0));
+    assert_eq!(s.value("rewind_erasures_applied_total", &[]), Some(1.0));
     let frontier = s.value("rewind_frontier_timestamp_seconds", &[]);
     assert_eq!(frontier, Some(1_700_000_005.0));
     let p1 = [("topic", "events"), ("partition", "1")];

@@ -62,6 +62,13 @@ fn get(store: &str, viewer: &str) -> serde_json::Value {
     serde_json::from_str(&common::ok(&out)).unwrap()
 }
 
+/// Whether `rewind get` finds a value of `viewer` that is not the default.
+fn has_values(store: &str, viewer: &str) -> bool {
+    let got = get(store, viewer);
+    let features = got["features"].as_object().unwrap();
+    features.values().any(|f| !f["valid_from_ms"].is_null())
+}
+
 /// Rows a `rewind serve --log-served` would have logged for `viewer` and another.
 fn log_served(store: &Path, viewer: &str, other: &str) {
     let mut log = LogFile::claim(store).unwrap();
@@ -89,7 +96,7 @@ fn log_served(store: &Path, viewer: &str, other: &str) {
 
 /// The byte patterns that would betray a pseudonym: its packed key, its 16 bytes, its text, its
 /// hex digits.
-fn traces(viewer: &str) -> Vec<Vec<u8>> {
+pub fn traces(viewer: &str) -> Vec<Vec<u8>> {
     let key = rewind_state::layout::entity_key(viewer);
     vec![
         key.clone(),
@@ -99,7 +106,7 @@ fn traces(viewer: &str) -> Vec<Vec<u8>> {
     ]
 }
 
-fn files_holding(dir: &Path, patterns: &[Vec<u8>]) -> Vec<String> {
+pub fn files_holding(dir: &Path, patterns: &[Vec<u8>]) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -446,4 +453,248 @@ fn a_running_server_follows_the_erasure() {
         }
     }
     drop(server);
+}
+
+/// A live run over the mock cluster, stopped when dropped.
+pub struct LiveRun {
+    pub shared: std::sync::Arc<rewind::engine::Shared>,
+    run: Option<std::thread::JoinHandle<rewind::engine::RunSummary>>,
+}
+
+impl LiveRun {
+    /// Starts `rewind run` on `log` as a server would keep it: never caught up, never sealed,
+    /// partitions quiet for 200 ms stop holding time back.
+    pub fn start(mut config: rewind::engine::RunConfig) -> LiveRun {
+        config.until_caught_up = false;
+        config.seal = false;
+        config.idle = std::time::Duration::from_millis(200);
+        let shared = std::sync::Arc::new(rewind::engine::Shared::default());
+        let run = {
+            let shared = shared.clone();
+            std::thread::spawn(move || rewind::engine::run(config, shared).unwrap())
+        };
+        LiveRun {
+            shared,
+            run: Some(run),
+        }
+    }
+
+    /// Waits, at most a minute, until `done` holds of the store; panics with `what` if never.
+    pub fn wait_for(
+        &self,
+        store: &Path,
+        what: &str,
+        done: impl Fn(&rewind_state::Snapshot) -> bool,
+    ) {
+        let started = std::time::Instant::now();
+        loop {
+            let snap = rewind_state::ReadOnlyStore::open(store).and_then(|s| s.snapshot());
+            if snap.is_ok_and(|snap| done(&snap)) {
+                return;
+            }
+            let ended = self.run.as_ref().is_none_or(|r| r.is_finished());
+            assert!(!ended, "the run ended before: {what}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "never: {what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for LiveRun {
+    fn drop(&mut self) {
+        self.shared.stop();
+        if let Some(run) = self.run.take() {
+            let _ = run.join();
+        }
+    }
+}
+
+/// `(key, json)` of one event of `user` at `ts_ms`.
+pub fn event(user: &str, ts_ms: u64, body: &str) -> rewind::workload::Record {
+    rewind::workload::Record {
+        key: user.to_string(),
+        json: format!(r#"{{"event_id":"{user}-{ts_ms}","user_id":"{user}","ts":{ts_ms},{body}}}"#),
+        ts_ms,
+        due_ms: ts_ms,
+    }
+}
+
+/// A play of title `a` by each of `users`, a second apart from `from_ms`, `n` each.
+pub fn plays(users: &[&str], from_ms: u64, n: u64) -> Vec<rewind::workload::Record> {
+    let play = r#""type":"play_start","title_id":"a""#;
+    (0..n)
+        .flat_map(|i| {
+            users
+                .iter()
+                .map(move |u| event(u, from_ms + i * 1000, play))
+        })
+        .collect()
+}
+
+/// A log with one title and the topic `control` of one partition, for a live run.
+pub fn control_log(control: &str) -> common::Log {
+    let log = common::log(1);
+    log.create_topic(control, 1);
+    let title = rewind::workload::Record {
+        key: "a".into(),
+        json:
+            r#"{"title_id":"a","genres":["drama"],"rating":4.0,"duration_s":3600,"kind":"movie"}"#
+                .into(),
+        ts_ms: START_MS - 60_000,
+        due_ms: 0,
+    };
+    common::produce(&log.brokers, common::TITLES, &[title]);
+    log
+}
+
+/// A tick boundary in 2026, where the live tests' events start.
+pub const START_MS: u64 = 1_767_225_600_000;
+
+/// The one record of a sparse erasure topic: a live run applies it within the commits that
+/// follow, though no record after it in its partition ever vouches for its time.
+#[test]
+fn a_lone_erasure_in_a_live_run_is_applied_within_the_commits_that_follow() {
+    let log = control_log(common::ERASURE);
+    common::produce(
+        &log.brokers,
+        common::EVENTS,
+        &plays(&["u1", "u2"], START_MS, 30),
+    );
+    let store = tempfile::tempdir().unwrap();
+    let run = LiveRun::start(common::config(&log.brokers, store.path(), 2));
+    let door = common::door();
+    let gone = door.viewer_id("u1").to_string();
+    run.wait_for(store.path(), "u1 has values", |snap| {
+        !snap.online("viewer", &gone).unwrap().is_empty()
+    });
+
+    let erasure = rewind::workload::Record {
+        key: "u1".into(),
+        json: format!(r#"{{"user_id":"u1","ts":{}}}"#, START_MS + 30_000),
+        ts_ms: START_MS + 30_000,
+        due_ms: 0,
+    };
+    common::produce(&log.brokers, common::ERASURE, &[erasure]);
+    // Time goes on with u2 only; u1 sends nothing more.
+    common::produce(
+        &log.brokers,
+        common::EVENTS,
+        &plays(&["u2"], START_MS + 30_000, 30),
+    );
+    run.wait_for(store.path(), "u1's erasure applied", |snap| {
+        snap.erasures_applied().unwrap() == 1
+            && snap.online("viewer", &gone).unwrap().is_empty()
+            && snap.history().unwrap().iter().all(|r| r.entity_id != gone)
+    });
+    let snap = rewind_state::ReadOnlyStore::open(store.path())
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    let u2 = door.viewer_id("u2").to_string();
+    assert!(!snap.online("viewer", &u2).unwrap().is_empty());
+    assert_eq!(snap.dead_letters().unwrap(), vec![]);
+}
+
+/// `--user-id-file`: many accounts in one command, from a file or standard input, none of them
+/// on the command line; a bad line stops it whole, named by its number, never by its content.
+#[test]
+fn erase_reads_many_ids_from_a_file_or_stdin_and_never_echoes_a_bad_line() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = replayed(dir.path());
+    let door = common::door();
+    let (a, b, c) = (user(3), user(4), user(5));
+    let ids = |path: &str, text: &str| {
+        let file = dir.path().join(path);
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let erase_file = |file: &str| {
+        common::rewind(&[
+            "erase",
+            "--store",
+            &store,
+            "--key-file",
+            &key,
+            "--user-id-file",
+            file,
+        ])
+    };
+    let long = "u".repeat(300);
+    let bad = [
+        (format!("{a}\n\n{b}\n"), "line 2 of", "is empty or blank"),
+        (format!("{a}\n{b}\n{long}\n"), "line 3 of", "300 bytes"),
+        (format!("{a}\n {b}\n"), "line 2 of", "spaces at an end"),
+        (String::new(), "holds no account id", ""),
+    ];
+    for (n, (text, line, why)) in bad.iter().enumerate() {
+        let out = erase_file(&ids(&format!("bad{n}"), text));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?}");
+        assert!(err.contains(line) && err.contains(why), "{text:?}: {err}");
+        let said = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+        for secret in [a.as_str(), b.as_str(), &long] {
+            assert!(!said.contains(secret), "{secret} in {said}");
+        }
+    }
+    // Nothing was erased by a file with a bad line.
+    let viewer = |id: &str| door.viewer_id(id).to_string();
+    assert!(has_values(&store, &viewer(&a)));
+    let both = erase_file(&ids("ids", &format!("{a}\r\n{b}\n{a}\n")));
+    let text = common::ok(&both);
+    assert!(text.contains("2 account(s)"), "{text}");
+    assert!(text.contains("2 online rows"), "{text}");
+    for id in [&a, &b] {
+        assert!(!has_values(&store, &viewer(id)));
+        assert_eq!(
+            files_holding(Path::new(&store), &traces(&viewer(id))),
+            Vec::<String>::new()
+        );
+    }
+    assert!(has_values(&store, &viewer(&c)));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rewind"))
+        .args([
+            "erase",
+            "--store",
+            &store,
+            "--key-file",
+            &key,
+            "--user-id-file",
+            "-",
+        ])
+        .env_remove(rewind::privacy::KEY_ENV)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{c}\n{a}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = common::ok(&out);
+    assert!(text.contains("1 account(s) already erased"), "{text}");
+    assert!(text.contains("2 account(s)"), "{text}");
+    assert!(files_holding(Path::new(&store), &traces(&viewer(&c))).is_empty());
+    let both = common::rewind(&[
+        "erase",
+        "--store",
+        &store,
+        "--key-file",
+        &key,
+        "--user-id",
+        &a,
+        "--user-id-file",
+        "-",
+    ]);
+    assert!(!both.status.success());
 }

@@ -4,6 +4,7 @@
 mod broker;
 mod cli;
 mod common;
+mod consent;
 mod dead_letters;
 mod erasure;
 mod metrics;

@@ -517,8 +517,8 @@ fn check_edges(log: &common::Log, s: u64) {
     }
 }
 
-/// Consent as the oracle sees it: every decodable consent record, placed by the events' time
-/// rule on its own partition's clock, and the rules it is read under.
+/// Consent as the oracle sees it: every decodable consent record, at its own tick (a finished
+/// log's consent is read before time moves, so none is late), and the rules it is read under.
 pub struct ConsentWorld {
     pub records: Vec<Placed<ConsentRecord>>,
     pub purposes: Vec<Purpose>,
@@ -528,7 +528,7 @@ pub struct ConsentWorld {
 impl ConsentWorld {
     pub fn read(brokers: &str, purposes: &[Purpose], max_age_ms: u64) -> ConsentWorld {
         let door = common::door();
-        let mut clocks = Clocks(HashMap::new());
+        let tick = TimePolicy::default().tick_ms;
         let mut records = Vec::new();
         for raw in common::read_back(brokers, CONSENT) {
             let payload = raw.payload.as_deref();
@@ -536,7 +536,7 @@ impl ConsentWorld {
                 continue;
             };
             records.push(Placed {
-                time: clocks.place(raw.partition, record.ts_ms),
+                time: (record.ts_ms / tick + 1) * tick,
                 record,
             });
         }
@@ -719,25 +719,29 @@ fn consent_gating_equals_the_oracle_for_1_and_2_workers() {
     }
 }
 
-/// Erasure as the oracle sees it: every decodable erasure record, placed by the events' time
-/// rule on its own partition's clock.
+/// Erasure as the oracle sees it: every decodable erasure record, taking effect as it is
+/// read. A run reads the erasure topic to its end before time moves, so an erasure lands at
+/// the start (time 0), or, for a record new to a store built before (at or past the store's
+/// next offset `resume.0`), at that store's frontier `resume.1`.
 pub struct ErasureWorld {
     pub erasures: Vec<Placed<ErasureRecord>>,
 }
 
 impl ErasureWorld {
-    pub fn read(brokers: &str) -> ErasureWorld {
+    pub fn read(brokers: &str, resume: Option<(u64, u64)>) -> ErasureWorld {
         let door = common::door();
-        let mut clocks = Clocks(HashMap::new());
         let mut erasures = Vec::new();
         for raw in common::read_back(brokers, ERASURE) {
             let Ok(record) = decode_erasure(raw.payload.as_deref(), &door) else {
                 continue;
             };
-            erasures.push(Placed {
-                time: clocks.place(raw.partition, record.ts_ms),
-                record,
-            });
+            let time = resume.map_or(
+                0,
+                |(next, frontier)| {
+                    if raw.offset >= next { frontier } else { 0 }
+                },
+            );
+            erasures.push(Placed { time, record });
         }
         ErasureWorld { erasures }
     }
@@ -785,16 +789,34 @@ pub fn expected_with_erasure(
         events: world.events.iter().filter(kept).map(copy).collect(),
         titles: world.titles.iter().map(copy).collect(),
     };
-    let compute = |world: &World| match consent {
+    let compute = |world: &World, consent: Option<&ConsentWorld>| match consent {
         Some(consent) => expected_with_consent(world, consent, t),
         None => expected(world, t),
     };
+    // The viewers' values, and the consent in force recorded for reads, forget an erased
+    // viewer's consent records from before the erasure as they forget the events; title
+    // features count under the consent in force then, as they keep their aggregates.
+    let kept_consent = consent.map(|consent| ConsentWorld {
+        records: consent
+            .records
+            .iter()
+            .filter(|p| {
+                let viewer = p.record.viewer.to_string();
+                erased
+                    .get(&viewer)
+                    .is_none_or(|from| p.record.ts_ms >= *from)
+            })
+            .map(copy)
+            .collect(),
+        purposes: consent.purposes.clone(),
+        max_age_ms: consent.max_age_ms,
+    });
     let deleted = erasures.kept_ticks();
-    let mut values = compute(&viewers_world);
+    let mut values = compute(&viewers_world, kept_consent.as_ref());
     values.retain(|(feature, entity), _| {
         !feature.starts_with("title.") && deleted.get(entity).is_none_or(|tick| t >= *tick)
     });
-    let titles = compute(world);
+    let titles = compute(world, consent);
     values.extend(
         titles
             .into_iter()
@@ -854,9 +876,23 @@ fn check_erasure_store(
     let viewers: BTreeSet<_> = erasures.erasures.iter().map(|p| p.record.viewer).collect();
     assert!(snap.erasures_applied().unwrap() >= viewers.len() as u64);
     let door = common::door();
-    for viewer in viewers {
-        let record = snap.erasure(door.erasure_token(&viewer)).unwrap();
+    for viewer in &viewers {
+        let record = snap.erasure(door.erasure_token(viewer)).unwrap();
         assert!(record.is_some(), "no suppression record of {viewer}");
+    }
+    // Erased and not back since: no byte of the pseudonym is left in the store directory.
+    let back: BTreeSet<String> = snap
+        .history()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.entity_id)
+        .collect();
+    for viewer in viewers.iter().map(|v| v.to_string()) {
+        if !back.contains(&viewer) {
+            let traces = crate::erasure::traces(&viewer);
+            let found = crate::erasure::files_holding(store, &traces);
+            assert_eq!(found, Vec::<String>::new(), "{viewer}");
+        }
     }
 }
 
@@ -866,6 +902,7 @@ fn erasure_times(world: &World, erasures: &ErasureWorld, n: usize, seed: u64) ->
     let extra: Vec<u64> = erasures
         .erasures
         .iter()
+        .filter(|p| p.time > 0)
         .flat_map(|p| [p.time - tick, p.time, p.time + tick])
         .collect();
     sample_times(world, n, seed, &extra)
@@ -900,16 +937,19 @@ fn erasure_equals_the_oracle_for_1_and_2_workers() {
         let store = tempfile::tempdir().unwrap();
         let mut first = common::config(&log.brokers, store.path(), workers);
         first.seal = false;
-        engine::run(first, Arc::new(Shared::default())).unwrap();
-        (workers, store)
+        let summary = engine::run(first, Arc::new(Shared::default())).unwrap();
+        (workers, store, summary.frontier_ms)
     });
+    // The erasures of the second run are new to the store: they land at its frontier.
+    let frontier = stores[0].2;
+    assert_eq!(stores[1].2, frontier);
     common::produce(&log.brokers, common::EVENTS, &records[half..]);
     common::produce(&log.brokers, ERASURE, &erasures[split..]);
     let world = World::read(&log.brokers);
-    let erasure_world = ErasureWorld::read(&log.brokers);
+    let erasure_world = ErasureWorld::read(&log.brokers, Some((split as u64, frontier)));
     assert!(erasure_world.erasures.len() > 10, "{}", erasures.len());
     let times = erasure_times(&world, &erasure_world, 40, config.seed);
-    for (workers, store) in stores {
+    for (workers, store, _) in stores {
         let summary = common::run_caught_up(&log.brokers, store.path(), workers);
         assert_eq!(summary.counters.erasure_records, erasures.len() as u64);
         let erased = summary.purged.erased;
@@ -946,7 +986,7 @@ fn erasure_with_consent_gating_equals_the_oracle() {
     let world = World::read(&log.brokers);
     let purposes = [Purpose::Personalization, Purpose::Analytics];
     let consent_world = ConsentWorld::read(&log.brokers, &purposes, max_age_ms);
-    let erasure_world = ErasureWorld::read(&log.brokers);
+    let erasure_world = ErasureWorld::read(&log.brokers, None);
     let times = erasure_times(&world, &erasure_world, 30, config.seed);
     for workers in [1, 2] {
         let store = tempfile::tempdir().unwrap();
@@ -958,10 +998,10 @@ fn erasure_with_consent_gating_equals_the_oracle() {
     }
 }
 
-/// Hand-placed erasures: mid-stream, with late events from before it still arriving, events
-/// after it stamped before it (ignored) and after it (counted), a value that the erasure's
-/// tick leaves unchanged (its old event leaves as a new one enters), two erasures of one
-/// viewer, and an erasure of a viewer never seen.
+/// Hand-placed erasures, read by a second run over a store the first built (so they land
+/// mid-stream, at its frontier): late events from before an erasure still arriving, events
+/// after it stamped before it (ignored) and after it (counted), two erasures of one viewer,
+/// an erasure of a viewer never seen, and one stamped a day ahead.
 #[test]
 fn erasures_at_the_edges_equal_the_oracle() {
     let s = 1_767_225_600_000; // a tick boundary
@@ -979,8 +1019,7 @@ fn erasures_at_the_edges_equal_the_oracle() {
     // The clock moves on, a second at a time, with a viewer no erasure touches.
     events.extend((1..200).map(|i| record("u9", s + i * 1000, &beat("c"))));
     events.extend([
-        // Right after u1's erasure (ts s+10_500, tick s+11_000): a play of the same title lands
-        // at the erasure's tick, so plays_24h and last_titles_10 keep their values there.
+        // Right after u1's erasure (ts s+10_500): counted.
         record("u1", s + 10_600, &play("a")),
         // Stamped before the erasure, arriving after it, within the lateness: ignored.
         record("u1", s + 10_400, &beat("a")),
@@ -1010,8 +1049,8 @@ fn erasures_at_the_edges_equal_the_oracle() {
         erasure("u2", s + 100_000),
         erasure("u3", s + 160_000),
         erasure("never_seen", s + 161_000),
-        // The last record of the partition vouches for the one before it.
-        erasure("never_seen_either", s + 180_000),
+        // Stamped a day ahead: it erases what the viewer sent before it, and drags nothing.
+        erasure("never_seen_either", s + DAY),
     ];
     let titles = vec![
         title("a", r#""drama""#, s - 60_000),
@@ -1021,14 +1060,26 @@ fn erasures_at_the_edges_equal_the_oracle() {
     let log = common::log(1);
     log.create_topic(ERASURE, 1);
     common::produce(&log.brokers, common::TITLES, &titles);
-    common::produce(&log.brokers, common::EVENTS, &events);
+    // The first run reads the events up to u1's erasure, the second the rest and the erasures.
+    let split = events.iter().position(|e| e.ts_ms == s + 10_600).unwrap();
+    common::produce(&log.brokers, common::EVENTS, &events[..split]);
+    let stores = [1, 2].map(|workers| {
+        let store = tempfile::tempdir().unwrap();
+        let mut first = common::config(&log.brokers, store.path(), workers);
+        first.seal = false;
+        let summary = engine::run(first, Arc::new(Shared::default())).unwrap();
+        (workers, store, summary.frontier_ms)
+    });
+    let frontier = stores[0].2;
+    assert!(frontier > s && frontier < s + 10_500, "{frontier}");
+    common::produce(&log.brokers, common::EVENTS, &events[split..]);
     common::produce(&log.brokers, ERASURE, &erasures);
     let world = World::read(&log.brokers);
-    let erasure_world = ErasureWorld::read(&log.brokers);
+    let erasure_world = ErasureWorld::read(&log.brokers, Some((0, frontier)));
     let last = world.events.iter().map(|p| p.time).max().unwrap();
     let times: Vec<u64> = (1..=last / 1000 - s / 1000).map(|i| s + i * 1000).collect();
-    for workers in [1, 2] {
-        let store = tempfile::tempdir().unwrap();
+    for (workers, store, first_frontier) in stores {
+        assert_eq!(first_frontier, frontier);
         let summary = common::run_caught_up(&log.brokers, store.path(), workers);
         assert_eq!(summary.counters.erasure_records, erasures.len() as u64);
         assert_eq!(summary.counters.dead_letters, 0);
