@@ -432,6 +432,7 @@ fn in_process_scenario(
     let started = Instant::now();
     let deadline = started + duration;
     let mut next = 0;
+    let (mut rows_read, mut rows_absent) = (0u64, 0u64);
     while Instant::now() < deadline {
         let ids = (next..next + entities).map(|i| viewers[i % viewers.len()].as_str());
         next += entities;
@@ -441,11 +442,17 @@ fn in_process_scenario(
         std::hint::black_box(&rows);
         drop(view);
         latencies.saturating_record(sent.elapsed().as_nanos() as u64);
-        if rows.iter().any(Option::is_none) {
-            tally.error("a sampled viewer has no online row".into());
-        } else {
-            tally.requests += 1;
-        }
+        tally.requests += 1;
+        rows_read += rows.len() as u64;
+        rows_absent += rows.iter().filter(|r| r.is_none()).count() as u64;
+    }
+    // A sampled viewer the run erased since has no row, rightly (the embedded generator
+    // erases about one viewer a minute), and HTTP answers it NOT_FOUND; but reads that find
+    // mostly nothing measure a broken setup, not the reader.
+    if rows_absent * 2 > rows_read {
+        tally.error(format!(
+            "{rows_absent} of {rows_read} sampled viewers had no online row"
+        ));
     }
     Ok(scenario(
         "in-process",
