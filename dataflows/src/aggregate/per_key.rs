@@ -171,17 +171,16 @@ impl KeyState<()> for Sum {
     }
 }
 
-/// The number of distinct data held (each with a positive count).
+/// The number of distinct data held: those with a count other than zero, as differential's
+/// `distinct_total` has it.
 pub(crate) struct DistinctCount<V> {
     counts: foldhash::HashMap<V, isize>,
-    positive: usize,
 }
 
 impl<V> Default for DistinctCount<V> {
     fn default() -> Self {
         DistinctCount {
             counts: foldhash::HashMap::default(),
-            positive: 0,
         }
     }
 }
@@ -190,27 +189,23 @@ impl<V: Record> KeyState<V> for DistinctCount<V> {
     type Value = i64;
 
     fn update(&mut self, datum: V, diff: isize) {
-        let (was, is) = match self.counts.entry(datum) {
+        match self.counts.entry(datum) {
             Entry::Occupied(mut held) => {
-                let was = *held.get();
                 *held.get_mut() += diff;
-                let is = *held.get();
-                if is == 0 {
+                if *held.get() == 0 {
                     held.remove();
                 }
-                (was > 0, is > 0)
             }
-            Entry::Vacant(new) => (false, *new.insert(diff) > 0),
-        };
-        match (was, is) {
-            (false, true) => self.positive += 1,
-            (true, false) => self.positive -= 1,
-            _ => {}
+            Entry::Vacant(new) if diff != 0 => {
+                new.insert(diff);
+            }
+            Entry::Vacant(_) => {}
         }
     }
 
     fn value(&self) -> Option<i64> {
-        (self.positive > 0).then_some(self.positive as i64)
+        let distinct = self.counts.len();
+        (distinct > 0).then_some(distinct as i64)
     }
 
     fn is_empty(&self) -> bool {
