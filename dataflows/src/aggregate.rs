@@ -1,12 +1,14 @@
 //! Aggregations: a [`Select`] keyed by an entity, reduced over a window.
 //!
-//! What each costs under differential:
+//! Each reduces its windowed records per entity with a state of its own ([`per_key`]): the
+//! records update it in time order, and the entity's value is read back from it when a time
+//! completes. What each keeps:
 //! - [`Keyed::count`] and [`Keyed::sum`] are abelian: each record is an insert at its tick
 //!   and a retraction one window later, its weight riding as the update's diff, and the state
 //!   is one running total per key (plus the pending retractions).
 //! - [`Keyed::count_distinct`] and [`Keyed::last_distinct`] need the values themselves: they
-//!   keep the windowed (key, value) pairs and recompute a key's value from them when they
-//!   change.
+//!   keep the windowed values per key (with their times, for the last-k) and update the count
+//!   or the order of the latest times as each comes and goes.
 //! - [`Keyed::share_by`] and [`Keyed::share_by_title`] sum the weight per (key, share key) as
 //!   the diff, and rebuild a key's map from those sums when they change.
 //! - [`ratio`] combines two finished aggregations per key: cheap, one pair per key.
@@ -15,13 +17,13 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
-use differential_dataflow::operators::{CountTotal, ThresholdTotal};
 
 use crate::event::{TimeMs, Title, TitleId, ViewerId};
 use crate::source::{HasTitle, HasViewer, Record, Select};
-use crate::value::{F64, Value, ValueType};
+use crate::value::{Value, ValueType};
 use crate::window::{RETENTION_MS, sliding};
 use crate::{Entity, EntityId, Output, Sources, Window};
+use per_key::{DistinctCount, LastK, Quotient, Shares, Sum, per_key};
 
 /// Builds a feature's output collection in a worker's dataflow: the escape hatch. Any
 /// differential computation over [`Sources`] that yields at most one `(entity id, value)` per
@@ -344,11 +346,10 @@ struct Total<T, K> {
 impl<T: Record + HasViewer, K: EntityKey> Compute for Total<T, K> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, weight, render) = (self.key.clone(), self.weight.clone(), self.render);
-        keyed_window(&self.select, sources, self.window_ms, move |t| {
-            key(&t).map(|k| (k, weight(&t) as isize))
-        })
-        .count_total()
-        .map(move |(k, total)| (k.into(), render(total as i64)))
+        let weighted = keyed_window(&self.select, sources, self.window_ms, move |t| {
+            key(&t).map(|k| ((k, ()), weight(&t) as isize))
+        });
+        per_key(weighted, "Sum", Sum::default).map(move |(k, total)| (k.into(), render(total)))
     }
 }
 
@@ -362,13 +363,11 @@ struct Distinct<T, K, V> {
 impl<T: Record + HasViewer, K: EntityKey, V: Record> Compute for Distinct<T, K, V> {
     fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let (key, field) = (self.key.clone(), self.field.clone());
-        keyed_window(&self.select, sources, self.window_ms, move |t| {
+        let pairs = keyed_window(&self.select, sources, self.window_ms, move |t| {
             key(&t).map(|k| ((k, field(&t)), 1))
-        })
-        .distinct_total()
-        .map(|(k, _)| k)
-        .count_total()
-        .map(|(k, n)| (k.into(), Value::Int(n as i64)))
+        });
+        per_key(pairs, "CountDistinct", DistinctCount::default)
+            .map(|(k, n)| (k.into(), Value::Int(n)))
     }
 }
 
@@ -389,25 +388,11 @@ impl<T: Record + HasViewer, K: EntityKey, V: Record + Display> Compute for LastD
             self.time.clone(),
             self.k,
         );
-        keyed_window(&self.select, sources, self.window_ms, move |t| {
-            key(&t).map(|key| (((key, field(&t)), time(&t)), 1))
-        })
-        // The latest time per (entity, value): values arrive sorted, the last is largest.
-        .reduce(|_, times, out| out.push((*times[times.len() - 1].0, 1)))
-        .map(|((key, value), latest)| (key, (latest, value)))
-        .reduce(move |_, seen, out| out.push((Value::List(newest_first(seen, k)), 1)))
-        .map(|(key, value)| (key.into(), value))
+        let seen = keyed_window(&self.select, sources, self.window_ms, move |t| {
+            key(&t).map(|key| ((key, (field(&t), time(&t))), 1))
+        });
+        per_key(seen, "LastDistinct", move || LastK::new(k)).map(|(key, value)| (key.into(), value))
     }
-}
-
-/// The `k` newest values, ties by value ascending.
-fn newest_first<V: Ord + Display>(seen: &[(&(u64, V), isize)], k: usize) -> Vec<String> {
-    let mut seen: Vec<&(u64, V)> = seen.iter().map(|(v, _)| *v).collect();
-    seen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    seen.into_iter()
-        .take(k)
-        .map(|(_, v)| v.to_string())
-        .collect()
 }
 
 type KeysFn<T> = Arc<dyn Fn(&T) -> Vec<String> + Send + Sync>;
@@ -466,30 +451,12 @@ impl<T: Record + HasTitle + HasViewer, K: EntityKey> Compute for ShareByTitle<T,
 }
 
 /// Each entity's map of share key → share of its summed weight, from `((entity, share key),
-/// weight)` rows whose weight is the diff. One reduce over the summed weights: no per-key
-/// totals arranged in between.
+/// weight)` rows whose weight is the diff: per entity, the sums per share key, and the map
+/// rebuilt from them when they change.
 fn share_per_entity<'s, K: EntityKey, S: Record + Display>(
     weighted: VecCollection<'s, TimeMs, (K, S)>,
 ) -> Output<'s> {
-    weighted
-        .reduce(|_, totals, out| {
-            if let Some(shares) = shares(totals) {
-                out.push((shares, 1));
-            }
-        })
-        .map(|(entity, value)| (entity.into(), value))
-}
-
-/// Each key's share of the sum; `None` when the sum is zero.
-fn shares<S: Display>(totals: &[(&S, isize)]) -> Option<Value> {
-    let sum: i64 = totals.iter().map(|(_, t)| *t as i64).sum();
-    if sum <= 0 {
-        return None;
-    }
-    let map = totals
-        .iter()
-        .map(|(k, t)| (k.to_string(), F64::new(*t as f64 / sum as f64)));
-    Some(Value::Map(map.collect()))
+    per_key(weighted, "Shares", Shares::default).map(|(entity, value)| (entity.into(), value))
 }
 
 struct Ratio {
@@ -507,25 +474,7 @@ impl Compute for Ratio {
             .denominator
             .compute(sources)
             .map(|(k, v)| (k, (true, v)));
-        numerator.concat(denominator).reduce(|_, parts, out| {
-            // Sorted: the numerator (false) comes first, when present.
-            let number = |v: &Value| match v {
-                Value::Int(i) => *i as f64,
-                Value::Float(f) => f.get(),
-                _ => f64::NAN,
-            };
-            let (mut num, mut den) = (0.0, 0.0);
-            for ((is_den, v), _) in parts {
-                if *is_den {
-                    den = number(v)
-                } else {
-                    num = number(v)
-                }
-            }
-            if den != 0.0 {
-                out.push((Value::Float(F64::new(num / den)), 1));
-            }
-        })
+        per_key(numerator.concat(denominator), "Ratio", Quotient::default)
     }
 }
 
@@ -539,5 +488,6 @@ impl Window {
     }
 }
 
+mod per_key;
 #[cfg(test)]
 mod tests;

@@ -7,13 +7,36 @@ use serde::{Deserialize, Serialize};
 
 /// One feature value. Defaults (0, null, empty) are never produced: a feature back at its
 /// default is absent from the output collection, and the store writes a tombstone.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+// `PartialEq` is written out (below) only for its order of comparison; it means what the
+// derived one would, so the derived `Hash` agrees with it.
+#[allow(clippy::derived_hash_with_manual_eq)]
+#[derive(Clone, Debug, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Value {
     Int(i64),
     Float(F64),
     /// Key → number, keys ascending.
     Map(Vec<(String, F64)>),
     List(Vec<String>),
+}
+
+/// Equal exactly when `Ord` says so. A map's numbers are compared before its keys: an
+/// aggregation compares each new value with the last, and two shares maps of one viewer
+/// almost always differ in a number while their keys match, so this is decided without
+/// comparing the key strings.
+impl PartialEq for Value {
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter().zip(b).all(|(x, y)| x.1 == y.1)
+                    && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
+            }
+            (Value::List(a), Value::List(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// What a feature's values look like, and what it reads as when nothing falls in its window.
@@ -175,5 +198,37 @@ mod tests {
             r#"["x","y\u000a"]"#
         );
         assert_eq!(Value::List(vec![]).to_json(), "[]");
+    }
+
+    #[test]
+    fn values_are_equal_exactly_when_they_order_equal() {
+        let map = |entries: &[(&str, f64)]| {
+            Value::Map(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), F64::new(*v)))
+                    .collect(),
+            )
+        };
+        let values = [
+            Value::Int(1),
+            Value::Int(2),
+            Value::Float(F64::new(1.0)),
+            Value::Float(F64::new(f64::NAN)),
+            map(&[]),
+            map(&[("a", 0.5), ("b", 0.5)]),
+            map(&[("a", 0.5), ("c", 0.5)]),
+            map(&[("a", 0.25), ("b", 0.75)]),
+            map(&[("a", 1.0)]),
+            Value::List(vec![]),
+            Value::List(vec!["a".into()]),
+            Value::List(vec!["a".into(), "b".into()]),
+        ];
+        for a in &values {
+            for b in &values {
+                assert_eq!(a == b, a.cmp(b) == Ordering::Equal, "{a:?} and {b:?}");
+            }
+            assert_eq!(a, &a.clone());
+        }
     }
 }

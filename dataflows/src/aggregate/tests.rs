@@ -396,3 +396,124 @@ fn a_custom_collection_is_a_feature() {
     );
     assert_eq!(at(4), BTreeMap::new());
 }
+
+/// One update of a per-key test input: `((key, datum), time, diff)`.
+type KeyedUpdates<D> = Vec<((u8, D), u64, isize)>;
+
+/// Every output update of `build` over `input` on `workers` workers, consolidated per (datum,
+/// time): what two computations must agree on to make the same updates at the same times.
+fn per_key_run<D, O>(
+    input: KeyedUpdates<D>,
+    workers: usize,
+    build: impl for<'s> Fn(
+        differential_dataflow::VecCollection<'s, u64, (u8, D)>,
+    ) -> differential_dataflow::VecCollection<'s, u64, O>
+    + Send
+    + Sync
+    + 'static,
+) -> Vec<(O, u64, isize)>
+where
+    D: crate::source::Record + Sync,
+    O: crate::source::Record,
+{
+    let (send, recv) = std::sync::mpsc::channel();
+    let send = Arc::new(Mutex::new(send));
+    let input = Arc::new(input);
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let send = send.lock().unwrap().clone();
+        let mut updates = worker.dataflow::<u64, _, _>(|scope| {
+            let (handle, collection) = scope.new_collection::<(u8, D), isize>();
+            build(collection).inner.capture_into(send);
+            handle
+        });
+        if worker.index() == 0 {
+            for (datum, time, diff) in input.iter() {
+                updates.update_at(datum.clone(), *time, *diff);
+            }
+        }
+    })
+    .unwrap();
+    let mut out: Vec<(O, u64, isize)> = recv
+        .extract()
+        .into_iter()
+        .flat_map(|(_, batch)| batch)
+        .collect();
+    differential_dataflow::consolidation::consolidate_updates(&mut out);
+    out
+}
+
+fn keyed_strategy<D: std::fmt::Debug>(
+    datum: impl Strategy<Value = D>,
+) -> impl Strategy<Value = KeyedUpdates<D>> {
+    let update = (
+        0u8..4,
+        datum,
+        0u64..12,
+        prop_oneof![Just(-1isize), Just(1), Just(2)],
+    );
+    proptest::collection::vec(update.prop_map(|(k, d, t, r)| ((k, d), t, r)), 0..80)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Each per-key state makes the updates, at the times, that the differential operators
+    /// the aggregations used before make: one and two workers, diffs of any sign.
+    #[test]
+    fn per_key_states_match_differentials_reduces(
+        sums in keyed_strategy(Just(())),
+        pairs in keyed_strategy(0u8..5),
+        plays in keyed_strategy((0u8..5, 0u64..6)),
+        shares in keyed_strategy(prop_oneof![Just("x"), Just("y"), Just("z")]),
+        workers in 1usize..=2,
+    ) {
+        use differential_dataflow::operators::{CountTotal, ThresholdTotal};
+        use super::per_key::{DistinctCount, LastK, Shares, Sum, per_key};
+
+        let new = per_key_run(sums.clone(), workers, |c| per_key(c, "Sum", Sum::default));
+        let old = per_key_run(sums, workers, |c| {
+            c.map(|(k, ())| k).count_total().map(|(k, n)| (k, n as i64))
+        });
+        prop_assert_eq!(new, old);
+
+        let new = per_key_run(pairs.clone(), workers, |c| {
+            per_key(c, "CountDistinct", DistinctCount::default)
+        });
+        let old = per_key_run(pairs, workers, |c| {
+            c.distinct_total().map(|(k, _)| k).count_total().map(|(k, n)| (k, n as i64))
+        });
+        prop_assert_eq!(new, old);
+
+        let new = per_key_run(plays.clone(), workers, |c| per_key(c, "Last", || LastK::new(2)));
+        let old = per_key_run(plays, workers, |c| {
+            c.map(|(k, (v, t))| ((k, v), t))
+                .reduce(|_, times, out| out.push((*times[times.len() - 1].0, 1)))
+                .map(|((k, v), latest)| (k, (latest, v)))
+                .reduce(|_, seen, out| {
+                    let mut seen: Vec<&(u64, u8)> = seen.iter().map(|(v, _)| *v).collect();
+                    seen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+                    let list = seen.into_iter().take(2).map(|(_, v)| v.to_string()).collect();
+                    out.push((Value::List(list), 1))
+                })
+        });
+        prop_assert_eq!(new, old);
+
+        let shares: KeyedUpdates<String> = shares
+            .into_iter()
+            .map(|((k, s), t, r)| ((k, s.to_string()), t, r))
+            .collect();
+        let new = per_key_run(shares.clone(), workers, |c| per_key(c, "Shares", Shares::default));
+        let old = per_key_run(shares, workers, |c| {
+            c.reduce(|_, totals, out| {
+                let sum: i64 = totals.iter().map(|(_, t)| *t as i64).sum();
+                if sum > 0 {
+                    let map = totals
+                        .iter()
+                        .map(|(k, t)| (k.to_string(), F64::new(*t as f64 / sum as f64)));
+                    out.push((Value::Map(map.collect()), 1));
+                }
+            })
+        });
+        prop_assert_eq!(new, old);
+    }
+}
