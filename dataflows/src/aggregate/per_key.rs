@@ -50,6 +50,9 @@ struct Keyed<S: KeyState<D>, D> {
     emitted: Option<S::Value>,
 }
 
+/// One pending input update: a key's record and its diff.
+type Update<K, D> = ((K, D), isize);
+
 /// Each key's value, from its `(key, datum)` updates, as `(key, value)` updates at the times
 /// the value changes. `init` makes the state of a key seen for the first time.
 pub(crate) fn per_key<'s, K, D, S>(
@@ -73,7 +76,7 @@ where
     let stream = collection
         .inner
         .unary_frontier(exchange, name, move |_, _| {
-            let mut pending: BTreeMap<TimeMs, Vec<((K, D), isize)>> = BTreeMap::new();
+            let mut pending: BTreeMap<TimeMs, Vec<Update<K, D>>> = BTreeMap::new();
             // A capability at the earliest pending time: the values of that time go out with
             // it, and downstream cannot complete the time before they do.
             let mut held: Option<Capability<TimeMs>> = None;
