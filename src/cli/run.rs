@@ -606,14 +606,15 @@ pub(super) fn print_summary(summary: &RunSummary) {
     );
     if c.consent_records > 0 {
         eprintln!(
-            "rewind: consent: {} records read ({} late, applied at their partition's frontier)",
+            "rewind: consent: {} records read ({} late: read after time had passed their tick, \
+             applied at the time read)",
             c.consent_records, c.late_consent
         );
     }
     if c.erasure_records > 0 {
         let erased = &summary.purged.erased;
         eprintln!(
-            "rewind: erasure: {} records read ({} late, applied at their partition's frontier); \
+            "rewind: erasure: {} records read ({} read after time had passed their tick); \
              {} erasures applied, deleting {} online rows and {} history rows",
             c.erasure_records,
             c.late_erasures,

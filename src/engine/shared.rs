@@ -31,11 +31,13 @@ pub struct Counters {
     pub untitled_events: u64,
     /// Consent records read and placed (dead letters aside).
     pub consent_records: u64,
-    /// Consent records beyond the lateness: applied at their partition's frontier.
+    /// Consent records read after the input time had passed their tick: applied at the
+    /// time they were read.
     pub late_consent: u64,
     /// Erasure records read and placed (dead letters aside).
     pub erasure_records: u64,
-    /// Erasure records beyond the lateness: applied at their partition's frontier.
+    /// Erasure records read after the input time had passed their tick (every erasure takes
+    /// effect as it is read).
     pub late_erasures: u64,
 }
 
