@@ -1,5 +1,49 @@
 use super::*;
 
+/// A small deterministic generator, so a failure replays exactly.
+pub(crate) struct Lcg(pub(crate) u64);
+
+impl Lcg {
+    pub(crate) fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Changes of every tick in `ticks` for every feature and id: the key of id `i` and feature
+/// `f` changes once in `paces[(i + f) % 5]` ticks, and goes back to the default once in
+/// `default_one_in` changes.
+pub(crate) fn random_changes(
+    rng: &mut Lcg,
+    ticks: std::ops::Range<u64>,
+    (features, ids): (&[&'static str], &[&str]),
+    paces: [u64; 5],
+    default_one_in: u64,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for tick in ticks {
+        for (f, feature) in features.iter().enumerate() {
+            for (i, id) in ids.iter().enumerate() {
+                if rng.next(paces[(i + f) % 5]) != 0 {
+                    continue;
+                }
+                let value = (rng.next(default_one_in) != 0).then(|| format!("{}", rng.next(1000)));
+                out.push(Change {
+                    entity_kind: "viewer",
+                    feature,
+                    entity_id: (*id).into(),
+                    tick_ms: tick * 1000,
+                    value: value.map(String::into_bytes),
+                });
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn change(feature: &'static str, id: &str, tick_ms: u64, value: Option<&str>) -> Change {
     Change {
         entity_kind: "viewer",
@@ -263,19 +307,6 @@ fn a_second_writer_is_told_the_store_is_being_written() {
     assert!(ReadOnlyStore::open(dir.path()).is_ok());
 }
 
-/// A seeded stream of numbers, so the tests below need no dependency.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
-
 fn viewer(n: u64) -> String {
     format!("v_{:032x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
@@ -302,18 +333,14 @@ fn history_and_online_match_a_model_across_blocks_ticks_and_tombstones() {
     let mut tick = 1000;
     for _ in 0..12 {
         let mut changes = Vec::new();
-        for _ in 0..1 + rng.below(4) {
-            tick += 1000 * (1 + rng.below(3));
+        for _ in 0..1 + rng.next(4) {
+            tick += 1000 * (1 + rng.next(3));
             // Now and then a tick far larger than a block.
-            let n = if rng.below(5) == 0 {
-                2500
-            } else {
-                rng.below(30)
-            };
+            let n = if rng.next(5) == 0 { 2500 } else { rng.next(30) };
             for _ in 0..n {
-                let feature = features[rng.below(3) as usize];
-                let id = &ids[rng.below(ids.len() as u64) as usize];
-                let value = match rng.below(6) {
+                let feature = features[rng.next(3) as usize];
+                let id = &ids[rng.next(ids.len() as u64) as usize];
+                let value = match rng.next(6) {
                     0 => None,
                     v => Some(format!(
                         "{{\"x\":{v},\"pad\":\"{}\"}}",

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use std::collections::HashSet;
 
+use crate::tests::{Lcg, random_changes};
 use crate::{Change, Commit, EntityId, Erasure, Snapshot, Store, StoreError};
 
 const FEATURES: [&str; 3] = ["viewer.a", "viewer.b", "viewer.c"];
@@ -13,41 +14,9 @@ const IDS: [&str; 5] = [
     "v_000000000000000000000000000000ff",
 ];
 
-/// A small deterministic generator, so a failure replays exactly.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % below
-    }
-}
-
 /// Changes of every tick in `ticks`, keys at different paces, sometimes back to the default.
 fn changes(rng: &mut Lcg, ticks: std::ops::Range<u64>) -> Vec<Change> {
-    let mut out = Vec::new();
-    for tick in ticks {
-        for (f, feature) in FEATURES.iter().enumerate() {
-            for (i, id) in IDS.iter().enumerate() {
-                let pace = [1, 2, 7, 3, 5][(i + f) % 5];
-                if rng.next(pace) != 0 {
-                    continue;
-                }
-                let value = (rng.next(5) != 0).then(|| format!("{}", rng.next(1000)));
-                out.push(Change {
-                    entity_kind: "viewer",
-                    feature,
-                    entity_id: (*id).into(),
-                    tick_ms: tick * 1000,
-                    value: value.map(String::into_bytes),
-                });
-            }
-        }
-    }
-    out
+    random_changes(rng, ticks, (&FEATURES, &IDS), [1, 2, 7, 3, 5], 5)
 }
 
 fn token(id: &str) -> [u8; 32] {
