@@ -777,9 +777,7 @@ pub fn id_warning(labels: &RecordBatch, raw_ids: bool) -> Option<String> {
 
 /// The shape `privacy` gives every viewer id: `v_` and 32 lowercase hex digits.
 fn looks_like_pseudonym(id: &str) -> bool {
-    id.strip_prefix("v_").is_some_and(|hex| {
-        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
+    rewind_dataflows::ViewerId::parse(id).is_some()
 }
 
 pub(crate) fn entity_ids(

@@ -23,6 +23,17 @@ impl std::fmt::Display for ViewerId {
         write!(f, "v_{:032x}", self.0)
     }
 }
+
+impl ViewerId {
+    /// The pseudonym `text` shows (`v_` and 32 lowercase hex digits, as displayed), or `None`
+    /// for any other text.
+    pub fn parse(text: &str) -> Option<ViewerId> {
+        let hex = text.strip_prefix("v_")?;
+        let lower = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let n = (hex.len() == 32 && lower).then(|| u128::from_str_radix(hex, 16).ok())??;
+        Some(ViewerId(n))
+    }
+}
 /// Whose value it is: a viewer or a title, by id. Outputs carry the ids themselves (16 bytes
 /// or a shared string) and are rendered as text only where a row is written.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -172,4 +183,29 @@ pub struct Title {
 pub enum TitleKind {
     Episode,
     Movie,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ViewerId;
+
+    #[test]
+    fn a_pseudonym_parses_back_from_its_text_and_nothing_else_does() {
+        for n in [0, 1, u128::MAX, 0x5bdc_c146_bf60_754e_6a04_2426_0895_75c7] {
+            assert_eq!(ViewerId::parse(&ViewerId(n).to_string()), Some(ViewerId(n)));
+        }
+        let good = ViewerId(7).to_string();
+        for bad in [
+            "",
+            "v_",
+            "u_00000000000000000000000000000007",
+            "v_0000000000000000000000000000007",
+            "v_000000000000000000000000000000007",
+            "v_0000000000000000000000000000000A",
+            "v_+0000000000000000000000000000007",
+            "v_0000000000000000000000000000000g",
+        ] {
+            assert_eq!(ViewerId::parse(bad), None, "{bad:?} (a good one: {good})");
+        }
+    }
 }

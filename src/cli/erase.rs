@@ -8,8 +8,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use rewind::decode::MAX_ID_BYTES;
 use rewind::privacy::{KeySource, Pseudonymizer, STORE_KEY_FILE};
-use rewind::served::file::{LogFile, slot_paths};
+use rewind::served::FOLLOW_EVERY;
+use rewind::served::file::{LogFile, LogReader, slot_paths};
 use rewind_state::{Commit, Erased, Erasure, Store, StoreError};
+use std::time::{Duration, Instant};
 
 /// Erase viewers from a store: their current values, their whole history and their
 /// served-log rows are deleted, and the files are rewritten so that no byte of them remains.
@@ -18,8 +20,9 @@ use rewind_state::{Commit, Erased, Erasure, Store, StoreError};
 ///
 /// The account ids are pseudonymized with the store's key, as the door does; they are never
 /// printed or stored. The store must not be written meanwhile: stop `rewind run` first (a live
-/// run erases through its erasure topic). Run it again for the same account: nothing more is
-/// removed.
+/// run erases through its erasure topic). A `rewind serve --log-served` may keep serving: it
+/// follows the store and erases its own log, and this waits until it has. Run it again for the
+/// same account: nothing more is removed.
 #[derive(Debug, Args)]
 pub struct EraseArgs {
     #[arg(long, default_value = "./rewind-data")]
@@ -47,6 +50,10 @@ pub struct EraseArgs {
     /// The pseudonym key file (else REWIND_PSEUDONYM_KEY, else the store's own key file).
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// Seconds to wait for running `rewind serve --log-served` processes to erase the rows of
+    /// their own served logs (they follow the store, and rewrite their files).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    server_wait: u64,
 }
 
 /// Event times outside these years are implausible, as at the door (`docs/events.md`).
@@ -73,8 +80,8 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
     }
     let door = key(args.key_file.as_deref(), &args.store)?;
     let store = open_writer(&args.store)?;
-    // Claimed before anything is erased: a log a server holds stops the erasure whole.
-    let logs = claim_served_logs(&args.store)?;
+    // Claimed before anything is erased; a log a server holds, the server erases itself.
+    let (logs, held) = claim_served_logs(&args.store)?;
     check_fingerprint(&store, &door)?;
     let frontier_ms = store.snapshot()?.frontier_ms()?.with_context(|| {
         format!(
@@ -114,6 +121,10 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
     let commit_elapsed = started.elapsed().saturating_sub(erased.scrub.elapsed);
     let served = erase_served(logs, &viewers)?;
     report(&store, &erased, served, commit_elapsed)?;
+    if !held.is_empty() {
+        let wait = Duration::from_secs(args.server_wait);
+        wait_for_servers(&args.store, &held, &viewers, frontier_ms, wait)?;
+    }
     let accounts = viewers.len();
     outln!("{accounts} account(s), at tick {frontier_ms} (erasure time {ts_ms})")?;
     Ok(())
@@ -220,20 +231,55 @@ fn check_fingerprint(store: &Store, door: &Pseudonymizer) -> anyhow::Result<()> 
     }
 }
 
-/// Every served-feature log of the store directory, held for writing.
-fn claim_served_logs(dir: &Path) -> anyhow::Result<Vec<LogFile>> {
-    let mut logs = Vec::new();
+/// Every served-feature log of the store directory no process holds, held for writing; and
+/// the paths of those a running server holds.
+fn claim_served_logs(dir: &Path) -> anyhow::Result<(Vec<LogFile>, Vec<PathBuf>)> {
+    let (mut logs, mut held) = (Vec::new(), Vec::new());
     for path in slot_paths(dir) {
         match LogFile::open_slot(&path)? {
             Some(log) => logs.push(log),
-            None => bail!(
-                "served log {} is held by a running `rewind serve --log-served`: stop it, then \
-                 erase again (nothing was erased)",
-                path.display()
-            ),
+            None => held.push(path),
         }
     }
-    Ok(logs)
+    Ok((logs, held))
+}
+
+/// Waits until no served log holds a row of the viewers as of `tick_ms` or earlier: the
+/// running servers that hold `held` follow the store, and erase their own.
+fn wait_for_servers(
+    dir: &Path,
+    held: &[PathBuf],
+    viewers: &[String],
+    tick_ms: u64,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let reader = LogReader::open(dir)?;
+        let mut left = 0;
+        for viewer in viewers {
+            left += reader.count_as_of("viewer", viewer, tick_ms)?;
+        }
+        drop(reader);
+        if left == 0 {
+            outln!(
+                "served-log rows in {} log(s) of running servers: erased by them",
+                held.len()
+            )?;
+            return Ok(());
+        }
+        if started.elapsed() > wait {
+            let paths: Vec<String> = held.iter().map(|p| p.display().to_string()).collect();
+            bail!(
+                "the store's erasure is done, but {left} row(s) of the account(s) are still in \
+                 the served log(s) {} after {wait:?}: the server holding them has not erased \
+                 them (it may not follow the store's erasures, or lack the store's key). Stop \
+                 it, then run `rewind erase` again to erase its log",
+                paths.join(", ")
+            );
+        }
+        std::thread::sleep(FOLLOW_EVERY / 2);
+    }
 }
 
 /// Deletes the viewers' rows from every served-feature log, then scrubs each file that held

@@ -295,10 +295,12 @@ fn serve(
         max_body_bytes: args.serve_max_body_bytes,
         max_entities: args.serve_max_entities,
     };
+    let key = door.clone();
     let config = http.config(addr, Some(door), 1)?;
     let metrics = Metrics::new(Figures::Engine(shared.clone()));
     let hooks = super::serve::hooks(metrics, log);
     let server = Server::start(config, Source::Engine(shared.clone()), hooks)?;
+    super::serve::follow_store(log, &server, Box::new(move || Ok(Some(key.clone()))))?;
     eprintln!(
         "rewind: serving http://{} from this run's store",
         server.addr()

@@ -104,6 +104,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .transpose()?;
     let metrics = Metrics::new(Figures::of_dir(args.store.clone()));
     let server = Server::start(config, source, hooks(metrics, log.as_ref()))?;
+    let (key_file, store) = (args.key_file.clone(), args.store.clone());
+    let key = move || serving_key(key_file.as_deref(), &store).map_err(|e| format!("{e:#}"));
+    follow_store(log.as_ref(), &server, Box::new(key))?;
     eprintln!(
         "rewind: serving http://{} from the store in {}; Ctrl-C stops",
         server.addr(),
@@ -178,6 +181,18 @@ pub(super) fn open_served_log(store: &Path) -> anyhow::Result<Arc<ServedLog>> {
     Ok(Arc::new(log))
 }
 
+/// Has the served log, if any, follow the store `server` reads: its erasures and retention.
+pub(super) fn follow_store(
+    log: Option<&Arc<ServedLog>>,
+    server: &Server,
+    key: served::KeyFn,
+) -> anyhow::Result<()> {
+    match log {
+        Some(log) => Ok(log.follow(server.store_reader(), key)?),
+        None => Ok(()),
+    }
+}
+
 /// Writes what the log still holds queued, and says what it logged and lost.
 pub(super) fn close_served_log(log: Option<Arc<ServedLog>>) -> anyhow::Result<()> {
     let Some(log) = log else {
@@ -186,8 +201,8 @@ pub(super) fn close_served_log(log: Option<Arc<ServedLog>>) -> anyhow::Result<()
     let stats = log.close()?;
     eprintln!(
         "rewind: served log: {} responses logged, {} dropped (queue full), {} failed to write, \
-         {} rows purged",
-        stats.logged, stats.dropped, stats.failed, stats.purged
+         {} rows purged, {} rows of erased viewers deleted",
+        stats.logged, stats.dropped, stats.failed, stats.purged, stats.erased
     );
     Ok(())
 }

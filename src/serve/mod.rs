@@ -238,6 +238,13 @@ impl Server {
         })
     }
 
+    /// The store's reader as the server has it (none while it waits for the store), for the
+    /// served log to follow the store the server reads ([`crate::served::ServedLog::follow`]).
+    pub fn store_reader(&self) -> crate::served::ReaderFn {
+        let slot = self.slot.clone();
+        Box::new(move || slot.reader().ok())
+    }
+
     /// The address it listens on (the port chosen, for `:0`).
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -235,6 +235,18 @@ impl LogFile {
 
     /// Deletes every row of one entity in one transaction; returns how many.
     pub fn erase(&mut self, kind: &str, id: &str) -> Result<u64, ServedLogError> {
+        self.erase_as_of(kind, id, u64::MAX)
+    }
+
+    /// Deletes, in one transaction, the rows of one entity whose values are as of `as_of_ms`
+    /// or earlier, and any of its rows that fails its seal (its time cannot be told); returns
+    /// how many.
+    pub fn erase_as_of(
+        &mut self,
+        kind: &str,
+        id: &str,
+        as_of_ms: u64,
+    ) -> Result<u64, ServedLogError> {
         let run = || -> Result<u64, redb::Error> {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(Durability::Immediate)
@@ -244,18 +256,57 @@ impl LogFile {
                 let mut responses = txn.open_table(RESPONSES)?;
                 let mut by_entity = txn.open_table(BY_ENTITY)?;
                 let keys: Vec<(u64, u64)> = by_entity
-                    .extract_from_if((kind, id, 0, 0)..=(kind, id, u64::MAX, u64::MAX), |_, _| {
-                        true
-                    })?
+                    .range((kind, id, 0, 0)..=(kind, id, u64::MAX, u64::MAX))?
                     .map(|entry| entry.map(|(key, _)| (key.value().2, key.value().3)))
                     .collect::<Result<_, _>>()?;
                 for key in keys {
-                    responses.remove(key)?;
-                    n += 1;
+                    let doomed = match responses.get(key)? {
+                        Some(stored) => row_seal(key)
+                            .open(stored.value())
+                            .and_then(|payload| payload.first_chunk::<8>())
+                            .is_none_or(|of| u64::from_le_bytes(*of) <= as_of_ms),
+                        None => true,
+                    };
+                    if doomed {
+                        responses.remove(key)?;
+                        by_entity.remove((kind, id, key.0, key.1))?;
+                        n += 1;
+                    }
                 }
             }
             txn.commit()?;
             Ok(n)
+        };
+        run().map_err(|e| classify(&self.path, e))
+    }
+
+    /// Every viewer id the file holds a row of, once each, in order.
+    pub fn viewer_ids(&self) -> Result<Vec<String>, ServedLogError> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let run = || -> Result<Vec<String>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let by_entity = txn.open_table(BY_ENTITY)?;
+            let mut ids: Vec<String> = Vec::new();
+            loop {
+                // One seek per viewer: past every row of the last one found.
+                let next = match ids.last() {
+                    None => by_entity.range::<(&str, &str, u64, u64)>((
+                        Included(("viewer", "", 0, 0)),
+                        Unbounded,
+                    ))?,
+                    Some(last) => by_entity.range::<(&str, &str, u64, u64)>((
+                        Excluded(("viewer", last.as_str(), u64::MAX, u64::MAX)),
+                        Unbounded,
+                    ))?,
+                }
+                .next();
+                match next.transpose()? {
+                    Some((key, _)) if key.value().0 == "viewer" => {
+                        ids.push(key.value().1.to_string())
+                    }
+                    _ => return Ok(ids),
+                }
+            }
         };
         run().map_err(|e| classify(&self.path, e))
     }
@@ -676,6 +727,32 @@ impl LogReader {
             }
         }
         Ok(best)
+    }
+}
+
+impl LogReader {
+    /// How many rows of one entity, over all files, hold values as of `as_of_ms` or earlier.
+    pub fn count_as_of(&self, kind: &str, id: &str, as_of_ms: u64) -> Result<u64, ServedLogError> {
+        let mut n = 0;
+        for (path, db) in &self.files {
+            let read = || -> Result<u64, redb::Error> {
+                let txn = db.begin_read()?;
+                let by_entity = txn.open_table(BY_ENTITY)?;
+                let responses = txn.open_table(RESPONSES)?;
+                let mut n = 0;
+                let range = (kind, id, 0, 0)..=(kind, id, u64::MAX, u64::MAX);
+                for entry in by_entity.range(range)? {
+                    let (_, _, served_at_ms, seq) = entry?.0.value();
+                    let key = (served_at_ms, seq);
+                    let stored = responses.get(key)?;
+                    let row = stored.map(|s| open_row(key, s.value())).transpose()?;
+                    n += u64::from(row.is_none_or(|row| row.as_of_ms <= as_of_ms));
+                }
+                Ok(n)
+            };
+            n += read().map_err(|e| classify(path, e))?;
+        }
+        Ok(n)
     }
 }
 

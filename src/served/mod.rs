@@ -22,6 +22,7 @@
 //!   share a writer.
 
 pub mod file;
+mod follow;
 mod hooks;
 pub mod join;
 
@@ -34,6 +35,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use self::file::LogFile;
+use self::follow::Following;
+pub use self::follow::{FOLLOW_EVERY, KeyFn, ReaderFn};
 
 /// The retention when the store records none (meta `retention_ms`): 365 days, the seed's limit
 /// and the longest VPPA allows.
@@ -131,6 +134,8 @@ pub struct ServedStats {
     pub failed: u64,
     /// Rows removed by retention purges.
     pub purged: u64,
+    /// Rows removed because the store erased their viewer ([`ServedLog::follow`]).
+    pub erased: u64,
 }
 
 #[derive(Default)]
@@ -139,6 +144,7 @@ struct Counters {
     dropped: AtomicU64,
     failed: AtomicU64,
     purged: AtomicU64,
+    erased: AtomicU64,
     retention_ms: AtomicU64,
 }
 
@@ -149,6 +155,7 @@ impl Counters {
             dropped: self.dropped.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             purged: self.purged.load(Ordering::Relaxed),
+            erased: self.erased.load(Ordering::Relaxed),
         }
     }
 }
@@ -161,6 +168,8 @@ enum Message {
         id: String,
         done: std::sync::mpsc::Sender<Result<u64, ServedLogError>>,
     },
+    /// From now on, follow the store's erasures and retention.
+    Follow(Box<Following>),
     /// A clean stop: everything queued before it is written, then the writer ends.
     Stop,
     /// Tests stall the writer until the sender is dropped, to fill the queue.
@@ -256,11 +265,15 @@ impl ServedLog {
         }
     }
 
-    /// Sets the retention (the store's may change while serving); the next purge uses it.
-    pub fn set_retention_ms(&self, retention_ms: u64) {
-        self.counters
-            .retention_ms
-            .store(retention_ms, Ordering::Relaxed);
+    /// Follows the store `reader` reads ([`follow`]): from now on, a viewer the store erases
+    /// loses its served rows here too, within [`FOLLOW_EVERY`] and a scrub of the file, and
+    /// the store's retention is the log's. `key` gives the key the served pseudonyms were made
+    /// with, to find erased viewers by.
+    pub fn follow(&self, reader: ReaderFn, key: KeyFn) -> Result<(), ServedLogError> {
+        let following = Box::new(Following::new(reader, key));
+        self.queue
+            .send(Message::Follow(following))
+            .map_err(|_| ServedLogError::WriterDied("its queue is closed".into()))
     }
 
     /// Deletes every logged row of one entity, in one transaction after everything queued
@@ -323,8 +336,12 @@ pub fn now_ms() -> u64 {
 pub fn store_retention_ms(
     snapshot: &rewind_state::Snapshot,
 ) -> Result<u64, rewind_state::StoreError> {
-    let recorded = snapshot.meta_u64(META_RETENTION)?;
-    Ok(recorded.map_or(DEFAULT_RETENTION_MS, |r| r.min(DEFAULT_RETENTION_MS)))
+    Ok(retention_of(snapshot.meta_u64(META_RETENTION)?))
+}
+
+/// The retention a store's meta `retention_ms` gives (see [`store_retention_ms`]).
+fn retention_of(recorded: Option<u64>) -> u64 {
+    recorded.map_or(DEFAULT_RETENTION_MS, |r| r.min(DEFAULT_RETENTION_MS))
 }
 
 /// The background writer: drains the queue into the file, many responses per transaction.
@@ -333,6 +350,7 @@ struct Writer {
     store_dir: PathBuf,
     counters: Arc<Counters>,
     last_purge: Option<Instant>,
+    follow: Option<Following>,
 }
 
 impl Writer {
@@ -342,6 +360,7 @@ impl Writer {
             store_dir,
             counters,
             last_purge: None,
+            follow: None,
         }
     }
 
@@ -358,7 +377,8 @@ impl Writer {
         let mut batch = Vec::new();
         loop {
             self.purge_when_due();
-            let first = match messages.recv_timeout(PURGE_EVERY) {
+            self.follow_when_due();
+            let first = match messages.recv_timeout(FOLLOW_EVERY) {
                 Ok(message) => message,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -369,6 +389,7 @@ impl Writer {
                 match message {
                     Message::Served(served) => batch.push(served),
                     Message::Stop => stop = true,
+                    Message::Follow(following) => self.follow = Some(*following),
                     Message::Erase { kind, id, done } => {
                         // Everything queued before the erasure lands first, so the erasure
                         // catches it.
@@ -380,6 +401,8 @@ impl Writer {
                 }
                 if batch.len() >= MAX_BATCH {
                     self.write(&mut batch);
+                    // A queue that never empties must not hold an erasure back.
+                    self.follow_when_due();
                 }
                 next = messages.try_recv().ok();
             }
@@ -403,7 +426,12 @@ impl Writer {
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         let n = batch.len() as u64;
         match self.file.append(batch, dropped) {
-            Ok(()) => self.counters.logged.fetch_add(n, Ordering::Relaxed),
+            Ok(()) => {
+                if let Some(following) = &mut self.follow {
+                    following.note(batch);
+                }
+                self.counters.logged.fetch_add(n, Ordering::Relaxed)
+            }
             Err(e) => {
                 eprintln!("rewind: {n} served responses not logged: {e}");
                 self.counters.failed.fetch_add(n, Ordering::Relaxed)

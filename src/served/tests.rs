@@ -350,3 +350,164 @@ fn a_scrub_after_an_erasure_leaves_no_byte_of_the_viewer() {
     assert_eq!(rows(dir.path()).len(), 201);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+/// A store beside the log, as `rewind run` writes it, and the log following it.
+mod following {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use rewind_dataflows::ViewerId;
+    use rewind_state::{Commit, Erasure, Reader, Store};
+
+    use super::*;
+    use crate::privacy::Pseudonymizer;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const V3: &str = "v_00000000000000000000000000000003";
+
+    fn door() -> Pseudonymizer {
+        Pseudonymizer::new(KEY)
+    }
+
+    fn erase(store: &Store, viewer: &str, tick_ms: u64) {
+        let id = ViewerId::parse(viewer).unwrap();
+        let commit = Commit {
+            frontier_ms: tick_ms,
+            erasures: vec![Erasure {
+                entity_kind: "viewer",
+                entity_id: viewer.to_string().into(),
+                ts_ms: tick_ms,
+                tick_ms,
+                token: door().erasure_token(&id),
+            }],
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+
+    fn at(
+        request_id: &str,
+        served_at_ms: u64,
+        as_of_ms: u64,
+        entities: Vec<ServedEntity>,
+    ) -> Served {
+        Served {
+            as_of_ms,
+            ..response(request_id, served_at_ms, entities)
+        }
+    }
+
+    /// Waits for the log's writer to have erased `n` rows in all.
+    fn wait_erased(log: &ServedLog, n: u64) {
+        let started = Instant::now();
+        while log.stats().erased < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the log erased {} rows, not {n}",
+                log.stats().erased
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn file_holds(dir: &Path, needle: &str) -> bool {
+        let bytes = std::fs::read(slot_path(dir, 0)).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn a_store_erasure_deletes_the_viewers_rows_served_before_it_and_scrubs_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let now = now_ms();
+        let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+        // In the file before the log follows: found by hashing the file's viewers.
+        log.record(at(
+            "before-1",
+            now,
+            1_000,
+            vec![viewer(V1, 111_111), viewer(V2, 2)],
+        ));
+        let reader = Arc::new(Reader::of_store(store.clone()));
+        let key = Box::new(|| Ok(Some(door())));
+        log.follow(Box::new(move || Some(reader.clone())), key)
+            .unwrap();
+        // Found by hashing the file's viewers.
+        erase(&store, V1, 1_200);
+        wait_erased(&log, 1);
+        // A viewer new to the file after the hashing: noted as its row is written.
+        log.record(at("before-2", now + 1, 1_500, vec![viewer(V3, 222_222)]));
+        log.record(at("other", now + 2, 1_500, vec![viewer(V2, 3)]));
+        erase(&store, V3, 2_000);
+        wait_erased(&log, 2);
+        // Served after the erasure landed: what the store held then, kept.
+        log.record(at("after", now + 3, 2_500, vec![viewer(V3, 0)]));
+        let stats = log.close().unwrap();
+        assert_eq!(stats.erased, 2);
+
+        let kept: Vec<(String, String)> = rows(dir.path())
+            .into_iter()
+            .map(|r| (r.request_id, r.id))
+            .collect();
+        let expected = [("before-1", V2), ("other", V2), ("after", V3)];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(r, v)| (r.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(kept, expected);
+        for gone in ["111111", "222222"] {
+            assert!(!file_holds(dir.path(), gone), "{gone} is still in the file");
+        }
+    }
+
+    #[test]
+    fn an_erasure_waits_for_the_key_and_is_applied_once_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.record(at("r", now_ms(), 1_000, vec![viewer(V1, 333_333)]));
+        let key_there = Arc::new(Mutex::new(false));
+        let there = key_there.clone();
+        let key = Box::new(move || Ok(there.lock().unwrap().then(door)));
+        let reader = Arc::new(Reader::of_store(store.clone()));
+        log.follow(Box::new(move || Some(reader.clone())), key)
+            .unwrap();
+        erase(&store, V1, 2_000);
+        // Looked at (and found wanting) at least once before the key comes.
+        std::thread::sleep(FOLLOW_EVERY * 3);
+        assert_eq!(log.stats().erased, 0);
+        *key_there.lock().unwrap() = true;
+        wait_erased(&log, 1);
+        log.close().unwrap();
+        assert!(rows(dir.path()).is_empty());
+        assert!(!file_holds(dir.path(), "333333"));
+    }
+
+    #[test]
+    fn the_stores_retention_becomes_the_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let now = now_ms();
+        let day = 86_400_000;
+        let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.record(response("old", now - 40 * day, vec![viewer(V1, 1)]));
+        log.record(response("new", now - day, vec![viewer(V1, 2)]));
+        store
+            .put_meta(META_RETENTION, &(30 * day).to_le_bytes())
+            .unwrap();
+        let reader = Arc::new(Reader::of_store(store.clone()));
+        log.follow(
+            Box::new(move || Some(reader.clone())),
+            Box::new(|| Ok(Some(door()))),
+        )
+        .unwrap();
+        let started = Instant::now();
+        while log.stats().purged == 0 {
+            assert!(started.elapsed() < Duration::from_secs(60), "never purged");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        log.close().unwrap();
+        let ids: Vec<String> = rows(dir.path()).into_iter().map(|r| r.request_id).collect();
+        assert_eq!(ids, ["new"]);
+    }
+}

@@ -94,6 +94,20 @@ fn unseal<'a>(
 
 /// Meta entry `key` of `table` (of a read or a write transaction), its seal checked, handed
 /// to `f` without a copy; `None` when the entry is absent.
+/// The suppression list `txn` sees, in token order.
+pub(crate) fn erasures(txn: &ReadTransaction) -> Result<Vec<crate::ErasureRecord>> {
+    let table = match txn.open_table(layout::ERASURES) {
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        table => table?,
+    };
+    let mut rows = Vec::new();
+    for entry in table.iter()? {
+        let (key, _) = entry?;
+        rows.extend(crate::erase::read_record(&table, key.value())?);
+    }
+    Ok(rows)
+}
+
 pub(crate) fn with_meta<R>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
@@ -543,19 +557,7 @@ impl Snapshot {
 
     /// The whole suppression list, in token order (an older store without one has none).
     pub fn erasures(&self) -> Result<Vec<crate::ErasureRecord>> {
-        guard::reading(&self.path, || {
-            let table = match self.txn.open_table(layout::ERASURES) {
-                Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                table => table?,
-            };
-            let mut rows = Vec::new();
-            for entry in table.iter()? {
-                let (key, _) = entry?;
-                let token = key.value();
-                rows.extend(crate::erase::read_record(&table, token)?);
-            }
-            Ok(rows)
-        })
+        guard::reading(&self.path, || erasures(&self.txn))
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {

@@ -251,6 +251,24 @@ impl View<'_> {
         })
     }
 
+    /// The store's suppression list as of this view: each erased viewer's keyed hash, with
+    /// its erasure's time and the tick it landed at.
+    pub fn erasures(&self) -> Result<Vec<crate::ErasureRecord>> {
+        guard::reading(&self.reader.path, || read::erasures(&self.txn.txn))
+    }
+
+    /// How many erasures the store has applied, as of this view.
+    pub fn erasures_applied(&self) -> Result<u64> {
+        Ok(self.meta_u64(crate::erase::META_ERASURES)?.unwrap_or(0))
+    }
+
+    /// One meta entry holding a u64 (little-endian), as [`crate::Snapshot::meta_u64`].
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
+        self.meta(key)?
+            .map(|b| crate::decode_u64(key, &b))
+            .transpose()
+    }
+
     /// What the feature indexes of [`CurrentValue`]s mean, as of this view.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

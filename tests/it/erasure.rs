@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use rewind::served::file::LogFile;
+use rewind::served::file::{LogFile, LogReader, slot_paths};
 use rewind::served::{Served, ServedEntity, ServedValue};
 
 use crate::common;
@@ -330,20 +330,41 @@ fn hostile_arguments_and_a_held_store_get_clear_errors_that_never_show_the_id() 
     assert!(err.contains("being written by another process"), "{err}");
     assert!(err.contains("erasure` topic"), "{err}");
     drop(writer);
-    // While a server holds a served log: refused before anything is erased.
-    let served = LogFile::claim(Path::new(&store)).unwrap();
+    // A served log held by a process that never erases it: the store's erasure is done, and
+    // the command fails naming the log, after the wait.
+    let mut served = LogFile::claim(Path::new(&store)).unwrap();
+    let held = served.path().display().to_string();
+    let option_like = common::door().viewer_id("-x9").to_string();
+    let row = Served {
+        request_id: "r".into(),
+        served_at_ms: rewind::served::now_ms(),
+        as_of_ms: 0,
+        entities: vec![ServedEntity {
+            kind: "viewer".into(),
+            id: option_like.clone(),
+            values: Vec::new(),
+        }],
+    };
+    served.append(&[row], 0).unwrap();
     let out = common::rewind(&[
         "erase",
         "--store",
         &store,
-        "--user-id",
-        secret,
         "--key-file",
         &key,
+        "--user-id",
+        "-x9",
+        "--server-wait",
+        "1",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("held by a running `rewind serve"), "{err}");
-    assert!(err.contains("nothing was erased"), "{err}");
+    assert!(!out.status.success());
+    assert!(
+        err.contains("1 row(s) of the account(s) are still in"),
+        "{err}"
+    );
+    assert!(err.contains(&held), "{err}");
+    assert!(!err.contains(&option_like), "{err}");
     served.close();
     // Nothing of all that erased anything but the account that looked like an option.
     let snap = rewind_state::ReadOnlyStore::open(Path::new(&store))
@@ -380,6 +401,7 @@ fn a_running_server_follows_the_erasure() {
     }
     let mut server = Command::new(env!("CARGO_BIN_EXE_rewind"))
         .args(["serve", "--store", &store, "--listen", "127.0.0.1:0"])
+        .args(["--log-served", "--key-file", &key])
         .env_remove(rewind::privacy::KEY_ENV)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -418,8 +440,19 @@ fn a_running_server_follows_the_erasure() {
     }
     assert_eq!(read(&gone)["found"], true);
     let other_before = read(&other);
+    // The server logs what it served (in the background).
+    let logged = |viewer: &str| {
+        let log = LogReader::open(Path::new(&store)).unwrap();
+        log.count_as_of("viewer", viewer, u64::MAX).unwrap()
+    };
+    let started = Instant::now();
+    while logged(&gone) == 0 || logged(&other) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
-    common::ok(&common::rewind(&[
+    // The server holds its served log, and erases the viewer's rows there itself.
+    let erased = common::ok(&common::rewind(&[
         "erase",
         "--store",
         &store,
@@ -428,6 +461,21 @@ fn a_running_server_follows_the_erasure() {
         "--key-file",
         &key,
     ]));
+    assert!(erased.contains("erased by them"), "{erased}");
+    assert_eq!(logged(&gone), 0);
+    assert_eq!(logged(&other), 1);
+    let served_logs: Vec<_> = slot_paths(Path::new(&store));
+    assert_eq!(served_logs.len(), 1);
+    for file in &served_logs {
+        let bytes = std::fs::read(file).unwrap();
+        for trace in traces(&gone) {
+            assert!(
+                !bytes.windows(trace.len()).any(|w| w == trace),
+                "{} still holds the erased viewer",
+                file.display()
+            );
+        }
+    }
     // The very next read already follows (the old file is marked replaced).
     assert_eq!(read(&gone)["found"], false);
     assert_eq!(read(&other), other_before);
