@@ -22,7 +22,8 @@ use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::ValSpine;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{TimeMs, ViewerId};
+use crate::Output;
+use crate::event::{EntityId, TimeMs, ViewerId};
 use crate::source::Record;
 
 /// One decoded erasure record.
@@ -61,6 +62,22 @@ pub fn forget<'s, D: Record>(
             (ts < erased_ts).then(|| d.clone())
         });
     records.map(|(_, (_, d))| d).concat(forgotten.negate())
+}
+
+/// A viewer feature's `output` less the values of each erased viewer, from the tick its
+/// erasure lands at on, new data included: for a custom feature that never passed its records
+/// through [`forget`], whose values cannot be told apart by the time of their records.
+pub fn withhold<'s>(output: Output<'s>, erased: &Erased<'s>) -> Output<'s> {
+    let withheld = output
+        .clone()
+        .flat_map(|(entity, value)| match entity {
+            EntityId::Viewer(viewer) => Some((viewer, value)),
+            EntityId::Title(_) => None,
+        })
+        .join_core(erased.clone(), |viewer, value, _| {
+            Some((EntityId::Viewer(*viewer), value.clone()))
+        });
+    output.concat(withheld.negate())
 }
 
 #[cfg(test)]

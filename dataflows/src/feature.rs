@@ -181,12 +181,24 @@ impl Feature {
     }
 
     /// This feature's output collection in a worker's dataflow.
+    ///
+    /// Erasure reaches a custom viewer feature only through [`Sources::forget_erased`]: one
+    /// whose computation never calls it has its erased viewers' values withheld from each
+    /// erasure on, rather than keep what they did before it.
     pub fn compute<'s>(&self, sources: &Sources<'s>) -> Output<'s> {
         let body = self
             .body
             .as_ref()
             .expect("features are validated before they are built");
-        body.compute.compute(sources)
+        let forgets = sources.forgets();
+        let output = body.compute.compute(sources);
+        let custom_viewer = body.keyed_by.is_none() && self.entity() == Some(Entity::Viewer);
+        match &sources.erased {
+            Some(erased) if custom_viewer && sources.forgets() == forgets => {
+                crate::erasure::withhold(output, erased)
+            }
+            _ => output,
+        }
     }
 }
 

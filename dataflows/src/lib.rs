@@ -76,6 +76,9 @@ pub struct Sources<'scope> {
     /// The erased viewers and how far back ([`Sources::with_erasures`]); `None` while a title
     /// feature is built, as erasure leaves title aggregates alone.
     pub(crate) erased: Option<erasure::Erased<'scope>>,
+    /// Calls of [`Sources::forget_erased`], shared by every copy: tells a custom viewer
+    /// feature that passed its records through it from one that did not.
+    forgets: std::rc::Rc<std::cell::Cell<usize>>,
 }
 
 impl<'scope> Sources<'scope> {
@@ -100,6 +103,7 @@ impl<'scope> Sources<'scope> {
             consent: None,
             gate: None,
             erased: None,
+            forgets: Default::default(),
         }
     }
 
@@ -117,15 +121,23 @@ impl<'scope> Sources<'scope> {
 
     /// `records` of viewers, each with its event time, less those an erasure in force reaches
     /// back past: what a custom viewer feature ([`Feature::custom`]) passes its windowed
-    /// records through, as the combinators do. Apply it after the window, not before.
+    /// records through, as the combinators do. Apply it after the window, not before. A custom
+    /// viewer feature that never calls it has each erased viewer's values withheld from the
+    /// erasure on, new records included ([`erasure::withhold`]).
     pub fn forget_erased<D: source::Record>(
         &self,
         records: VecCollection<'scope, TimeMs, (ViewerId, (TimeMs, D))>,
     ) -> VecCollection<'scope, TimeMs, D> {
+        self.forgets.set(self.forgets.get() + 1);
         match &self.erased {
             Some(erased) => erasure::forget(records, erased),
             None => records.map(|(_, (_, d))| d),
         }
+    }
+
+    /// How often [`Sources::forget_erased`] was called on these sources or any copy.
+    pub(crate) fn forgets(&self) -> usize {
+        self.forgets.get()
     }
 
     /// These sources as a title feature sees them: erasure does not reach title aggregates.

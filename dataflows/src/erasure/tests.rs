@@ -237,3 +237,81 @@ fn an_erasure_retracts_in_window_records_at_its_tick_and_keeps_later_ones() {
         assert_eq!(as_of(&out, t * TICK), model(&events, &erasures, t * TICK));
     }
 }
+
+/// Plays per viewer in the last three ticks, by hand: with `forget`, through
+/// [`Sources::forget_erased`]; without, ignoring erasure.
+fn plays<'s>(sources: &Sources<'s>, forget: bool) -> crate::Output<'s> {
+    use differential_dataflow::operators::CountTotal;
+    let kind = EventKind::PlayStart {
+        title: "".into(),
+        position_ms: None,
+    };
+    let plays = sources.events_of(kind.index());
+    let windowed = crate::window::sliding(plays.map(|e| (e.viewer, e.ts_ms)), 3 * TICK);
+    let viewers = match forget {
+        true => sources.forget_erased(windowed.map(|(v, ts)| (v, (ts, v)))),
+        false => windowed.map(|(v, _)| v),
+    };
+    viewers
+        .count_total()
+        .map(|(viewer, n)| (viewer.into(), Value::Int(n as i64)))
+}
+
+fn custom_plays(forget: bool) -> Feature {
+    fn ignoring<'s>(sources: &Sources<'s>) -> crate::Output<'s> {
+        plays(sources, false)
+    }
+    fn forgetting<'s>(sources: &Sources<'s>) -> crate::Output<'s> {
+        plays(sources, true)
+    }
+    let (name, hatch): (_, for<'s> fn(&Sources<'s>) -> crate::Output<'s>) = match forget {
+        true => ("viewer.plays_forgetting", forgetting),
+        false => ("viewer.plays_ignoring", ignoring),
+    };
+    Feature::new(name)
+        .describe("plays in the last three ticks, by hand")
+        .purposes(&[Purpose::Personalization])
+        .custom(ValueType::Int, crate::Window::Sliding(3 * TICK), hatch)
+}
+
+#[test]
+fn a_custom_viewer_feature_that_ignores_erasure_withholds_the_erased_viewer_from_the_erasure_on() {
+    // Viewer 1 plays at ts 500 and is erased at ts 2000 (tick 3000), then plays again at ts
+    // 3500; viewer 2 plays throughout.
+    let events = vec![
+        (play(1, 0, 500), 1000),
+        (play(2, 0, 600), 1000),
+        (play(2, 0, 2600), 3000),
+        (play(1, 0, 3500), 4000),
+        (play(2, 0, 3600), 4000),
+    ];
+    let erasures = vec![(
+        Erasure {
+            viewer: ViewerId(1),
+            ts_ms: 2000,
+        },
+        3000,
+    )];
+    let features = vec![custom_plays(false), custom_plays(true)];
+    let out = run(features, events, Some(erasures));
+    let value = |feature: u16, viewer: u128, t: u64| {
+        as_of(&out, t)
+            .get(&(feature, ViewerId(viewer).to_string()))
+            .cloned()
+    };
+    let (ignoring, forgetting) = (0, 1);
+    for feature in [ignoring, forgetting] {
+        assert_eq!(value(feature, 1, 2000).as_deref(), Some("1"), "before");
+        assert_eq!(value(feature, 1, 3000), None, "from the erasure's tick");
+        assert_eq!(
+            value(feature, 2, 4000).as_deref(),
+            Some("2"),
+            "others keep theirs"
+        );
+    }
+    // The play after the erasure: kept where the feature forgets by time, withheld where it
+    // cannot.
+    assert_eq!(value(forgetting, 1, 4000).as_deref(), Some("1"));
+    assert_eq!(value(ignoring, 1, 4000), None);
+    assert_eq!(value(ignoring, 1, 9000), None);
+}
