@@ -158,6 +158,10 @@ impl Writer {
             }
         }
         self.commit()?;
+        // The data is all committed; a scrub that failed is said, and left to the next writer.
+        if let Err(failure) = self.store.settle_scrub() {
+            eprintln!("rewind: {failure}");
+        }
         Ok(WriterSummary {
             changes: self.changes,
             purged: self.purged,
@@ -256,6 +260,9 @@ impl Writer {
         let started = Instant::now();
         let purged = self.store.commit(&commit)?;
         let elapsed = started.elapsed();
+        if let Some(failure) = self.store.take_scrub_failure() {
+            eprintln!("rewind: {failure}");
+        }
         self.shared.commit_durations.observe(elapsed);
         self.commit_time += elapsed;
         self.purged.add(&purged);

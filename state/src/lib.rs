@@ -130,6 +130,13 @@ pub enum StoreError {
     )]
     Damaged { path: PathBuf, detail: String },
     #[error(
+        "store {path}: the scrub after an erasure failed ({detail}). The commits landed and \
+         the erased rows are deleted, but their bytes stay in the file's free pages until a \
+         scrub succeeds: the next erasure scrubs again, and so does the next writer to open \
+         the store"
+    )]
+    ScrubFailed { path: PathBuf, detail: String },
+    #[error(
         "store {path} has format {found}, and this rewind reads format {FORMAT_VERSION}; \
          rebuild it from the log into a fresh --store (`rewind replay`)"
     )]
@@ -294,6 +301,8 @@ pub struct Store {
     background_scrub: bool,
     /// The background scrub under way, if any. Locked only under the commit lock.
     scrubbing: Mutex<Option<Scrubbing>>,
+    /// A background scrub that failed, not yet taken ([`Store::take_scrub_failure`]).
+    scrub_failure: Mutex<Option<StoreError>>,
 }
 
 /// A scrub copying the store on a thread of its own while the writer goes on committing to the
@@ -390,6 +399,7 @@ impl Store {
             published: commits::Published::open(dir)?,
             background_scrub: false,
             scrubbing: Mutex::default(),
+            scrub_failure: Mutex::default(),
         };
         let snapshot = store.snapshot()?;
         snapshot.check_format()?;
@@ -433,6 +443,35 @@ impl Store {
     /// erase` and tests wait.
     pub fn scrub_in_background(&mut self) {
         self.background_scrub = true;
+    }
+
+    /// The failure of a background scrub since the last call, if one failed: a commit that
+    /// lands is never an error for a scrub's sake, so a writer asks here after its commits.
+    /// The file keeps `scrub_pending` meanwhile.
+    pub fn take_scrub_failure(&self) -> Option<StoreError> {
+        self.scrub_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Waits for a background scrub under way (and any it starts) and puts it in place: what a
+    /// writer calls as it stops, to learn whether its last erasures' scrub failed
+    /// ([`StoreError::ScrubFailed`]). Dropping the store does the same, silently.
+    pub fn settle_scrub(&self) -> Result<()> {
+        let writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
+        while scrubbing.is_some() {
+            self.finish_scrub(&mut scrubbing, &writing, true)
+                .map_err(|e| StoreError::ScrubFailed {
+                    path: self.path.to_path_buf(),
+                    detail: e.to_string(),
+                })?;
+        }
+        match self.take_scrub_failure() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
     }
 
     /// Starts a background scrub of the newest commit (just landed, under the commit lock).
@@ -600,18 +639,27 @@ impl Store {
             let mut since = scrubbing.since.lock().unwrap_or_else(|p| p.into_inner());
             since.push(Landed::Commit(commit.clone()));
         }
-        if purged.erased.online_rows > 0 && self.scrub_after_erasure {
-            if !self.background_scrub {
-                purged.erased.scrub = self.scrub_locked()?;
-            } else if scrubbing.is_none() {
-                *scrubbing = Some(self.start_scrub(&current)?);
-                // Its own commit is in the copy: the next one is the first to finish it.
-                return Ok(purged);
-            }
-            // A scrub under way takes this erasure's commit with what it lands meanwhile,
-            // and starts another once it is in place.
+        if purged.erased.online_rows > 0 && self.scrub_after_erasure && !self.background_scrub {
+            purged.erased.scrub = self.scrub_locked()?;
+            return Ok(purged);
         }
-        self.finish_scrub(&mut scrubbing, &current, false)?;
+        // The commit has landed: from here a failure is the scrub's, kept for the writer to
+        // take, never this commit's error.
+        let erased = purged.erased.online_rows > 0 && self.scrub_after_erasure;
+        let scrubbed = match scrubbing.is_none() {
+            // Its own commit is in the copy: the next one is the first to finish it.
+            true if erased => self.start_scrub(&current).map(|s| *scrubbing = Some(s)),
+            // A scrub under way takes an erasure's commit with what it lands meanwhile, and
+            // starts another once it is in place.
+            _ => self.finish_scrub(&mut scrubbing, &current, false),
+        };
+        if let Err(e) = scrubbed {
+            let failure = StoreError::ScrubFailed {
+                path: self.path.to_path_buf(),
+                detail: e.to_string(),
+            };
+            *self.scrub_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
+        }
         Ok(purged)
     }
 }

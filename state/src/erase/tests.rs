@@ -582,3 +582,79 @@ fn an_erasure_handed_again_deletes_nothing_and_a_later_one_is_new() {
     assert_eq!(snap.latest_erasure().unwrap(), Some((29_000, 30_000)));
     assert_eq!(snap.erasure(token(id)).unwrap().unwrap().ts_ms, 29_000);
 }
+
+/// A background scrub that fails (here its fresh file cannot be made) does not turn the landed
+/// commits into errors: they land, the failure is told apart, the file keeps `scrub_pending`,
+/// and the next erasure scrubs again.
+#[test]
+fn a_failed_background_scrub_is_its_own_error_and_the_next_erasure_scrubs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, frontier) = written_store(dir.path());
+    store.scrub_in_background();
+    let blocker = dir
+        .path()
+        .join(format!("{}.{}.scrub", crate::FILE_NAME, std::process::id()));
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("in the way"), b"").unwrap();
+    let mut tick = frontier / 1000;
+    let mut commit_at = |store: &Store, erased: Option<&str>| {
+        let at = tick * 1000;
+        let commit = Commit {
+            frontier_ms: at + 1000,
+            erasures: erased.map(|id| erasure(id, at, at)).into_iter().collect(),
+            ..Commit::default()
+        };
+        tick += 1;
+        store.commit(&commit)
+    };
+    commit_at(&store, Some(IDS[2])).unwrap();
+    // Commits go on landing while (and after) the copy fails.
+    let started = std::time::Instant::now();
+    let failure = loop {
+        commit_at(&store, None).expect("a commit lands whatever the scrub does");
+        if let Some(failure) = store.take_scrub_failure() {
+            break failure;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        matches!(failure, StoreError::ScrubFailed { .. }),
+        "{failure}"
+    );
+    let said = failure.to_string();
+    assert!(said.contains("the erased rows are deleted"), "{said}");
+    assert!(store.take_scrub_failure().is_none(), "told once");
+    let snap = store.snapshot().unwrap();
+    assert!(
+        snap.meta(crate::erase::META_SCRUB_PENDING)
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(snap.online("viewer", IDS[2]).unwrap(), Vec::new());
+    drop(snap);
+
+    // A writer stopping learns of a scrub that fails at the end.
+    commit_at(&store, Some(IDS[1])).unwrap();
+    let failure = store.settle_scrub().unwrap_err();
+    assert!(
+        matches!(failure, StoreError::ScrubFailed { .. }),
+        "{failure}"
+    );
+
+    // Out of the way: the next erasure's scrub takes the first ones' bytes with it.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    commit_at(&store, Some(IDS[4])).unwrap();
+    store.settle_scrub().unwrap();
+    let snap = store.snapshot().unwrap();
+    assert!(
+        snap.meta(crate::erase::META_SCRUB_PENDING)
+            .unwrap()
+            .is_none()
+    );
+    drop((snap, store));
+    assert_eq!(
+        files_holding(dir.path(), &[traces(IDS[2]), traces(IDS[4])].concat()),
+        Vec::<String>::new()
+    );
+}
