@@ -93,18 +93,19 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
     let sides = Sides { consent, erasures };
     match (&args.out, &args.brokers) {
         (Some(out), _) => {
+            let beside = side_files(out, &args)?;
             let titles_out = args
                 .titles_out
                 .clone()
-                .unwrap_or_else(|| out.with_extension("titles.jsonl"));
+                .unwrap_or_else(|| beside("titles.jsonl"));
             let consent_out = args
                 .consent_out
                 .clone()
-                .unwrap_or_else(|| out.with_extension("consent.jsonl"));
+                .unwrap_or_else(|| beside("consent.jsonl"));
             let erasures_out = args
                 .erasures_out
                 .clone()
-                .unwrap_or_else(|| out.with_extension("erasures.jsonl"));
+                .unwrap_or_else(|| beside("erasures.jsonl"));
             let files = Files {
                 out,
                 titles_out: &titles_out,
@@ -116,6 +117,32 @@ pub fn run(args: GenArgs) -> anyhow::Result<()> {
         (None, Some(brokers)) => produce(generator, sides, &args, brokers, config.start_ms),
         (None, None) => bail!("give --out FILE or --brokers HOST:PORT"),
     }
+}
+
+/// Where a side file goes by default: beside `out`, with `extension` for its own. Only a
+/// regular file (or a new one) has a beside: `/dev/null` sends its sides there too, and any
+/// other device or pipe needs them named, rather than a file made next to it (in `/dev`).
+fn side_files(out: &Path, args: &GenArgs) -> anyhow::Result<impl Fn(&str) -> PathBuf> {
+    let special = std::fs::metadata(out).is_ok_and(|m| !m.is_file() && !m.is_dir());
+    let null = special
+        && out
+            .canonicalize()
+            .is_ok_and(|p| p == Path::new("/dev/null"));
+    let all_named =
+        args.titles_out.is_some() && args.consent_out.is_some() && args.erasures_out.is_some();
+    if special && !null && !all_named {
+        bail!(
+            "--out {} is not a regular file, so titles, consent and erasure records cannot go \
+             beside it: name them with --titles-out, --consent-out and --erasures-out \
+             (/dev/null discards them)",
+            out.display()
+        );
+    }
+    let out = out.to_path_buf();
+    Ok(move |extension: &str| match null {
+        true => PathBuf::from("/dev/null"),
+        false => out.with_extension(extension),
+    })
 }
 
 struct Files<'a> {

@@ -388,3 +388,29 @@ fn bench_serve_measures_http_and_in_process_reads_beside_a_run() {
         .count();
     assert_eq!(report["features_per_entity"], viewer_features);
 }
+
+/// `gen --out /dev/null` (to time the generator) sends every side file there too, and a
+/// device or pipe that is not /dev/null needs the side files named: nothing is made in /dev.
+#[test]
+fn gen_to_a_device_makes_no_file_beside_it() {
+    let made = || {
+        std::fs::read_dir("/dev")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".jsonl"))
+            .collect::<Vec<_>>()
+    };
+    let before = made();
+    let args = ["gen", "--viewers", "5", "--titles", "3", "--events", "200"];
+    let out = rewind(&[&args[..], &["--out", "/dev/null"]].concat());
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("titles to /dev/null"), "{said}");
+    let out = rewind(&[&args[..], &["--out", "/dev/zero"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(err.contains("--titles-out"), "{err}");
+    assert_eq!(made(), before);
+}
