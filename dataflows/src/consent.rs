@@ -201,12 +201,12 @@ impl<'s> Consenting<'s> {
         self.kept
             .clone()
             .reduce(move |_, purposes, out| {
-                let mut consented: Vec<String> = purposes
+                let mut consented: Vec<&str> = purposes
                     .iter()
-                    .map(|(p, _)| names[usize::from(**p)].to_string())
+                    .map(|(p, _)| names[usize::from(**p)])
                     .collect();
                 consented.sort_unstable();
-                out.push((Value::List(consented), 1));
+                out.push((Value::list(consented), 1));
             })
             .map(|(viewer, value)| (EntityId::Viewer(viewer), value))
     }

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +15,10 @@ use serde::{Deserialize, Serialize};
 pub enum Value {
     Int(i64),
     Float(F64),
-    /// Key → number, keys ascending.
-    Map(Vec<(String, F64)>),
-    List(Vec<String>),
+    /// Key → number, keys ascending. Shared, keys and all: an aggregation keeps the value it
+    /// last emitted to retract it later, and a copy is then a count, not a map of strings.
+    Map(Arc<[(Arc<str>, F64)]>),
+    List(Arc<[Arc<str>]>),
 }
 
 /// Equal exactly when `Ord` says so. A map's numbers are compared before its keys: an
@@ -30,8 +32,8 @@ impl PartialEq for Value {
             (Value::Float(a), Value::Float(b)) => a == b,
             (Value::Map(a), Value::Map(b)) => {
                 a.len() == b.len()
-                    && a.iter().zip(b).all(|(x, y)| x.1 == y.1)
-                    && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
+                    && a.iter().zip(b.iter()).all(|(x, y)| x.1 == y.1)
+                    && a.iter().zip(b.iter()).all(|(x, y)| x.0 == y.0)
             }
             (Value::List(a), Value::List(b)) => a == b,
             _ => false,
@@ -77,6 +79,16 @@ impl ValueType {
 }
 
 impl Value {
+    /// A map of `entries`, keys ascending.
+    pub fn map<K: Into<Arc<str>>>(entries: impl IntoIterator<Item = (K, F64)>) -> Value {
+        Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    /// A list of `items`, in order.
+    pub fn list<K: Into<Arc<str>>>(items: impl IntoIterator<Item = K>) -> Value {
+        Value::List(items.into_iter().map(Into::into).collect())
+    }
+
     /// A duration kept as exact milliseconds, shown in seconds.
     pub fn seconds_from_ms(ms: i64) -> Value {
         Value::Float(F64::new(ms as f64 / 1000.0))
@@ -188,28 +200,16 @@ mod tests {
         assert_eq!(Value::Float(F64::new(30.0)).to_json(), "30");
         assert_eq!(Value::Float(F64::new(2.5)).to_json(), "2.5");
         assert_eq!(Value::Float(F64::new(f64::NAN)).to_json(), "null");
-        let map = Value::Map(vec![
-            ("a\"b".into(), F64::new(0.25)),
-            ("c".into(), F64::new(0.75)),
-        ]);
+        let map = Value::map([("a\"b", F64::new(0.25)), ("c", F64::new(0.75))]);
         assert_eq!(map.to_json(), r#"{"a\"b":0.25,"c":0.75}"#);
-        assert_eq!(
-            Value::List(vec!["x".into(), "y\n".into()]).to_json(),
-            r#"["x","y\u000a"]"#
-        );
-        assert_eq!(Value::List(vec![]).to_json(), "[]");
+        assert_eq!(Value::list(["x", "y\n"]).to_json(), r#"["x","y\u000a"]"#);
+        assert_eq!(Value::list::<&str>([]).to_json(), "[]");
     }
 
     #[test]
     fn values_are_equal_exactly_when_they_order_equal() {
-        let map = |entries: &[(&str, f64)]| {
-            Value::Map(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), F64::new(*v)))
-                    .collect(),
-            )
-        };
+        let map =
+            |entries: &[(&str, f64)]| Value::map(entries.iter().map(|(k, v)| (*k, F64::new(*v))));
         let values = [
             Value::Int(1),
             Value::Int(2),
@@ -220,9 +220,9 @@ mod tests {
             map(&[("a", 0.5), ("c", 0.5)]),
             map(&[("a", 0.25), ("b", 0.75)]),
             map(&[("a", 1.0)]),
-            Value::List(vec![]),
-            Value::List(vec!["a".into()]),
-            Value::List(vec!["a".into(), "b".into()]),
+            Value::list::<&str>([]),
+            Value::list(["a"]),
+            Value::list(["a", "b"]),
         ];
         for a in &values {
             for b in &values {

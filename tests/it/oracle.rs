@@ -229,22 +229,18 @@ fn render(tally: Tally) -> Values {
         let sum: u64 = genres.values().sum();
         let shares = genres
             .iter()
-            .map(|(g, ms)| (g.clone(), F64::new(*ms as f64 / sum as f64)));
+            .map(|(g, ms)| (g.as_str(), F64::new(*ms as f64 / sum as f64)));
         put(
             "viewer.genre_share_90d",
             v,
-            (sum > 0).then(|| Value::Map(shares.collect())),
+            (sum > 0).then(|| Value::map(shares)),
         );
     }
     for (v, last) in &tally.last_play {
         let mut titles: Vec<(&String, &u64)> = last.iter().collect();
         titles.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-        let list = titles
-            .into_iter()
-            .take(10)
-            .map(|(t, _)| t.clone())
-            .collect();
-        put("viewer.last_titles_10", v, Some(Value::List(list)));
+        let list = titles.into_iter().take(10).map(|(t, _)| t.as_str());
+        put("viewer.last_titles_10", v, Some(Value::list(list)));
     }
     for (t, viewers) in &tally.title_viewers {
         put("title.plays_1h", t, count(viewers.len() as i64));

@@ -15,10 +15,12 @@
 //! The cost of an update is that of the state's own step (an addition, a map insert), not a
 //! replay of everything the key holds; and nothing is kept but the states.
 
+use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, btree_map};
 use std::fmt::Display;
+use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::consolidation::consolidate;
@@ -266,7 +268,7 @@ impl<V: Record + Display> KeyState<(V, u64)> for LastK<V> {
             return None;
         }
         let newest = self.newest.iter().take(self.k);
-        Some(Value::List(newest.map(|(_, v)| v.to_string()).collect()))
+        Some(Value::List(newest.map(|(_, v)| label(v)).collect()))
     }
 
     fn is_empty(&self) -> bool {
@@ -304,12 +306,21 @@ impl<S: Record + Display> KeyState<S> for Shares<S> {
         }
         let sum = self.sum as f64;
         let shares = self.totals.iter();
-        let map = shares.map(|(k, t)| (k.to_string(), F64::new(*t as f64 / sum)));
+        let map = shares.map(|(k, t)| (label(k), F64::new(*t as f64 / sum)));
         Some(Value::Map(map.collect()))
     }
 
     fn is_empty(&self) -> bool {
         self.totals.is_empty()
+    }
+}
+
+/// `v` as a value's text: a shared string is shared again (the titles and genres are),
+/// anything else is rendered.
+fn label<V: Display + 'static>(v: &V) -> Arc<str> {
+    match (v as &dyn Any).downcast_ref::<Arc<str>>() {
+        Some(shared) => shared.clone(),
+        None => Arc::from(v.to_string()),
     }
 }
 

@@ -213,7 +213,7 @@ fn genre_shares(
         let sum: u64 = genres.values().sum();
         let share = |m: &u64| F64::new(*m as f64 / sum as f64);
         let map = genres.iter().map(|(g, m)| (g.to_string(), share(m)));
-        (sum > 0).then(|| (v, Value::Map(map.collect())))
+        (sum > 0).then(|| (v, Value::map(map)))
     });
     render(shares.collect())
 }
@@ -284,7 +284,7 @@ proptest! {
             render(latest.into_iter().map(|(v, titles)| {
                 let mut titles: Vec<(String, u64)> = titles.into_iter().collect();
                 titles.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                (v, Value::List(titles.into_iter().take(2).map(|(t, _)| t).collect()))
+                (v, Value::list(titles.into_iter().take(2).map(|(t, _)| t)))
             }).collect())
         };
         check(feature, events.clone(), vec![], model)?;
@@ -492,8 +492,8 @@ proptest! {
                 .reduce(|_, seen, out| {
                     let mut seen: Vec<&(u64, u8)> = seen.iter().map(|(v, _)| *v).collect();
                     seen.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-                    let list = seen.into_iter().take(2).map(|(_, v)| v.to_string()).collect();
-                    out.push((Value::List(list), 1))
+                    let list = seen.into_iter().take(2).map(|(_, v)| v.to_string());
+                    out.push((Value::list(list), 1))
                 })
         });
         prop_assert_eq!(new, old);
@@ -510,7 +510,7 @@ proptest! {
                     let map = totals
                         .iter()
                         .map(|(k, t)| (k.to_string(), F64::new(*t as f64 / sum as f64)));
-                    out.push((Value::Map(map.collect()), 1));
+                    out.push((Value::map(map), 1));
                 }
             })
         });

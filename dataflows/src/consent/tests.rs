@@ -184,7 +184,7 @@ proptest! {
                         .map(|p| PURPOSES[usize::from(p)].as_str().to_string())
                         .collect();
                     names.sort();
-                    (!names.is_empty()).then(|| (v.to_string(), crate::Value::List(names).to_json()))
+                    (!names.is_empty()).then(|| (v.to_string(), crate::Value::list(names).to_json()))
                 })
                 .collect();
             prop_assert_eq!(as_of(&out, 2, t), recorded, "recorded consent at {}", t);
