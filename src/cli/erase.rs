@@ -123,7 +123,16 @@ pub fn run(args: EraseArgs) -> anyhow::Result<()> {
     report(&store, &erased, served, commit_elapsed)?;
     if !held.is_empty() {
         let wait = Duration::from_secs(args.server_wait);
-        wait_for_servers(&args.store, &held, &viewers, frontier_ms, wait)?;
+        // Each account as of the tick its erasure holds at: a repeat's is the first one's, and
+        // rows served since are the server's to keep.
+        let snapshot = store.snapshot()?;
+        let mut erased = Vec::new();
+        for (viewer, id) in viewers.iter().zip(&ids) {
+            let record = snapshot.erasure(door.erasure_token(id))?;
+            erased.extend(record.map(|r| (viewer.as_str(), r.tick_ms)));
+        }
+        drop(snapshot);
+        wait_for_servers(&args.store, &held, &erased, wait)?;
     }
     let accounts = viewers.len();
     outln!("{accounts} account(s), at tick {frontier_ms} (erasure time {ts_ms})")?;
@@ -244,21 +253,20 @@ fn claim_served_logs(dir: &Path) -> anyhow::Result<(Vec<LogFile>, Vec<PathBuf>)>
     Ok((logs, held))
 }
 
-/// Waits until no served log holds a row of the viewers as of `tick_ms` or earlier: the
-/// running servers that hold `held` follow the store, and erase their own.
+/// Waits until no served log holds a row of the `erased` viewers as of their erasure's tick
+/// or earlier: the running servers that hold `held` follow the store, and erase their own.
 fn wait_for_servers(
     dir: &Path,
     held: &[PathBuf],
-    viewers: &[String],
-    tick_ms: u64,
+    erased: &[(&str, u64)],
     wait: Duration,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         let reader = LogReader::open(dir)?;
         let mut left = 0;
-        for viewer in viewers {
-            left += reader.count_as_of("viewer", viewer, tick_ms)?;
+        for (viewer, tick_ms) in erased {
+            left += reader.count_as_of("viewer", viewer, *tick_ms)?;
         }
         drop(reader);
         if left == 0 {

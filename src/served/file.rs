@@ -731,7 +731,8 @@ impl LogReader {
 }
 
 impl LogReader {
-    /// How many rows of one entity, over all files, hold values as of `as_of_ms` or earlier.
+    /// How many rows of one entity, over all files, hold values as of `as_of_ms` or earlier
+    /// (or fail their seal, so that their time cannot be told).
     pub fn count_as_of(&self, kind: &str, id: &str, as_of_ms: u64) -> Result<u64, ServedLogError> {
         let mut n = 0;
         for (path, db) in &self.files {
@@ -744,9 +745,10 @@ impl LogReader {
                 for entry in by_entity.range(range)? {
                     let (_, _, served_at_ms, seq) = entry?.0.value();
                     let key = (served_at_ms, seq);
-                    let stored = responses.get(key)?;
-                    let row = stored.map(|s| open_row(key, s.value())).transpose()?;
-                    n += u64::from(row.is_none_or(|row| row.as_of_ms <= as_of_ms));
+                    // A row that fails its seal counts: an erasure deletes it too.
+                    let of = responses.get(key)?.map(|s| open_row(key, s.value()));
+                    let held = of.is_none_or(|row| !row.is_ok_and(|row| row.as_of_ms > as_of_ms));
+                    n += u64::from(held);
                 }
                 Ok(n)
             };

@@ -6,6 +6,8 @@
 //! file's viewers once, at the first erasure seen, then each new viewer as its rows are
 //! written. The viewer's rows whose values are as of the erasure's tick or earlier are deleted
 //! and the file is scrubbed; rows served later reflect the store after the erasure, and stay.
+//! A response still queued when the erasure is handled (served before it, written after) is
+//! screened as it is written: its rows of the viewer as of the tick or earlier are not.
 //! A problem (no key yet, a key that is not the store's) is reported once and retried at
 //! every look, so an erasure is never skipped.
 
@@ -40,9 +42,9 @@ pub(super) struct Following {
     handled_count: Option<u64>,
     /// Each erased viewer's token, with the tick its rows were erased through.
     handled: HashMap<[u8; 32], u64>,
-    /// Every viewer of the file with the first 8 bytes of its token: built at the first
-    /// erasure, then kept up as rows are written.
-    tokens: Option<HashMap<u128, u64>>,
+    /// Every viewer of the file with its token: built at the first erasure, then kept up as
+    /// rows are written; dropped with the key it was made with.
+    tokens: Option<HashMap<u128, [u8; 32]>>,
     last: Option<Instant>,
     /// The problem last reported, so that a lasting one is said once.
     reported: Option<String>,
@@ -63,20 +65,32 @@ impl Following {
         }
     }
 
-    /// Notes the viewers of rows just written, once the file's viewers are hashed.
-    pub(super) fn note(&mut self, batch: &[Served]) {
+    /// Before `batch` is written: notes its viewers (once the file's are hashed), and takes
+    /// out the rows of erased viewers as of their erasure's tick or earlier. Returns how many
+    /// it took out.
+    pub(super) fn screen(&mut self, batch: &mut [Served]) -> u64 {
         let (Some(tokens), Some(door)) = (&mut self.tokens, &self.door) else {
-            return;
+            return 0;
         };
-        for entity in batch.iter().flat_map(|s| &s.entities) {
-            if entity.kind == "viewer"
-                && let Some(viewer) = ViewerId::parse(&entity.id)
-            {
-                tokens
+        let mut dropped = 0;
+        for served in batch.iter_mut() {
+            let as_of_ms = served.as_of_ms;
+            served.entities.retain(|entity| {
+                let viewer = (entity.kind == "viewer")
+                    .then(|| ViewerId::parse(&entity.id))
+                    .flatten();
+                let Some(viewer) = viewer else {
+                    return true;
+                };
+                let token = tokens
                     .entry(viewer.0)
-                    .or_insert_with(|| prefix(&door.erasure_token(&viewer)));
-            }
+                    .or_insert_with(|| door.erasure_token(&viewer));
+                let erased = self.handled.get(token).is_some_and(|t| as_of_ms <= *t);
+                dropped += u64::from(erased);
+                !erased
+            });
         }
+        dropped
     }
 
     /// The key, loaded when first needed, and checked against the store's fingerprint: a
@@ -98,7 +112,9 @@ impl Following {
                 let wrong = "the pseudonym key is not the one the store was built with, so its \
                              erased viewers cannot be found in the served log: serve with the \
                              store's key";
+                // Tokens made with it find nothing: made again with the next key.
                 self.door = None;
+                self.tokens = None;
                 Err(wrong.into())
             }
             _ => Ok(self.door.as_ref().expect("loaded above")),
@@ -106,17 +122,14 @@ impl Following {
     }
 }
 
-fn prefix(token: &[u8; 32]) -> u64 {
-    u64::from_le_bytes(*token.first_chunk().expect("32 bytes"))
-}
-
 impl Writer {
-    /// Looks at the store when due; a problem is reported on stderr once, and retried.
-    pub(super) fn follow_when_due(&mut self) {
+    /// Looks at the store when due (`now`: whether due or not); a problem is reported on
+    /// stderr once, and retried.
+    pub(super) fn follow_when_due(&mut self, now: bool) {
         let Some(following) = &mut self.follow else {
             return;
         };
-        if following.last.is_some_and(|at| at.elapsed() < FOLLOW_EVERY) {
+        if !now && following.last.is_some_and(|at| at.elapsed() < FOLLOW_EVERY) {
             return;
         }
         following.last = Some(Instant::now());
@@ -192,36 +205,23 @@ impl Writer {
                 let mut tokens = HashMap::new();
                 for id in self.file.viewer_ids()? {
                     if let Some(viewer) = ViewerId::parse(&id) {
-                        tokens.insert(viewer.0, prefix(&door.erasure_token(&viewer)));
+                        tokens.insert(viewer.0, door.erasure_token(&viewer));
                     }
                 }
                 unbuilt.insert(tokens)
             }
         };
-        let wanted: HashMap<u64, &ErasureRecord> =
-            fresh.iter().map(|r| (prefix(&r.token), r)).collect();
-        let mut doomed = Vec::new();
-        for (&viewer, token) in tokens.iter() {
-            if let Some(record) = wanted.get(token) {
-                let viewer = ViewerId(viewer);
-                // The prefix narrows; the whole token decides.
-                if door.erasure_token(&viewer) == record.token {
-                    doomed.push((viewer, record.tick_ms));
-                }
-            }
-        }
-        let mut erased = 0;
+        let wanted: HashMap<&[u8; 32], u64> = fresh.iter().map(|r| (&r.token, r.tick_ms)).collect();
+        let doomed: Vec<(ViewerId, u64)> = tokens
+            .iter()
+            .filter_map(|(viewer, token)| Some((ViewerId(*viewer), *wanted.get(token)?)))
+            .collect();
         for (viewer, tick_ms) in doomed {
-            erased += self
+            let erased = self
                 .file
                 .erase_as_of("viewer", &viewer.to_string(), tick_ms)?;
+            self.owe_scrub(erased);
         }
-        if erased > 0 {
-            self.file.scrub()?;
-            self.counters
-                .erased
-                .fetch_add(erased, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(())
+        self.pay_scrub()
     }
 }

@@ -134,7 +134,8 @@ pub struct ServedStats {
     pub failed: u64,
     /// Rows removed by retention purges.
     pub purged: u64,
-    /// Rows removed because the store erased their viewer ([`ServedLog::follow`]).
+    /// Rows removed by erasures: [`ServedLog::erase`], the store's as the log follows them
+    /// ([`ServedLog::follow`]), and rows of erased viewers kept out as they were written.
     pub erased: u64,
 }
 
@@ -351,6 +352,9 @@ struct Writer {
     counters: Arc<Counters>,
     last_purge: Option<Instant>,
     follow: Option<Following>,
+    /// Rows were deleted and the file not yet rewritten: their bytes are in its free pages
+    /// until a scrub succeeds, so a failed one is tried again.
+    scrub_owed: bool,
 }
 
 impl Writer {
@@ -361,23 +365,38 @@ impl Writer {
             counters,
             last_purge: None,
             follow: None,
+            scrub_owed: false,
         }
     }
 
     /// Deletes the entity's rows, then rewrites the file so no byte of them remains.
     fn erase(&mut self, kind: &str, id: &str) -> Result<u64, ServedLogError> {
         let n = self.file.erase(kind, id)?;
-        if n > 0 {
-            self.file.scrub()?;
-        }
+        self.owe_scrub(n);
+        self.pay_scrub()?;
         Ok(n)
+    }
+
+    /// Counts `erased` rows deleted, whose bytes a scrub must now take from the file.
+    fn owe_scrub(&mut self, erased: u64) {
+        self.scrub_owed |= erased > 0;
+        self.counters.erased.fetch_add(erased, Ordering::Relaxed);
+    }
+
+    /// Rewrites the file if rows were deleted since the last scrub that succeeded.
+    fn pay_scrub(&mut self) -> Result<(), ServedLogError> {
+        if self.scrub_owed {
+            self.file.scrub()?;
+            self.scrub_owed = false;
+        }
+        Ok(())
     }
 
     fn run(mut self, messages: Receiver<Message>) {
         let mut batch = Vec::new();
         loop {
             self.purge_when_due();
-            self.follow_when_due();
+            self.follow_when_due(false);
             let first = match messages.recv_timeout(FOLLOW_EVERY) {
                 Ok(message) => message,
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -402,7 +421,7 @@ impl Writer {
                 if batch.len() >= MAX_BATCH {
                     self.write(&mut batch);
                     // A queue that never empties must not hold an erasure back.
-                    self.follow_when_due();
+                    self.follow_when_due(false);
                 }
                 next = messages.try_recv().ok();
             }
@@ -412,6 +431,8 @@ impl Writer {
             }
         }
         self.write(&mut batch);
+        // An erasure the store landed since the last look is not left to a later server.
+        self.follow_when_due(true);
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         if let Err(e) = self.file.record_dropped(dropped) {
             eprintln!("rewind: recording {dropped} dropped served responses: {e}");
@@ -423,15 +444,15 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        if let Some(following) = &mut self.follow {
+            // Served before an erasure the log has handled, written after: kept out.
+            let erased = following.screen(batch);
+            self.counters.erased.fetch_add(erased, Ordering::Relaxed);
+        }
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         let n = batch.len() as u64;
         match self.file.append(batch, dropped) {
-            Ok(()) => {
-                if let Some(following) = &mut self.follow {
-                    following.note(batch);
-                }
-                self.counters.logged.fetch_add(n, Ordering::Relaxed)
-            }
+            Ok(()) => self.counters.logged.fetch_add(n, Ordering::Relaxed),
             Err(e) => {
                 eprintln!("rewind: {n} served responses not logged: {e}");
                 self.counters.failed.fetch_add(n, Ordering::Relaxed)

@@ -440,10 +440,12 @@ mod following {
         log.record(at("other", now + 2, 1_500, vec![viewer(V2, 3)]));
         erase(&store, V3, 2_000);
         wait_erased(&log, 2);
+        // Served before the erasure, written after the log handled it: kept out.
+        log.record(at("late", now + 3, 1_900, vec![viewer(V3, 444_444)]));
         // Served after the erasure landed: what the store held then, kept.
-        log.record(at("after", now + 3, 2_500, vec![viewer(V3, 0)]));
+        log.record(at("after", now + 4, 2_500, vec![viewer(V3, 0)]));
         let stats = log.close().unwrap();
-        assert_eq!(stats.erased, 2);
+        assert_eq!(stats.erased, 3);
 
         let kept: Vec<(String, String)> = rows(dir.path())
             .into_iter()
@@ -455,9 +457,52 @@ mod following {
             .map(|(r, v)| (r.to_string(), v.to_string()))
             .collect();
         assert_eq!(kept, expected);
-        for gone in ["111111", "222222"] {
+        for gone in ["111111", "222222", "444444"] {
             assert!(!file_holds(dir.path(), gone), "{gone} is still in the file");
         }
+    }
+
+    #[test]
+    fn a_scrub_that_fails_is_tried_again_until_no_byte_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let log = ServedLog::open(dir.path(), LogConfig::default()).unwrap();
+        log.record(at(
+            "r",
+            now_ms(),
+            1_000,
+            vec![viewer(V1, 555_555), viewer(V2, 1)],
+        ));
+        let reader = Arc::new(Reader::of_store(store.clone()));
+        log.follow(
+            Box::new(move || Some(reader.clone())),
+            Box::new(|| Ok(Some(door()))),
+        )
+        .unwrap();
+        // The scrub's fresh file cannot be made while a directory holds its name.
+        let name = format!("served-0.redb.{}.scrub", std::process::id());
+        let blocker = dir.path().join(name);
+        std::fs::create_dir(&blocker).unwrap();
+        std::fs::write(blocker.join("in the way"), b"").unwrap();
+        erase(&store, V1, 2_000);
+        wait_erased(&log, 1);
+        std::thread::sleep(FOLLOW_EVERY * 3);
+        assert!(
+            file_holds(dir.path(), "555555"),
+            "scrubbed past the blocker?"
+        );
+        std::fs::remove_dir_all(&blocker).unwrap();
+        let started = Instant::now();
+        while file_holds(dir.path(), "555555") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never scrubbed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        log.close().unwrap();
+        let ids: Vec<String> = rows(dir.path()).into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, [V2]);
     }
 
     #[test]

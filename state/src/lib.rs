@@ -54,6 +54,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableDatabase, StorageError, TableError, TransactionError};
 
@@ -303,7 +304,13 @@ pub struct Store {
     scrubbing: Mutex<Option<Scrubbing>>,
     /// A background scrub that failed, not yet taken ([`Store::take_scrub_failure`]).
     scrub_failure: Mutex<Option<StoreError>>,
+    /// When to try again after a background scrub failed: the erased rows' bytes are in the
+    /// file until one succeeds, erasures or none.
+    scrub_retry_at: Mutex<Option<Instant>>,
 }
+
+/// How long after a failed background scrub the next is started (by the next commit then).
+const SCRUB_RETRY: Duration = Duration::from_secs(30);
 
 /// A scrub copying the store on a thread of its own while the writer goes on committing to the
 /// old file: what lands meanwhile is queued, and lands on the fresh file too (by the thread as
@@ -400,6 +407,7 @@ impl Store {
             background_scrub: false,
             scrubbing: Mutex::default(),
             scrub_failure: Mutex::default(),
+            scrub_retry_at: Mutex::default(),
         };
         let snapshot = store.snapshot()?;
         snapshot.check_format()?;
@@ -455,23 +463,31 @@ impl Store {
             .take()
     }
 
-    /// Waits for a background scrub under way (and any it starts) and puts it in place: what a
-    /// writer calls as it stops, to learn whether its last erasures' scrub failed
-    /// ([`StoreError::ScrubFailed`]). Dropping the store does the same, silently.
+    /// Waits for a background scrub under way (and any it starts) and puts it in place, and
+    /// scrubs in place if one failed before: what a writer calls as it stops, so that it leaves
+    /// no erased byte behind, or learns that it does ([`StoreError::ScrubFailed`]; the file
+    /// then keeps `scrub_pending` for the next writer). Dropping the store only waits.
     pub fn settle_scrub(&self) -> Result<()> {
+        let failed = |e: StoreError| StoreError::ScrubFailed {
+            path: self.path.to_path_buf(),
+            detail: e.to_string(),
+        };
         let writing = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         let mut scrubbing = self.scrubbing.lock().unwrap_or_else(|p| p.into_inner());
         while scrubbing.is_some() {
             self.finish_scrub(&mut scrubbing, &writing, true)
-                .map_err(|e| StoreError::ScrubFailed {
-                    path: self.path.to_path_buf(),
-                    detail: e.to_string(),
-                })?;
+                .map_err(failed)?;
         }
-        match self.take_scrub_failure() {
-            Some(failure) => Err(failure),
-            None => Ok(()),
+        let pending = self.snapshot()?.meta(erase::META_SCRUB_PENDING)?;
+        if pending.is_some() && self.scrub_after_erasure {
+            self.scrub_locked().map_err(failed)?;
         }
+        self.take_scrub_failure();
+        *self
+            .scrub_retry_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(())
     }
 
     /// Starts a background scrub of the newest commit (just landed, under the commit lock).
@@ -645,7 +661,12 @@ impl Store {
         }
         // The commit has landed: from here a failure is the scrub's, kept for the writer to
         // take, never this commit's error.
-        let erased = purged.erased.online_rows > 0 && self.scrub_after_erasure;
+        let mut retry_at = self
+            .scrub_retry_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let retry = retry_at.is_some_and(|at| Instant::now() >= at);
+        let erased = (purged.erased.online_rows > 0 && self.scrub_after_erasure) || retry;
         let scrubbed = match scrubbing.is_none() {
             // Its own commit is in the copy: the next one is the first to finish it.
             true if erased => self.start_scrub(&current).map(|s| *scrubbing = Some(s)),
@@ -653,12 +674,17 @@ impl Store {
             // starts another once it is in place.
             _ => self.finish_scrub(&mut scrubbing, &current, false),
         };
-        if let Err(e) = scrubbed {
-            let failure = StoreError::ScrubFailed {
-                path: self.path.to_path_buf(),
-                detail: e.to_string(),
-            };
-            *self.scrub_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
+        match scrubbed {
+            Ok(()) if erased => *retry_at = None,
+            Ok(()) => {}
+            Err(e) => {
+                let failure = StoreError::ScrubFailed {
+                    path: self.path.to_path_buf(),
+                    detail: e.to_string(),
+                };
+                *self.scrub_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure);
+                *retry_at = Some(Instant::now() + SCRUB_RETRY);
+            }
         }
         Ok(purged)
     }

@@ -53,6 +53,20 @@ fn replayed(dir: &Path) -> (String, String) {
     )
 }
 
+/// `rewind erase` of the account `user_id` from `store`, with the tests' key file and `extra`.
+fn erase(store: &str, key: &str, user_id: &str, extra: &[&str]) -> std::process::Output {
+    let args = [
+        "erase",
+        "--store",
+        store,
+        "--user-id",
+        user_id,
+        "--key-file",
+        key,
+    ];
+    common::rewind(&[&args[..], extra].concat())
+}
+
 fn user(n: usize) -> String {
     format!("u{n:07}")
 }
@@ -153,15 +167,7 @@ fn an_erased_viewer_reads_as_never_seen_and_leaves_no_byte_behind() {
     );
     assert!(!files_holding(Path::new(&store), &traces(&gone)).is_empty());
 
-    let out = common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--user-id",
-        ERASED,
-        "--key-file",
-        &key,
-    ]);
+    let out = erase(&store, &key, ERASED, &[]);
     let text = common::ok(&out);
     assert!(text.contains("erased: 1 online row"), "{text}");
     assert!(text.contains("served-log rows erased: 20"), "{text}");
@@ -211,15 +217,7 @@ fn an_erased_viewer_reads_as_never_seen_and_leaves_no_byte_behind() {
     );
 
     // Again: a repeat, nothing more to remove, nothing counted twice.
-    let again = common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--user-id",
-        ERASED,
-        "--key-file",
-        &key,
-    ]);
+    let again = erase(&store, &key, ERASED, &[]);
     assert!(common::ok(&again).contains("already erased"), "{again:?}");
 }
 
@@ -452,15 +450,7 @@ fn a_running_server_follows_the_erasure() {
     }
 
     // The server holds its served log, and erases the viewer's rows there itself.
-    let erased = common::ok(&common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--user-id",
-        ERASED,
-        "--key-file",
-        &key,
-    ]));
+    let erased = common::ok(&erase(&store, &key, ERASED, &[]));
     assert!(erased.contains("erased by them"), "{erased}");
     assert_eq!(logged(&gone), 0);
     assert_eq!(logged(&other), 1);
@@ -479,6 +469,10 @@ fn a_running_server_follows_the_erasure() {
     // The very next read already follows (the old file is marked replaced).
     assert_eq!(read(&gone)["found"], false);
     assert_eq!(read(&other), other_before);
+    // Again, after the server served the account since: a repeat, and nothing is left.
+    let again = common::ok(&erase(&store, &key, ERASED, &["--server-wait", "5"]));
+    assert!(again.contains("already erased"), "{again}");
+    assert!(again.contains("erased by them"), "{again}");
     #[cfg(target_os = "linux")]
     {
         let fds = format!("/proc/{}/fd", server.0.id());

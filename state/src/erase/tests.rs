@@ -583,30 +583,38 @@ fn an_erasure_handed_again_deletes_nothing_and_a_later_one_is_new() {
     assert_eq!(snap.erasure(token(id)).unwrap().unwrap().ts_ms, 29_000);
 }
 
+/// A written store that scrubs in the background, and a directory in the way of its scrub's
+/// fresh file (so every scrub fails until it is removed).
+fn store_with_a_blocked_scrub(dir: &std::path::Path) -> (Store, u64, std::path::PathBuf) {
+    let (mut store, frontier) = written_store(dir);
+    store.scrub_in_background();
+    let blocker = dir.join(format!("{}.{}.scrub", crate::FILE_NAME, std::process::id()));
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("in the way"), b"").unwrap();
+    (store, frontier, blocker)
+}
+
+/// Commits the tick after `tick` (moving it on), erasing `erased` at it when given.
+fn commit_next(store: &Store, tick: &mut u64, erased: Option<&str>) -> crate::Result<()> {
+    let at = *tick * 1000;
+    let commit = Commit {
+        frontier_ms: at + 1000,
+        erasures: erased.map(|id| erasure(id, at, at)).into_iter().collect(),
+        ..Commit::default()
+    };
+    *tick += 1;
+    store.commit(&commit).map(|_| ())
+}
+
 /// A background scrub that fails (here its fresh file cannot be made) does not turn the landed
 /// commits into errors: they land, the failure is told apart, the file keeps `scrub_pending`,
 /// and the next erasure scrubs again.
 #[test]
 fn a_failed_background_scrub_is_its_own_error_and_the_next_erasure_scrubs_again() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut store, frontier) = written_store(dir.path());
-    store.scrub_in_background();
-    let blocker = dir
-        .path()
-        .join(format!("{}.{}.scrub", crate::FILE_NAME, std::process::id()));
-    std::fs::create_dir(&blocker).unwrap();
-    std::fs::write(blocker.join("in the way"), b"").unwrap();
+    let (store, frontier, blocker) = store_with_a_blocked_scrub(dir.path());
     let mut tick = frontier / 1000;
-    let mut commit_at = |store: &Store, erased: Option<&str>| {
-        let at = tick * 1000;
-        let commit = Commit {
-            frontier_ms: at + 1000,
-            erasures: erased.map(|id| erasure(id, at, at)).into_iter().collect(),
-            ..Commit::default()
-        };
-        tick += 1;
-        store.commit(&commit)
-    };
+    let mut commit_at = |store: &Store, erased| commit_next(store, &mut tick, erased);
     commit_at(&store, Some(IDS[2])).unwrap();
     // Commits go on landing while (and after) the copy fails.
     let started = std::time::Instant::now();
@@ -645,16 +653,35 @@ fn a_failed_background_scrub_is_its_own_error_and_the_next_erasure_scrubs_again(
     // Out of the way: the next erasure's scrub takes the first ones' bytes with it.
     std::fs::remove_dir_all(&blocker).unwrap();
     commit_at(&store, Some(IDS[4])).unwrap();
+    settled_without(store, dir.path(), &[IDS[2], IDS[4]]);
+}
+
+/// `store` settled as a writer stopping settles it: no scrub owed, and no byte of `gone` in
+/// `dir`.
+fn settled_without(store: Store, dir: &std::path::Path, gone: &[&str]) {
     store.settle_scrub().unwrap();
     let snap = store.snapshot().unwrap();
-    assert!(
-        snap.meta(crate::erase::META_SCRUB_PENDING)
-            .unwrap()
-            .is_none()
-    );
+    let pending = snap.meta(crate::erase::META_SCRUB_PENDING).unwrap();
+    assert!(pending.is_none());
     drop((snap, store));
-    assert_eq!(
-        files_holding(dir.path(), &[traces(IDS[2]), traces(IDS[4])].concat()),
-        Vec::<String>::new()
-    );
+    let traces: Vec<Vec<u8>> = gone.iter().flat_map(|id| traces(id)).collect();
+    assert_eq!(files_holding(dir, &traces), Vec::<String>::new());
+}
+
+/// A background scrub that failed, with no erasure after it: a writer stopping scrubs in place,
+/// and leaves no byte of the viewer.
+#[test]
+fn a_writer_stopping_after_a_failed_scrub_scrubs_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, frontier, blocker) = store_with_a_blocked_scrub(dir.path());
+    let mut tick = frontier / 1000;
+    commit_next(&store, &mut tick, Some(IDS[2])).unwrap();
+    let started = std::time::Instant::now();
+    while store.take_scrub_failure().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        commit_next(&store, &mut tick, None).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(&blocker).unwrap();
+    settled_without(store, dir.path(), &[IDS[2]]);
 }
