@@ -55,16 +55,13 @@ fn replayed(dir: &Path) -> (String, String) {
 
 /// `rewind erase` of the account `user_id` from `store`, with the tests' key file and `extra`.
 fn erase(store: &str, key: &str, user_id: &str, extra: &[&str]) -> std::process::Output {
-    let args = [
-        "erase",
-        "--store",
-        store,
-        "--user-id",
-        user_id,
-        "--key-file",
-        key,
-    ];
-    common::rewind(&[&args[..], extra].concat())
+    erase_with(store, key, &[&["--user-id", user_id], extra].concat())
+}
+
+/// `rewind erase` from `store` with the key file `key` and `args` naming the accounts.
+fn erase_with(store: &str, key: &str, args: &[&str]) -> std::process::Output {
+    let base = ["erase", "--store", store, "--key-file", key];
+    common::rewind(&[&base[..], args].concat())
 }
 
 fn user(n: usize) -> String {
@@ -269,44 +266,20 @@ fn hostile_arguments_and_a_held_store_get_clear_errors_that_never_show_the_id() 
         );
     }
     // An id that looks like an option is taken as the id (and not echoed as an unknown one).
-    let out = common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--key-file",
-        &key,
-        "--user-id",
-        "-x9",
-    ]);
+    let out = erase_with(&store, &key, &["--user-id", "-x9"]);
     assert!(
         common::ok(&out).contains("no rows of this account"),
         "{out:?}"
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("-x9"));
-    let out = common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--user-id",
-        secret,
-        "--key-file",
-        wrong_key,
-    ]);
+    let out = erase_with(&store, wrong_key, &["--user-id", secret]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("not the one the store was built with"),
         "{err}"
     );
     let missing = dir.path().join("nowhere");
-    let out = common::rewind(&[
-        "erase",
-        "--store",
-        missing.to_str().unwrap(),
-        "--user-id",
-        secret,
-        "--key-file",
-        &key,
-    ]);
+    let out = erase_with(missing.to_str().unwrap(), &key, &["--user-id", secret]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no store in"),
         "{out:?}"
@@ -315,15 +288,7 @@ fn hostile_arguments_and_a_held_store_get_clear_errors_that_never_show_the_id() 
 
     // While a writer holds the store.
     let writer = rewind_state::Store::open(Path::new(&store)).unwrap();
-    let out = common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--user-id",
-        secret,
-        "--key-file",
-        &key,
-    ]);
+    let out = erase_with(&store, &key, &["--user-id", secret]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("being written by another process"), "{err}");
     assert!(err.contains("erasure` topic"), "{err}");
@@ -344,17 +309,7 @@ fn hostile_arguments_and_a_held_store_get_clear_errors_that_never_show_the_id() 
         }],
     };
     served.append(&[row], 0).unwrap();
-    let out = common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--key-file",
-        &key,
-        "--user-id",
-        "-x9",
-        "--server-wait",
-        "1",
-    ]);
+    let out = erase_with(&store, &key, &["--user-id", "-x9", "--server-wait", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -656,17 +611,7 @@ fn erase_reads_many_ids_from_a_file_or_stdin_and_never_echoes_a_bad_line() {
         std::fs::write(&file, text).unwrap();
         file.to_str().unwrap().to_string()
     };
-    let erase_file = |file: &str| {
-        common::rewind(&[
-            "erase",
-            "--store",
-            &store,
-            "--key-file",
-            &key,
-            "--user-id-file",
-            file,
-        ])
-    };
+    let erase_file = |file: &str| erase_with(&store, &key, &["--user-id-file", file]);
     let long = "u".repeat(300);
     let bad = [
         (format!("{a}\n\n{b}\n"), "line 2 of", "is empty or blank"),
@@ -727,16 +672,6 @@ fn erase_reads_many_ids_from_a_file_or_stdin_and_never_echoes_a_bad_line() {
     assert!(text.contains("1 account(s) already erased"), "{text}");
     assert!(text.contains("2 account(s)"), "{text}");
     assert!(files_holding(Path::new(&store), &traces(&viewer(&c))).is_empty());
-    let both = common::rewind(&[
-        "erase",
-        "--store",
-        &store,
-        "--key-file",
-        &key,
-        "--user-id",
-        &a,
-        "--user-id-file",
-        "-",
-    ]);
+    let both = erase_with(&store, &key, &["--user-id", &a, "--user-id-file", "-"]);
     assert!(!both.status.success());
 }
