@@ -33,10 +33,21 @@ pub const ERASURES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("era
 /// Meta key of the [`crate::FORMAT_VERSION`] a file was created with.
 pub const META_FORMAT: &str = "format";
 
-/// A history block's payload stays under this many bytes (one value larger than it gets a
-/// block of its own): small enough that a point lookup checks and scans little, large enough
-/// that a busy tick is a few B-tree rows, not thousands.
+/// A history block's B-tree row (its key, the sealed block, and the leaf page's own header;
+/// see [`history_row_bytes`]) stays within this many bytes, unless it holds a single entry
+/// larger than that: small enough that a point lookup checks and scans little, large enough
+/// that a busy tick is a few B-tree rows, not thousands. A power of two, as redb sizes the page
+/// runs it allocates: a row a byte over takes a run twice as large.
 pub const BLOCK_BYTES: usize = 32 * 1024;
+
+/// What the B-tree row of a block of `payload` keyed by `first_key` takes in its leaf page, at
+/// most: the payload and its seal, the key (the tick, the first key and its length), and the
+/// leaf's header and end offsets (redb's leaf layout: 4 bytes of header, 4 per key and per
+/// value), rounded up generously.
+pub fn history_row_bytes(first_key: &[u8], payload: &[u8]) -> usize {
+    const LEAF_AND_KEY_OVERHEAD: usize = 64;
+    payload.len() + SEAL_BYTES + first_key.len() + LEAF_AND_KEY_OVERHEAD
+}
 
 pub fn online_row(kind: &str, entity: &[u8]) -> Crc {
     Crc::row("online").part(kind.as_bytes()).part(entity)

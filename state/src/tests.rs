@@ -311,6 +311,46 @@ fn viewer(n: u64) -> String {
     format!("v_{:032x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
+/// A block is cut so that the B-tree row holding it (key, block, seal, the leaf's own header)
+/// fits in `BLOCK_BYTES`. One a few bytes over takes redb's next allocation size, twice as
+/// large, and half the history's pages were then empty space, written at every commit.
+#[test]
+fn history_blocks_fill_their_pages() {
+    use redb::ReadableTableMetadata;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Ticks of about 30 full blocks each, values of the sizes the library writes.
+    for t in 1..=4u64 {
+        let changes = (0..20_000u64)
+            .map(|n| {
+                let value = match n % 3 {
+                    0 => format!("{}", n * t),
+                    1 => format!("{{\"comedy\":0.{n},\"drama\":0.{t}}}"),
+                    _ => format!("[\"tt{n:05}\",\"tt{t:05}\"]"),
+                };
+                change("viewer.a", &viewer(n), t * 1000, Some(&value))
+            })
+            .collect();
+        let commit = Commit {
+            frontier_ms: t * 1000 + 1000,
+            changes,
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+    drop(store);
+    let db = redb::ReadOnlyDatabase::open(file(dir.path())).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let stats = txn.open_table(layout::HISTORY).unwrap().stats().unwrap();
+    // What is left is each tick's last, partly filled block.
+    assert!(
+        stats.fragmented_bytes() * 10 < stats.stored_bytes(),
+        "history pages are {} bytes of blocks and {} empty",
+        stats.stored_bytes(),
+        stats.fragmented_bytes()
+    );
+}
+
 /// Commits of random changes (values, tombstones, ids of both shapes, blocks split within a
 /// tick) checked against a plain map of every row: `history()`, `online`, every `as_of` and
 /// `rows`, and a sweep, at every tick.

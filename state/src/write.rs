@@ -216,15 +216,25 @@ fn chain<'r>(rows: &'r [Row<'_>], online: &mut OnlineRows<'r>) -> Result<Vec<Blo
             Ok(i) => features[i] = entry,
             Err(i) => features.insert(i, entry),
         }
-        let full = block.as_ref().is_some_and(|(tick, _, payload)| {
-            *tick != row.tick_ms || payload.len() + row.key.len() + 24 > BLOCK_BYTES
-        });
-        if full {
+        if block
+            .as_ref()
+            .is_some_and(|(tick, _, _)| *tick != row.tick_ms)
+        {
             blocks.extend(block.take());
         }
-        let (_, _, payload) =
+        let (_, first_key, payload) =
             block.get_or_insert_with(|| (row.tick_ms, row.key.clone(), Vec::new()));
+        let before = payload.len();
         codec::put_entry(payload, &row.key, row.tick_ms, pointers, row.value);
+        // The entry goes to a block of its own when it would take this one's row past a page
+        // run: that costs redb twice the space, written at every commit.
+        if before > 0 && layout::history_row_bytes(first_key, payload) > BLOCK_BYTES {
+            payload.truncate(before);
+            blocks.extend(block.take());
+            let mut payload = Vec::new();
+            codec::put_entry(&mut payload, &row.key, row.tick_ms, pointers, row.value);
+            block = Some((row.tick_ms, row.key.clone(), payload));
+        }
     }
     blocks.extend(block);
     Ok(blocks)
