@@ -311,49 +311,59 @@ pub struct Head {
     pub spine: Vec<u64>,
 }
 
-/// Weights 2^k - 1 of `depth`'s greedy skew-binary decomposition, largest first.
-fn skew_weights(mut depth: u64) -> Vec<u64> {
-    let mut weights = Vec::new();
+/// Whether the two smallest weights (2^k - 1) of `depth`'s greedy skew-binary decomposition
+/// are equal.
+fn two_smallest_weights_equal(mut depth: u64) -> bool {
+    let (mut smallest, mut next) = (0, 0);
     while depth > 0 {
         // Saturating: a depth read from a file may be anything its seal vouches for.
         let k = 64 - depth.saturating_add(1).leading_zeros() - 1;
         let w = (1u64 << k) - 1;
-        weights.push(w);
+        (next, smallest) = (smallest, w);
         depth -= w;
     }
-    weights
+    next != 0 && next == smallest
 }
 
 impl Head {
+    /// The head of a key's first change.
+    pub fn first(tick_ms: u64) -> Head {
+        Head {
+            tick_ms,
+            depth: 1,
+            spine: Vec::new(),
+        }
+    }
+
+    /// Moves the head to a change at `tick_ms` (later than the head's), in place: a commit
+    /// does this once per change. Returns that change's (previous, jump) ticks.
+    pub fn advance(&mut self, tick_ms: u64) -> (Option<u64>, Option<u64>) {
+        let previous = self.tick_ms;
+        let jump = if two_smallest_weights_equal(self.depth) {
+            if !self.spine.is_empty() {
+                self.spine.remove(0);
+            }
+            self.spine.first().copied()
+        } else {
+            self.spine.insert(0, previous);
+            Some(previous)
+        };
+        self.tick_ms = tick_ms;
+        self.depth = self.depth.saturating_add(1);
+        (Some(previous), jump)
+    }
+
     /// The head after a change at `tick_ms` (later than `head`'s), and that change's
     /// (previous, jump) ticks.
     pub fn append(head: Option<&Head>, tick_ms: u64) -> (Head, (Option<u64>, Option<u64>)) {
-        let Some(h) = head else {
-            let first = Head {
-                tick_ms,
-                depth: 1,
-                spine: Vec::new(),
-            };
-            return (first, (None, None));
-        };
-        let w = skew_weights(h.depth);
-        let merge = w.len() >= 2 && w[w.len() - 1] == w[w.len() - 2];
-        let (jump, spine) = match merge {
-            true => (
-                h.spine.get(1).copied(),
-                h.spine.get(1..).unwrap_or(&[]).to_vec(),
-            ),
-            false => {
-                let spine = std::iter::once(h.tick_ms).chain(h.spine.iter().copied());
-                (Some(h.tick_ms), spine.collect())
+        match head {
+            None => (Head::first(tick_ms), (None, None)),
+            Some(h) => {
+                let mut next = h.clone();
+                let pointers = next.advance(tick_ms);
+                (next, pointers)
             }
-        };
-        let next = Head {
-            tick_ms,
-            depth: h.depth.saturating_add(1),
-            spine,
-        };
-        (next, (Some(h.tick_ms), jump))
+        }
     }
 }
 

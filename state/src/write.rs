@@ -22,7 +22,7 @@ use crate::{Commit, META_FRONTIER, Result, StoreError};
 struct Row<'c> {
     tick_ms: u64,
     /// Feature index (big-endian), then the entity's bytes.
-    key: Vec<u8>,
+    key: &'c [u8],
     kind: &'c str,
     value: Option<&'c [u8]>,
 }
@@ -45,7 +45,8 @@ pub(crate) fn commit(
 ) -> Result<Purged> {
     let mut erased = Erased::default();
     let erasing = erase::apply(txn, &commit.erasures, commit.frontier_ms, &mut erased)?;
-    let mut rows = rows(txn, catalog, commit)?;
+    let (keys, spans) = keys(txn, catalog, commit)?;
+    let mut rows = rows(commit, &keys, &spans);
     if !erasing.is_empty() {
         erased.changes_dropped = drop_erased(&mut rows, &erasing);
     }
@@ -84,7 +85,7 @@ fn drop_erased(rows: &mut Vec<Row<'_>>, erasing: &erase::Erasing) -> u64 {
     let before = rows.len();
     // Keys of erased entities that have had a value since the erasure. Rows are in (tick, key)
     // order, so a key's rows come in time order.
-    let mut valued: std::collections::HashSet<Vec<u8>> = Default::default();
+    let mut valued: std::collections::HashSet<&[u8]> = Default::default();
     rows.retain(|row| {
         let Some(tick_ms) = erasing.erased_before(row.kind, row.entity()) else {
             return true;
@@ -94,27 +95,33 @@ fn drop_erased(rows: &mut Vec<Row<'_>>, erasing: &erase::Erasing) -> u64 {
         }
         match row.value {
             Some(_) => {
-                valued.insert(row.key.clone());
+                valued.insert(row.key);
                 true
             }
-            None => valued.contains(&row.key),
+            None => valued.contains(row.key),
         }
     });
     (before - rows.len()) as u64
 }
 
-/// The changes as rows in (tick, key) order, one per key and tick (the last given wins).
-fn rows<'c>(
-    txn: &WriteTransaction,
-    catalog: &mut Catalog,
-    commit: &'c Commit,
-) -> Result<Vec<Row<'c>>> {
+/// A commit's history keys in one buffer, and each change's (start, end) in it.
+type Keys = (Vec<u8>, Vec<(usize, usize)>);
+
+/// The history key of each change, one after another in one buffer (a commit has one per
+/// change; an allocation each cost more than the rest of their making), and each change's span
+/// in it. Features new to `catalog` are added to it.
+fn keys(txn: &WriteTransaction, catalog: &mut Catalog, commit: &Commit) -> Result<Keys> {
     let mut added = Vec::new();
     let mut known: Vec<((&str, &str), u16)> = Vec::new();
-    let mut rows = Vec::with_capacity(commit.changes.len());
+    let mut keys = Vec::with_capacity(commit.changes.len() * 20);
+    let mut spans = Vec::with_capacity(commit.changes.len());
     for c in &commit.changes {
         let names = (c.entity_kind, c.feature);
-        let feature = match known.iter().find(|(n, _)| *n == names) {
+        // Names are most often the same static strings: their addresses decide at once.
+        let same = |n: &(&str, &str)| {
+            (std::ptr::eq(n.0, names.0) && std::ptr::eq(n.1, names.1)) || *n == names
+        };
+        let feature = match known.iter().find(|(n, _)| same(n)) {
             Some((_, index)) => *index,
             None => {
                 let (index, row) = catalog
@@ -125,18 +132,29 @@ fn rows<'c>(
                 index
             }
         };
-        let mut key = Vec::with_capacity(20);
-        codec::put_key(&mut key, feature, c.entity_id.as_ref());
-        rows.push(Row {
-            tick_ms: c.tick_ms,
-            key,
-            kind: c.entity_kind,
-            value: c.value.as_deref(),
-        });
+        let start = keys.len();
+        codec::put_key(&mut keys, feature, c.entity_id.as_ref());
+        spans.push((start, keys.len()));
     }
     catalog::insert(txn, &added)?;
+    Ok((keys, spans))
+}
+
+/// The changes as rows in (tick, key) order, one per key and tick (the last given wins).
+fn rows<'c>(commit: &'c Commit, keys: &'c [u8], spans: &[(usize, usize)]) -> Vec<Row<'c>> {
+    let mut rows: Vec<Row<'c>> = commit
+        .changes
+        .iter()
+        .zip(spans)
+        .map(|(c, (start, end))| Row {
+            tick_ms: c.tick_ms,
+            key: &keys[*start..*end],
+            kind: c.entity_kind,
+            value: c.value.as_deref(),
+        })
+        .collect();
     // Stable: of two changes of one key at one tick, the later stays last.
-    rows.sort_by(|a, b| (a.tick_ms, &a.key).cmp(&(b.tick_ms, &b.key)));
+    rows.sort_by(|a, b| (a.tick_ms, a.key).cmp(&(b.tick_ms, b.key)));
     let mut deduped: Vec<Row<'c>> = Vec::with_capacity(rows.len());
     for row in rows {
         match deduped.last_mut() {
@@ -144,7 +162,7 @@ fn rows<'c>(
             _ => deduped.push(row),
         }
     }
-    Ok(deduped)
+    deduped
 }
 
 /// (tick, first key, payload).
@@ -159,7 +177,8 @@ struct OnlineRows<'r> {
 
 /// The online rows of every entity the rows touch, read in key order.
 fn read_online<'r>(txn: &WriteTransaction, rows: &'r [Row<'_>]) -> Result<OnlineRows<'r>> {
-    let mut index: HashMap<(&'r str, &'r [u8]), usize> = HashMap::with_capacity(rows.len());
+    let mut index: foldhash::HashMap<(&'r str, &'r [u8]), usize> =
+        HashMap::with_capacity_and_hasher(rows.len(), Default::default());
     let mut keys = Vec::new();
     let mut first: Vec<usize> = Vec::with_capacity(rows.len());
     for row in rows {
@@ -198,24 +217,29 @@ fn chain<'r>(rows: &'r [Row<'_>], online: &mut OnlineRows<'r>) -> Result<Vec<Blo
     let mut block: Option<Block> = None;
     for (row, e) in rows.iter().zip(&online.of_row) {
         let features = &mut online.entities[*e].2;
-        let at = features.binary_search_by_key(&row.feature(), |f| f.feature);
-        let head = at.ok().map(|i| &features[i].head);
-        if let Some(h) = head.filter(|h| h.tick_ms >= row.tick_ms) {
-            return Err(StoreError::TickWritten {
-                tick_ms: row.tick_ms,
-                last_ms: h.tick_ms,
-            });
-        }
-        let (next, pointers) = Head::append(head, row.tick_ms);
-        let entry = OnlineFeature {
-            feature: row.feature(),
-            value: row.value.map(<[u8]>::to_vec),
-            head: next,
+        let feature = row.feature();
+        let pointers = match features.binary_search_by_key(&feature, |f| f.feature) {
+            Ok(i) => {
+                let f = &mut features[i];
+                if f.head.tick_ms >= row.tick_ms {
+                    return Err(StoreError::TickWritten {
+                        tick_ms: row.tick_ms,
+                        last_ms: f.head.tick_ms,
+                    });
+                }
+                set_value(&mut f.value, row.value);
+                f.head.advance(row.tick_ms)
+            }
+            Err(i) => {
+                let entry = OnlineFeature {
+                    feature,
+                    value: row.value.map(<[u8]>::to_vec),
+                    head: Head::first(row.tick_ms),
+                };
+                features.insert(i, entry);
+                (None, None)
+            }
         };
-        match at {
-            Ok(i) => features[i] = entry,
-            Err(i) => features.insert(i, entry),
-        }
         if block
             .as_ref()
             .is_some_and(|(tick, _, _)| *tick != row.tick_ms)
@@ -223,21 +247,33 @@ fn chain<'r>(rows: &'r [Row<'_>], online: &mut OnlineRows<'r>) -> Result<Vec<Blo
             blocks.extend(block.take());
         }
         let (_, first_key, payload) =
-            block.get_or_insert_with(|| (row.tick_ms, row.key.clone(), Vec::new()));
+            block.get_or_insert_with(|| (row.tick_ms, row.key.to_vec(), Vec::new()));
         let before = payload.len();
-        codec::put_entry(payload, &row.key, row.tick_ms, pointers, row.value);
+        codec::put_entry(payload, row.key, row.tick_ms, pointers, row.value);
         // The entry goes to a block of its own when it would take this one's row past a page
         // run: that costs redb twice the space, written at every commit.
         if before > 0 && layout::history_row_bytes(first_key, payload) > BLOCK_BYTES {
             payload.truncate(before);
             blocks.extend(block.take());
             let mut payload = Vec::new();
-            codec::put_entry(&mut payload, &row.key, row.tick_ms, pointers, row.value);
-            block = Some((row.tick_ms, row.key.clone(), payload));
+            codec::put_entry(&mut payload, row.key, row.tick_ms, pointers, row.value);
+            block = Some((row.tick_ms, row.key.to_vec(), payload));
         }
     }
     blocks.extend(block);
     Ok(blocks)
+}
+
+/// Replaces an online value, in the allocation of the one it replaces when that is large
+/// enough: a commit replaces one per change.
+fn set_value(value: &mut Option<Vec<u8>>, new: Option<&[u8]>) {
+    match (value.as_mut(), new) {
+        (Some(old), Some(new)) => {
+            old.clear();
+            old.extend_from_slice(new);
+        }
+        (_, new) => *value = new.map(<[u8]>::to_vec),
+    }
 }
 
 fn write_online(txn: &WriteTransaction, online: &OnlineRows<'_>) -> Result<()> {
