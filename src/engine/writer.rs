@@ -73,7 +73,8 @@ pub(crate) struct Writer {
     frontiers: Vec<TimeMs>,
     finished: Vec<bool>,
     counters: Vec<Counters>,
-    pending: BTreeMap<TimeMs, Vec<Update>>,
+    /// Output not yet committed, as the workers reported it: sorted once, when committed.
+    pending: Vec<Vec<Update>>,
     next_offsets: BTreeMap<(String, u32), u64>,
     dead_letters: Vec<DeadLetter>,
     /// Erasures by the tick they land at, in a stable order whatever the workers' interleaving.
@@ -112,7 +113,7 @@ impl Writer {
             frontiers: vec![0; workers],
             finished: vec![false; workers],
             counters: vec![Counters::default(); workers],
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
             erasures: BTreeMap::new(),
@@ -175,11 +176,11 @@ impl Writer {
         self.frontiers[w] = self.frontiers[w].max(report.frontier_ms);
         self.finished[w] |= report.last;
         self.counters[w] = report.counters;
-        for update in report.updates {
-            // Ticks the store already holds were recomputed by a replay: keep the store's.
-            if update.1 >= self.committed_ms {
-                self.pending.entry(update.1).or_default().push(update);
-            }
+        let mut updates = report.updates;
+        // Ticks the store already holds were recomputed by a replay: keep the store's.
+        updates.retain(|update| update.1 >= self.committed_ms);
+        if !updates.is_empty() {
+            self.pending.push(updates);
         }
         for (topic, partition, next) in report.next_offsets {
             self.next_offsets.insert((topic, partition), next);
@@ -225,12 +226,12 @@ impl Writer {
         if frontier <= self.committed_ms || frontier == TimeMs::MAX {
             return Ok(());
         }
-        let later = self.pending.split_off(&frontier);
-        let ready = std::mem::replace(&mut self.pending, later);
-        let mut changes = Vec::new();
-        for (tick, updates) in ready {
-            self.tick_changes(tick, updates, &mut changes);
-        }
+        let mut ready = Vec::with_capacity(self.pending.iter().map(Vec::len).sum());
+        self.pending.retain_mut(|updates| {
+            ready.extend(updates.extract_if(.., |update| update.1 < frontier));
+            !updates.is_empty()
+        });
+        let mut changes = self.changes_of(ready);
         let mut total = Counters::default();
         self.counters.iter().for_each(|c| total.add(c));
         let as_of_ms = frontier.saturating_sub(self.tick_ms);
@@ -336,35 +337,124 @@ impl Writer {
         Ok(())
     }
 
-    /// The history rows of one tick: per key, the value that rose, or a tombstone.
-    fn tick_changes(&self, tick: TimeMs, mut updates: Vec<Update>, out: &mut Vec<Change>) {
-        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut net: Vec<(&(u16, EntityId), &Value, isize)> = Vec::new();
-        for (data, _, diff) in &updates {
-            match net.last_mut() {
-                Some((k, v, d)) if *k == &data.0 && *v == &data.1 => *d += diff,
-                _ => net.push((&data.0, &data.1, *diff)),
-            }
-        }
-        net.retain(|(_, _, d)| *d != 0);
-        let mut i = 0;
-        while i < net.len() {
-            let key = net[i].0;
-            let mut value = None;
-            while i < net.len() && net[i].0 == key {
-                if net[i].2 > 0 {
-                    value = Some(net[i].1.to_json().into_bytes());
-                }
-                i += 1;
-            }
-            let (feature, entity_kind) = self.names[key.0 as usize];
+    /// The history rows of completed ticks, in tick order: per tick and key, the value that
+    /// rose, or a tombstone when values only fell; nothing when they cancel out.
+    ///
+    /// Sorted by tick and key only: a key's updates at a tick are few (the value it left and
+    /// the one it took), so they are netted among themselves, not all ordered by value.
+    fn changes_of(&self, mut updates: Vec<Update>) -> Vec<Change> {
+        updates.sort_unstable_by(|a, b| (a.1, &a.0.0).cmp(&(b.1, &b.0.0)));
+        let mut out = Vec::with_capacity(updates.len() / 2);
+        let mut rest = updates.as_mut_slice();
+        while let Some(first) = rest.first() {
+            let end = rest
+                .iter()
+                .position(|u| u.1 != first.1 || u.0.0 != first.0.0)
+                .unwrap_or(rest.len());
+            let (group, later) = std::mem::take(&mut rest).split_at_mut(end);
+            rest = later;
+            let Some(value) = net(group) else {
+                continue;
+            };
+            let ((feature, entity), _) = &group[0].0;
+            let (feature_name, entity_kind) = self.names[*feature as usize];
             out.push(Change {
                 entity_kind,
-                feature,
-                entity_id: store_id(&key.1),
-                tick_ms: tick,
+                feature: feature_name,
+                entity_id: store_id(entity),
+                tick_ms: group[0].1,
                 value,
             });
         }
+        out
+    }
+}
+
+/// One key's updates at one tick, netted by value: `None` when they cancel out, else the
+/// greatest value whose count rose, as JSON (`Some(None)` when none rose: the key went back to
+/// its default).
+fn net(group: &mut [Update]) -> Option<Option<Vec<u8>>> {
+    // A few updates are netted pairwise; many (never seen from the built-in features, but a
+    // feature may emit them) are ordered by value first.
+    let few = group.len() <= 8;
+    if !few {
+        group.sort_unstable_by(|a, b| a.0.1.cmp(&b.0.1));
+    }
+    let group = &*group;
+    let (mut moved, mut risen) = (false, None::<&Value>);
+    for (i, ((_, value), _, _)) in group.iter().enumerate() {
+        // Each distinct value once, at its first update.
+        let seen = match few {
+            true => group[..i].iter().any(|u| u.0.1 == *value),
+            false => i > 0 && group[i - 1].0.1 == *value,
+        };
+        if seen {
+            continue;
+        }
+        let same = |u: &&Update| u.0.1 == *value;
+        let d: isize = match few {
+            true => group[i..].iter().filter(same).map(|u| u.2).sum(),
+            false => group[i..].iter().take_while(same).map(|u| u.2).sum(),
+        };
+        if d != 0 {
+            moved = true;
+        }
+        if d > 0 && risen.is_none_or(|r| value > r) {
+            risen = Some(value);
+        }
+    }
+    moved.then(|| risen.map(|v| v.to_json().into_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(value: i64, diff: isize) -> Update {
+        (
+            ((0, EntityId::Viewer(ViewerId(7))), Value::Int(value)),
+            1000,
+            diff,
+        )
+    }
+
+    fn netted(updates: &[Update]) -> Option<Option<String>> {
+        let mut group = updates.to_vec();
+        net(&mut group).map(|v| v.map(|json| String::from_utf8(json).unwrap()))
+    }
+
+    #[test]
+    fn a_keys_updates_net_to_the_value_that_rose_or_a_tombstone() {
+        assert_eq!(
+            netted(&[update(2, 1), update(1, -1)]),
+            Some(Some("2".into()))
+        );
+        assert_eq!(
+            netted(&[update(1, -1), update(2, 1)]),
+            Some(Some("2".into()))
+        );
+        assert_eq!(netted(&[update(1, -1)]), Some(None));
+        assert_eq!(netted(&[update(1, 1), update(1, -1)]), None);
+        // A value that came and went within the tick is no change; the one that stayed is.
+        let churn = [update(1, -1), update(3, 1), update(3, -1), update(4, 1)];
+        assert_eq!(netted(&churn), Some(Some("4".into())));
+    }
+
+    #[test]
+    fn many_updates_of_a_key_net_as_a_few_do() {
+        // Past the pairwise netting's size: values in any order, most cancelling.
+        let mut many: Vec<Update> = (0..20)
+            .flat_map(|v| [update(v, 1), update(v, -1)])
+            .collect();
+        many.push(update(9, 1));
+        many.push(update(25, -1));
+        many.reverse();
+        assert_eq!(netted(&many), Some(Some("9".into())));
+        let cancelled: Vec<Update> = (0..20)
+            .flat_map(|v| [update(v, -1), update(v, 1)])
+            .collect();
+        assert_eq!(netted(&cancelled), None);
+        let fallen: Vec<Update> = (0..20).map(|v| update(v, -1)).collect();
+        assert_eq!(netted(&fallen), Some(None));
     }
 }
