@@ -962,9 +962,14 @@ impl Reporter {
             return;
         }
         let mut output = self.output.borrow_mut();
-        let (updates, pending): (Vec<Update>, Vec<Update>) =
-            output.drain(..).partition(|(_, time, _)| *time < frontier);
-        *output = pending;
+        // Taken whole when all of it is complete. Otherwise only the complete part moves: the
+        // rest (later ticks, in a replay often most of it) stays where it is.
+        let updates: Vec<Update> = match output.iter().all(|(_, time, _)| *time < frontier) {
+            true => std::mem::take(&mut *output),
+            false => output
+                .extract_if(.., |(_, time, _)| *time < frontier)
+                .collect(),
+        };
         let mut untitled = self.untitled.borrow_mut();
         let complete = untitled
             .iter()
