@@ -962,8 +962,9 @@ impl Reporter {
             return;
         }
         let mut output = self.output.borrow_mut();
-        // Taken whole when all of it is complete. Otherwise only the complete part moves: the
-        // rest (later ticks, in a replay often most of it) stays where it is.
+        // Taken whole when all of it is complete. Otherwise the complete part is extracted,
+        // and the rest (later ticks, in a replay often most of it) is only shifted down in
+        // place, not moved into new vectors.
         let updates: Vec<Update> = match output.iter().all(|(_, time, _)| *time < frontier) {
             true => std::mem::take(&mut *output),
             false => output

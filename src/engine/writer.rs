@@ -226,7 +226,7 @@ impl Writer {
         if frontier <= self.committed_ms || frontier == TimeMs::MAX {
             return Ok(());
         }
-        let mut ready = Vec::with_capacity(self.pending.iter().map(Vec::len).sum());
+        let mut ready = Vec::new();
         self.pending.retain_mut(|updates| {
             ready.extend(updates.extract_if(.., |update| update.1 < frontier));
             !updates.is_empty()

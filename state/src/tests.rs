@@ -319,17 +319,18 @@ fn history_blocks_fill_their_pages() {
     use redb::ReadableTableMetadata;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    // Ticks of about 30 full blocks each, values of the sizes the library writes.
+    // Ticks of about 30 full blocks each, values of the sizes the library writes, and now and
+    // then one larger than a block (it gets a block of its own, and the next entry a new one).
+    let value = |n: u64, t: u64| match n % 3 {
+        _ if n % 5_000 == 17 => "x".repeat(40_000 + n as usize),
+        0 => format!("{}", n * t),
+        1 => format!("{{\"comedy\":0.{n},\"drama\":0.{t}}}"),
+        _ => format!("[\"tt{n:05}\",\"tt{t:05}\"]"),
+    };
+    let mut want = Vec::new();
     for t in 1..=4u64 {
         let changes = (0..20_000u64)
-            .map(|n| {
-                let value = match n % 3 {
-                    0 => format!("{}", n * t),
-                    1 => format!("{{\"comedy\":0.{n},\"drama\":0.{t}}}"),
-                    _ => format!("[\"tt{n:05}\",\"tt{t:05}\"]"),
-                };
-                change("viewer.a", &viewer(n), t * 1000, Some(&value))
-            })
+            .map(|n| change("viewer.a", &viewer(n), t * 1000, Some(&value(n, t))))
             .collect();
         let commit = Commit {
             frontier_ms: t * 1000 + 1000,
@@ -337,8 +338,25 @@ fn history_blocks_fill_their_pages() {
             ..Commit::default()
         };
         store.commit(&commit).unwrap();
+        want.extend((0..20_000u64).map(|n| HistoryRow {
+            feature: "viewer.a".into(),
+            entity_id: viewer(n),
+            valid_from_ms: t * 1000,
+            value_json: Some(value(n, t).into_bytes()),
+        }));
     }
-    drop(store);
+    // Every entry reads back, whichever block the cut put it in.
+    want.sort_unstable();
+    let snap = store.snapshot().unwrap();
+    assert!(
+        snap.history().unwrap() == want,
+        "history differs from what was written"
+    );
+    for n in [16, 17, 18, 5_017, 19_999] {
+        let got = snap.as_of("viewer.a", &viewer(n), 2_500).unwrap();
+        assert_eq!(got, Some(value(n, 2).into_bytes()), "viewer {n} as of 2500");
+    }
+    drop((snap, store));
     let db = redb::ReadOnlyDatabase::open(file(dir.path())).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
     let stats = txn.open_table(layout::HISTORY).unwrap().stats().unwrap();
