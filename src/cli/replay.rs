@@ -93,12 +93,21 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             Status::progress(brokers, &topics),
         ),
         (None, Some(events)) => {
-            let mut total = file::count_lines(events)?;
-            if let Some(titles) = &args.titles_file {
-                total += file::count_lines(titles)?;
-            }
-            for path in args.consent.iter().chain(&args.erasures) {
-                total += file::count_lines(path)?;
+            // The progress bar's total, for a terminal only (the bar is drawn nowhere else):
+            // counting is a whole pass over the files before any work, and the engine makes
+            // its own to find where the log ends.
+            let mut total = 0;
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let files = std::iter::once(events).chain(&args.titles_file);
+            for path in files.chain(&args.consent).chain(&args.erasures) {
+                match terminal {
+                    true => total += file::count_lines(path)?,
+                    // Before the store is made: a file that cannot be read leaves nothing.
+                    false => drop(
+                        std::fs::File::open(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    ),
+                }
             }
             let source = LogSource::Files {
                 events: events.clone(),
@@ -176,5 +185,6 @@ fn discard_if_empty(dir: &std::path::Path) {
         .is_ok_and(|frontier| frontier.is_none());
     if empty {
         let _ = std::fs::remove_file(dir.join(rewind_state::FILE_NAME));
+        let _ = std::fs::remove_file(dir.join(rewind_state::COMMITS_FILE));
     }
 }

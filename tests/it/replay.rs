@@ -251,6 +251,32 @@ fn replay_from_a_file_reads_every_line_however_large() {
     assert!(ok(&verify(&store)).starts_with("ok: "));
 }
 
+/// A replay of a file that is not there says which, and leaves nothing behind: no store file,
+/// no commit counter beside it, and so no store a later run would take for a started one.
+#[test]
+fn a_replay_of_a_missing_file_fails_and_leaves_no_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, _) = gen_files(dir.path(), &["--viewers", "2", "--events", "50"]);
+    let missing = dir.path().join("missing.jsonl");
+    let missing = missing.to_str().unwrap();
+    for files in [
+        vec!["--file", missing],
+        vec!["--file", &events, "--titles-file", missing],
+        vec!["--file", &events, "--erasures", missing],
+    ] {
+        let store = dir.path().join("store");
+        let s = store.to_str().unwrap();
+        let out = rewind(&[&["replay", "--store", s][..], &files].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{files:?}");
+        assert!(stderr.contains("missing.jsonl"), "{files:?}: {stderr}");
+        let left: Vec<_> = std::fs::read_dir(&store)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{files:?} left {left:?}");
+    }
+}
+
 /// A file is one partition, so a second worker has none: it follows the first, and the run
 /// must still end, every time, with the store one worker writes.
 #[test]
