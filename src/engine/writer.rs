@@ -341,7 +341,7 @@ impl Writer {
     /// rose, or a tombstone when values only fell; nothing when they cancel out.
     ///
     /// Sorted by tick and key only: a key's updates at a tick are few (the value it left and
-    /// the one it took), so they are netted among themselves, not all ordered by value.
+    /// the one it took), so each key's are then ordered by value among themselves.
     fn changes_of(&self, mut updates: Vec<Update>) -> Vec<Change> {
         updates.sort_unstable_by(|a, b| (a.1, &a.0.0).cmp(&(b.1, &b.0.0)));
         let mut out = Vec::with_capacity(updates.len() / 2);
@@ -374,33 +374,15 @@ impl Writer {
 /// greatest value whose count rose, as JSON (`Some(None)` when none rose: the key went back to
 /// its default).
 fn net(group: &mut [Update]) -> Option<Option<Vec<u8>>> {
-    // A few updates are netted pairwise; many (never seen from the built-in features, but a
-    // feature may emit them) are ordered by value first.
-    let few = group.len() <= 8;
-    if !few {
-        group.sort_unstable_by(|a, b| a.0.1.cmp(&b.0.1));
-    }
-    let group = &*group;
-    let (mut moved, mut risen) = (false, None::<&Value>);
-    for (i, ((_, value), _, _)) in group.iter().enumerate() {
-        // Each distinct value once, at its first update.
-        let seen = match few {
-            true => group[..i].iter().any(|u| u.0.1 == *value),
-            false => i > 0 && group[i - 1].0.1 == *value,
-        };
-        if seen {
-            continue;
-        }
-        let same = |u: &&Update| u.0.1 == *value;
-        let d: isize = match few {
-            true => group[i..].iter().filter(same).map(|u| u.2).sum(),
-            false => group[i..].iter().take_while(same).map(|u| u.2).sum(),
-        };
-        if d != 0 {
-            moved = true;
-        }
-        if d > 0 && risen.is_none_or(|r| value > r) {
-            risen = Some(value);
+    // Ordered by value, so each value's updates are a run (a group is most often two).
+    group.sort_unstable_by(|a, b| a.0.1.cmp(&b.0.1));
+    let (mut moved, mut risen) = (false, None);
+    for run in group.chunk_by(|a, b| a.0.1 == b.0.1) {
+        let d: isize = run.iter().map(|u| u.2).sum();
+        moved |= d != 0;
+        // Ascending: the last value that rose is the greatest.
+        if d > 0 {
+            risen = Some(&run[0].0.1);
         }
     }
     moved.then(|| risen.map(|v| v.to_json().into_bytes()))
