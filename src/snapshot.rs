@@ -19,9 +19,13 @@ use std::sync::Arc;
 
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, ListArray, MapArray, RecordBatch, StringArray,
+    StructArray, UInt32Array,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use rewind_dataflows::window::floor_tick;
 use rewind_dataflows::{Entity, Feature, ValueType};
 use rewind_state::{EntityRef, Snapshot, StoreError};
@@ -244,6 +248,18 @@ pub fn cut(
     snap: &Snapshot,
     labels: &RecordBatch,
     request: &Request<'_>,
+    progress: impl FnMut(usize, usize),
+) -> Result<RecordBatch, SnapshotError> {
+    cut_in_parts(snap, labels, request, None, progress)
+}
+
+/// [`cut`], its sweep split among `parts` threads (by default as many as the rows and the
+/// cores suit).
+fn cut_in_parts(
+    snap: &Snapshot,
+    labels: &RecordBatch,
+    request: &Request<'_>,
+    parts: Option<usize>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RecordBatch, SnapshotError> {
     unique_columns(labels)?;
@@ -329,24 +345,28 @@ pub fn cut(
             horizon: crate::utc::format_ms(retained_from_ms),
         });
     }
-    let mut names: Vec<(&str, &str)> = features
+    let mut columns: Vec<(&str, &str, ValueType)> = features
         .iter()
-        .map(|f| (f.entity().map_or("", Entity::as_str), f.name))
+        .map(|f| {
+            (
+                f.entity().map_or("", Entity::as_str),
+                f.name,
+                f.value_type(),
+            )
+        })
         .collect();
     let gated = consent.as_ref().filter(|(read, _)| read.gated);
     if gated.is_some() {
-        names.push((Entity::Viewer.as_str(), CONSENT_FEATURE));
+        // The purposes a viewer consents to: a list.
+        columns.push((Entity::Viewer.as_str(), CONSENT_FEATURE, ValueType::List));
     }
-    let mut cells = sweep_cells(snap, &names, &ids, &as_of, &mut progress)?;
+    let parts = parts.unwrap_or_else(|| parts_for(ids.len()));
+    let mut cells = sweep_cells(snap, &columns, &ids, &as_of, parts, &mut progress)?;
     let consented = match gated {
         Some((read, _)) => cells.withhold_unconsented(read, features.len()),
         None => vec![true; ids.len()],
     };
-    let columns = features
-        .iter()
-        .enumerate()
-        .map(|(f, feature)| cells.column(feature, f))
-        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    let columns = cells.columns(features.len(), parts > 1)?;
     let batch = assemble(
         labels,
         id_index,
@@ -380,12 +400,11 @@ fn with_consent_column(
     })
 }
 
-/// Every (label row, feature) cell: per feature, the distinct values label rows took, and per
-/// cell an index into them (`0` for the default, `i + 1` for value `i`).
+/// Every (label row, feature) cell: per feature, the distinct values label rows took (index 0
+/// the default), and per label row an index into them.
 struct Cells {
-    features: usize,
-    at: Vec<u32>,
-    values: Vec<Vec<serde_json::Value>>,
+    distinct: Vec<ArrayRef>,
+    at: Vec<Vec<u32>>,
 }
 
 impl Cells {
@@ -393,81 +412,161 @@ impl Cells {
     /// `features` feature columns): each row whose viewer did not consent to `read`'s purpose
     /// at the row's time takes every feature's default. Returns, per row, whether it consented.
     fn withhold_unconsented(&mut self, read: &ReadPurpose, features: usize) -> Vec<bool> {
-        let rows = self.at.len() / self.features.max(1);
-        let quoted = serde_json::Value::from(read.name());
-        let consented: Vec<bool> = (0..rows)
-            .map(|row| match self.at[row * self.features + features] {
-                0 => false,
-                at => self.values[features][at as usize - 1]
-                    .as_array()
-                    .is_some_and(|list| list.contains(&quoted)),
+        let lists = self.distinct[features].as_list::<i32>();
+        let grants: Vec<bool> = (0..lists.len())
+            .map(|i| {
+                let purposes = lists.value(i);
+                let purposes = purposes.as_string::<i32>();
+                purposes.iter().any(|p| p == Some(read.name()))
             })
             .collect();
-        for (row, _) in consented.iter().enumerate().filter(|(_, c)| !**c) {
-            self.at[row * self.features..row * self.features + features].fill(0);
+        let consented: Vec<bool> = self.at[features]
+            .iter()
+            .map(|at| grants[*at as usize])
+            .collect();
+        // Index 0 is the default in every column.
+        for column in &mut self.at[..features] {
+            for (at, consented) in column.iter_mut().zip(&consented) {
+                *at *= u32::from(*consented);
+            }
         }
         consented
     }
 
-    /// Feature `f`'s column: its distinct values built once, then gathered by row.
-    fn column(&self, feature: &Feature, f: usize) -> Result<ArrayRef, SnapshotError> {
-        let bad = |detail: String| SnapshotError::BadRow { row: 0, detail };
-        let mut distinct = FeatureColumn::new(feature);
-        distinct.push(None).map_err(bad)?;
-        for value in &self.values[f] {
-            distinct.push(Some(value)).map_err(bad)?;
+    /// The first `features` columns: each one's distinct values gathered by row, on a thread
+    /// of its own when `threads` (a gather writes a whole column, so they run side by side).
+    fn columns(self, features: usize, threads: bool) -> Result<Vec<ArrayRef>, SnapshotError> {
+        let gather = |distinct: ArrayRef, at: Vec<u32>| {
+            gather(distinct.as_ref(), at).map_err(|e| SnapshotError::BadRow {
+                row: 0,
+                detail: e.to_string(),
+            })
+        };
+        let columns = self.distinct.into_iter().zip(self.at).take(features);
+        if !threads {
+            return columns.map(|(d, at)| gather(d, at)).collect();
         }
-        let distinct = distinct.finish();
-        let rows = self.at.len() / self.features.max(1);
-        let indices =
-            UInt32Array::from_iter_values((0..rows).map(|r| self.at[r * self.features + f]));
-        arrow_select::take::take(distinct.as_ref(), &indices, None).map_err(|e| bad(e.to_string()))
+        std::thread::scope(|scope| {
+            let gathers: Vec<_> = columns
+                .map(|(d, at)| scope.spawn(move || gather(d, at)))
+                .collect();
+            gathers
+                .into_iter()
+                .map(|g| g.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
     }
 }
 
-/// The current value of one (entity, feature) as the sweep passes, and its parsed form once a
-/// label row has needed it.
+/// Rows `at` of `distinct`, in that order: what arrow's `take` gives. A list's or a map's
+/// items lie together in its child arrays, so they are copied a row at a time here; `take`
+/// goes item by item, and was most of a large cut's gathering.
+fn gather(distinct: &dyn Array, at: Vec<u32>) -> Result<ArrayRef, ArrowError> {
+    let whole = |arrays: &[&dyn Array]| arrays.iter().all(|a| a.null_count() == 0);
+    match distinct.data_type() {
+        DataType::List(field) => {
+            let list = distinct.as_list::<i32>();
+            if let (true, Some(items)) = (
+                whole(&[distinct, list.values()]),
+                list.values().as_string_opt::<i32>(),
+            ) {
+                let offsets = item_offsets(list.value_offsets(), &at)?;
+                let items = gather_strings(items, list.value_offsets(), &at)?;
+                return Ok(Arc::new(ListArray::try_new(
+                    field.clone(),
+                    offsets,
+                    Arc::new(items),
+                    None,
+                )?));
+            }
+        }
+        DataType::Map(field, sorted) => {
+            let map = distinct.as_map();
+            if let (true, Some(keys), Some(values)) = (
+                whole(&[distinct, map.keys(), map.values()]),
+                map.keys().as_string_opt::<i32>(),
+                map.values().as_primitive_opt::<Float64Type>(),
+            ) {
+                let ranges = map.value_offsets();
+                let offsets = item_offsets(ranges, &at)?;
+                let keys = gather_strings(keys, ranges, &at)?;
+                let mut shares = Vec::with_capacity(offsets.last() as usize);
+                for &i in &at {
+                    let i = i as usize;
+                    shares.extend_from_slice(
+                        &values.values()[ranges[i] as usize..ranges[i + 1] as usize],
+                    );
+                }
+                let entries = StructArray::try_new(
+                    map.entries().fields().clone(),
+                    vec![Arc::new(keys), Arc::new(Float64Array::from(shares))],
+                    None,
+                )?;
+                return Ok(Arc::new(MapArray::try_new(
+                    field.clone(),
+                    offsets,
+                    entries,
+                    None,
+                    *sorted,
+                )?));
+            }
+        }
+        _ => {}
+    }
+    arrow_select::take::take(distinct, &UInt32Array::from(at), None)
+}
+
+/// The offsets of rows `at` of a list whose row `i` holds items `ranges[i]..ranges[i + 1]`.
+fn item_offsets(ranges: &[i32], at: &[u32]) -> Result<OffsetBuffer<i32>, ArrowError> {
+    let mut offsets = Vec::with_capacity(at.len() + 1);
+    let mut end = 0i32;
+    offsets.push(end);
+    for &i in at {
+        let i = i as usize;
+        end = end
+            .checked_add(ranges[i + 1] - ranges[i])
+            .ok_or_else(|| ArrowError::OffsetOverflowError(end as usize))?;
+        offsets.push(end);
+    }
+    Ok(OffsetBuffer::new(offsets.into()))
+}
+
+/// The items of rows `at` of a list of strings whose row `i` holds items
+/// `ranges[i]..ranges[i + 1]` of `strings`: each row's bytes copied in one piece.
+fn gather_strings(
+    strings: &StringArray,
+    ranges: &[i32],
+    at: &[u32],
+) -> Result<StringArray, ArrowError> {
+    let (ends, bytes) = (strings.value_offsets(), strings.values());
+    let mut offsets = vec![0i32];
+    let mut data: Vec<u8> = Vec::new();
+    for &i in at {
+        let (first, last) = (ranges[i as usize] as usize, ranges[i as usize + 1] as usize);
+        let (from, to) = (ends[first] as usize, ends[last] as usize);
+        let shift = i32::try_from(data.len())
+            .ok()
+            .and_then(|len| len.checked_sub(ends[first]))
+            .ok_or(ArrowError::OffsetOverflowError(data.len()))?;
+        for end in &ends[first + 1..=last] {
+            offsets.push(
+                end.checked_add(shift)
+                    .ok_or(ArrowError::OffsetOverflowError(data.len()))?,
+            );
+        }
+        data.extend_from_slice(&bytes[from..to]);
+    }
+    StringArray::try_new(OffsetBuffer::new(offsets.into()), data.into(), None)
+}
+
+/// The current value of one (entity, feature) as the sweep passes, and its index among the
+/// distinct values once a label row has needed it.
 #[derive(Default)]
 struct Slot {
     /// The value's JSON, when not at the default (the buffer is kept for the next value).
     json: Vec<u8>,
     default: bool,
     parsed: Option<u32>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_value;
-
-    #[test]
-    fn integers_read_fast_are_what_a_full_parse_gives() {
-        let cases = [
-            "0",
-            "-0",
-            "7",
-            "-12",
-            "1.5",
-            "-0.25",
-            "1e3",
-            "2.5E-3",
-            "1.0",
-            "3600.0",
-            "9223372036854775807",
-            "18446744073709551616",
-            "1e400",
-            "null",
-            "{\"a\":0.5}",
-            "[\"x\"]",
-            "-",
-            "1-2",
-            "..",
-        ];
-        for case in cases {
-            let fast = parse_value(case.as_bytes()).ok();
-            let full: Option<serde_json::Value> = serde_json::from_str(case).ok();
-            assert_eq!(fast, full, "{case}");
-        }
-    }
 }
 
 /// The label entities, by the ids the store keeps.
@@ -532,74 +631,271 @@ impl Hasher for PseudonymHasher {
     }
 }
 
+/// Label rows a sweep takes per thread, at least: each thread decodes all of history again, so
+/// a small snapshot stays on one.
+const ROWS_PER_PART: usize = 20_000;
+/// Threads a sweep splits into, at most.
+const MAX_PARTS: usize = 4;
+
+/// How many threads sweep `rows` label rows.
+fn parts_for(rows: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    cores.min(MAX_PARTS).min(rows / ROWS_PER_PART).max(1)
+}
+
 /// One time-ordered sweep of history for all label rows: rows sorted by their as-of tick,
 /// history blocks applied in tick order keeping the latest value of each requested (entity,
 /// feature), and each row's cells taken as the sweep passes its tick. One pass over history
 /// whatever the number of rows, and each stored value parsed at most once.
+///
+/// The entities are split among `parts` threads (entity `e` to part `e % parts`): each sweeps
+/// all of history but keeps and takes only its own, so the per-entry and per-row work, which
+/// is most of a large snapshot, is shared out. `columns` are the (entity kind, feature, value
+/// type) cut.
 fn sweep_cells(
     snap: &Snapshot,
-    features: &[(&str, &str)],
+    columns: &[(&str, &str, ValueType)],
     ids: &[String],
     as_of: &[u64],
+    parts: usize,
     progress: &mut impl FnMut(usize, usize),
 ) -> Result<Cells, SnapshotError> {
     let catalog = snap.catalog()?;
     // Store feature index → requested column.
     let mut column_of: Vec<Option<usize>> = vec![None; catalog.len()];
-    for (f, (kind, name)) in features.iter().enumerate() {
+    for (f, (kind, name, _)) in columns.iter().enumerate() {
         if let Some(index) = catalog.index(kind, name) {
             column_of[usize::from(index)] = Some(f);
         }
     }
+    let types: Vec<ValueType> = columns.iter().map(|(_, _, t)| *t).collect();
     let entities = Entities::new(ids);
-    let width = features.len();
-    let mut slots: Vec<Slot> = (0..entities.len() * width)
-        .map(|_| Slot {
-            default: true,
-            ..Slot::default()
-        })
-        .collect();
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|row| as_of[*row]);
-    let mut cells = Cells {
-        features: width,
-        at: vec![0; ids.len() * width],
-        values: vec![Vec::new(); width],
-    };
-    let mut taken = 0;
-    let mut take_until = |tick: Option<u64>, slots: &mut [Slot], cells: &mut Cells| {
-        while let Some(&row) = order.get(taken) {
-            if tick.is_some_and(|t| as_of[row] >= t) {
-                break;
-            }
-            take_row(row, entities.of_row[row], slots, cells)?;
-            taken += 1;
-            if taken % 100_000 == 0 {
-                progress(taken, order.len());
-            }
+    let parts = parts.clamp(1, entities.len().max(1));
+    let mut rows_of: Vec<Vec<usize>> = vec![Vec::new(); parts];
+    for (row, e) in entities.of_row.iter().enumerate() {
+        rows_of[e % parts].push(row);
+    }
+    let total = ids.len();
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let sweep = |part: usize, report: &mut dyn FnMut(usize)| {
+        let mut part = Part {
+            id: part,
+            of: parts,
+            width: columns.len(),
+            distinct: types.iter().map(|t| FeatureColumn::of(*t)).collect(),
+            count: vec![1; columns.len()],
+            at: vec![0; rows_of[part].len() * columns.len()],
+        };
+        for column in &mut part.distinct {
+            column
+                .push(None)
+                .map_err(|detail| SnapshotError::BadRow { row: 0, detail })?;
         }
-        Ok::<_, SnapshotError>(())
+        part.sweep(
+            snap,
+            &column_of,
+            &entities,
+            &rows_of[part.id],
+            as_of,
+            report,
+        )?;
+        Ok::<_, SnapshotError>(part)
     };
-    let until = as_of.iter().copied().max().unwrap_or(0);
-    let mut sweep = snap.sweep(0, until)?;
-    while let Some(block) = sweep.next_block()? {
-        take_until(Some(block.tick_ms), &mut slots, &mut cells)?;
-        for entry in block.entries() {
-            let entry = entry?;
-            let column = column_of.get(usize::from(entry.feature)).copied().flatten();
-            let (Some(f), Some(e)) = (column, entities.get(entry.entity)) else {
-                continue;
-            };
-            let slot = &mut slots[e * width + f];
-            slot.json.clear();
-            slot.json.extend_from_slice(entry.value.unwrap_or_default());
-            slot.default = entry.value.is_none();
-            slot.parsed = None;
+    let done = std::thread::scope(|scope| {
+        let others: Vec<_> = (1..parts)
+            .map(|p| {
+                let (sweep, taken) = (&sweep, &taken);
+                scope.spawn(move || {
+                    sweep(p, &mut |n| {
+                        taken.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    })
+                })
+            })
+            .collect();
+        // Progress is told on the caller's thread, every 100,000 rows taken by any part.
+        let first = sweep(0, &mut |n| {
+            let now = taken.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            if now / 100_000 != (now - n) / 100_000 {
+                progress(now, total);
+            }
+        });
+        let mut done = vec![first];
+        for other in others {
+            done.push(
+                other
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
+        }
+        done
+    });
+    let done = done.into_iter().collect::<Result<Vec<Part>, _>>()?;
+    progress(total, total);
+    merge(done, &entities.of_row)
+}
+
+/// The parts' cells as one: each feature's distinct values end to end, and each row's index
+/// moved past the parts before its own.
+fn merge(parts: Vec<Part>, of_row: &[usize]) -> Result<Cells, SnapshotError> {
+    let width = parts[0].width;
+    let mut base = vec![vec![0u32; width]];
+    for part in &parts[..parts.len() - 1] {
+        let before = base.last().expect("the first part's");
+        base.push(before.iter().zip(&part.count).map(|(b, n)| b + n).collect());
+    }
+    let mut at = vec![Vec::with_capacity(of_row.len()); width];
+    let mut next = vec![0; parts.len()];
+    for e in of_row {
+        let p = e % parts.len();
+        let cells = &parts[p].at[next[p] * width..][..width];
+        next[p] += 1;
+        for f in 0..width {
+            at[f].push(base[p][f] + cells[f]);
         }
     }
-    take_until(None, &mut slots, &mut cells)?;
-    progress(order.len(), order.len());
-    Ok(cells)
+    let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); width];
+    for part in parts {
+        for (f, column) in part.distinct.into_iter().enumerate() {
+            columns[f].push(column.finish());
+        }
+    }
+    let distinct = columns
+        .into_iter()
+        .map(|mut arrays| match arrays.len() {
+            1 => Ok(arrays.remove(0)),
+            _ => {
+                let arrays: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+                // Fails only past arrow's offsets (2 GiB of one column's distinct text).
+                arrow_select::concat::concat(&arrays).map_err(|e| SnapshotError::BadRow {
+                    row: 0,
+                    detail: e.to_string(),
+                })
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Cells { distinct, at })
+}
+
+/// One thread's share of a sweep: the entities `e` with `e % of == id`, and their label rows.
+struct Part {
+    id: usize,
+    of: usize,
+    width: usize,
+    /// Per column, the distinct values its rows took, the default first.
+    distinct: Vec<FeatureColumn>,
+    /// Per column, the number of values in `distinct`.
+    count: Vec<u32>,
+    /// The part's rows' cells, row-major, the rows in label order.
+    at: Vec<u32>,
+}
+
+impl Part {
+    fn sweep(
+        &mut self,
+        snap: &Snapshot,
+        column_of: &[Option<usize>],
+        entities: &Entities,
+        rows: &[usize],
+        as_of: &[u64],
+        report: &mut dyn FnMut(usize),
+    ) -> Result<(), SnapshotError> {
+        let width = self.width;
+        let mut slots: Vec<Slot> = (0..entities.len().saturating_sub(self.id).div_ceil(self.of))
+            .flat_map(|_| (0..width).map(|_| Slot::default()))
+            .map(|slot| Slot {
+                default: true,
+                ..slot
+            })
+            .collect();
+        // (as-of tick, the part's row, its entity): read in this order, so a row's entity is
+        // not one more random lookup.
+        let mut order: Vec<(u64, u32, u32)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                (
+                    as_of[*row],
+                    i as u32,
+                    (entities.of_row[*row] / self.of) as u32,
+                )
+            })
+            .collect();
+        order.sort_unstable();
+        let mut taken = 0;
+        let mut take_until = |tick: Option<u64>, slots: &mut [Slot], part: &mut Part| {
+            let start = taken;
+            while let Some(&(row_as_of, i, entity)) = order.get(taken) {
+                if tick.is_some_and(|t| row_as_of >= t) {
+                    break;
+                }
+                part.take_row(rows, i as usize, entity as usize, slots)?;
+                taken += 1;
+            }
+            if taken - start > 0 {
+                report(taken - start);
+            }
+            Ok::<_, SnapshotError>(())
+        };
+        let until = rows.iter().map(|row| as_of[*row]).max().unwrap_or(0);
+        let mut sweep = snap.sweep(0, until)?;
+        while let Some(block) = sweep.next_block()? {
+            take_until(Some(block.tick_ms), &mut slots, self)?;
+            for entry in block.entries() {
+                let entry = entry?;
+                let column = column_of.get(usize::from(entry.feature)).copied().flatten();
+                let Some(f) = column else {
+                    continue;
+                };
+                let Some(e) = entities
+                    .get(entry.entity)
+                    .filter(|e| e % self.of == self.id)
+                else {
+                    continue;
+                };
+                let slot = &mut slots[e / self.of * width + f];
+                slot.json.clear();
+                slot.json.extend_from_slice(entry.value.unwrap_or_default());
+                slot.default = entry.value.is_none();
+                slot.parsed = None;
+            }
+        }
+        take_until(None, &mut slots, self)
+    }
+
+    /// Takes the part's `i`th label row from its entity's current slots.
+    fn take_row(
+        &mut self,
+        rows: &[usize],
+        i: usize,
+        entity: usize,
+        slots: &mut [Slot],
+    ) -> Result<(), SnapshotError> {
+        let width = self.width;
+        let bad = |detail: String| SnapshotError::BadRow {
+            row: rows[i] + 1,
+            detail,
+        };
+        for f in 0..width {
+            let slot = &mut slots[entity * width + f];
+            if slot.default {
+                continue;
+            }
+            let at = match slot.parsed {
+                Some(at) => at,
+                None => {
+                    let value =
+                        parse_value(&slot.json).map_err(|e| bad(format!("stored value: {e}")))?;
+                    self.distinct[f].push(Some(&value)).map_err(bad)?;
+                    let at = self.count[f];
+                    self.count[f] += 1;
+                    slot.parsed = Some(at);
+                    at
+                }
+            };
+            self.at[i * width + f] = at;
+        }
+        Ok(())
+    }
 }
 
 /// A stored JSON value. Integers (counts) are most cells: they are read without building a
@@ -619,37 +915,6 @@ pub(crate) fn parse_value(json: &[u8]) -> serde_json::Result<serde_json::Value> 
         }
     }
     serde_json::from_slice(json)
-}
-
-/// Takes label row `row`'s cells from its entity's current slots.
-fn take_row(
-    row: usize,
-    entity: usize,
-    slots: &mut [Slot],
-    cells: &mut Cells,
-) -> Result<(), SnapshotError> {
-    let width = cells.features;
-    for f in 0..width {
-        let slot = &mut slots[entity * width + f];
-        if slot.default {
-            continue;
-        }
-        let at = match slot.parsed {
-            Some(at) => at,
-            None => {
-                let value = parse_value(&slot.json).map_err(|e| SnapshotError::BadRow {
-                    row: row + 1,
-                    detail: format!("stored value: {e}"),
-                })?;
-                cells.values[f].push(value);
-                let at = cells.values[f].len() as u32;
-                slot.parsed = Some(at);
-                at
-            }
-        };
-        cells.at[row * width + f] = at;
-    }
-    Ok(())
 }
 
 fn assemble(
@@ -903,7 +1168,11 @@ pub(crate) enum FeatureColumn {
 
 impl FeatureColumn {
     pub(crate) fn new(feature: &Feature) -> FeatureColumn {
-        match feature.value_type() {
+        FeatureColumn::of(feature.value_type())
+    }
+
+    fn of(value_type: ValueType) -> FeatureColumn {
+        match value_type {
             ValueType::Int => FeatureColumn::Int(Int64Builder::new()),
             ValueType::Float => FeatureColumn::Float(Float64Builder::new(), false),
             ValueType::Ratio => FeatureColumn::Float(Float64Builder::new(), true),
@@ -1110,3 +1379,6 @@ fn json_cell(column: &ArrayRef, row: usize) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
