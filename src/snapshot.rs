@@ -16,6 +16,7 @@ use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arrow_array::builder::{Float64Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
@@ -360,13 +361,23 @@ fn cut_in_parts(
         // The purposes a viewer consents to: a list.
         columns.push((Entity::Viewer.as_str(), CONSENT_FEATURE, ValueType::List));
     }
+    // Rows, and each column's distinct values with its default, are counted in u32.
+    if ids.len() >= u32::MAX as usize {
+        return Err(SnapshotError::BadRow {
+            row: u32::MAX as usize,
+            detail: format!(
+                "one cut takes fewer than {} label rows; split the labels",
+                u32::MAX
+            ),
+        });
+    }
     let parts = parts.unwrap_or_else(|| parts_for(ids.len()));
     let mut cells = sweep_cells(snap, &columns, &ids, &as_of, parts, &mut progress)?;
     let consented = match gated {
         Some((read, _)) => cells.withhold_unconsented(read, features.len()),
         None => vec![true; ids.len()],
     };
-    let columns = cells.columns(features.len(), parts > 1)?;
+    let columns = cells.columns(features.len(), parts)?;
     let batch = assemble(
         labels,
         id_index,
@@ -400,8 +411,9 @@ fn with_consent_column(
     })
 }
 
-/// Every (label row, feature) cell: per feature, the distinct values label rows took (index 0
-/// the default), and per label row an index into them.
+/// Every (label row, feature) cell: per feature, the distinct values label rows took (each
+/// sweep part's default first among its own, so index 0 is a default), and per label row an
+/// index into them.
 struct Cells {
     distinct: Vec<ArrayRef>,
     at: Vec<Vec<u32>>,
@@ -424,7 +436,7 @@ impl Cells {
             .iter()
             .map(|at| grants[*at as usize])
             .collect();
-        // Index 0 is the default in every column.
+        // Index 0 is a default in every column (the first part's).
         for column in &mut self.at[..features] {
             for (at, consented) in column.iter_mut().zip(&consented) {
                 *at *= u32::from(*consented);
@@ -433,35 +445,28 @@ impl Cells {
         consented
     }
 
-    /// The first `features` columns: each one's distinct values gathered by row, on a thread
-    /// of its own when `threads` (a gather writes a whole column, so they run side by side).
-    fn columns(self, features: usize, threads: bool) -> Result<Vec<ArrayRef>, SnapshotError> {
-        let gather = |distinct: ArrayRef, at: Vec<u32>| {
-            gather(distinct.as_ref(), at).map_err(|e| SnapshotError::BadRow {
+    /// The first `features` columns: each one's distinct values gathered by row, on up to
+    /// `threads` threads (a gather writes a whole column, so they run side by side).
+    fn columns(self, features: usize, threads: usize) -> Result<Vec<ArrayRef>, SnapshotError> {
+        let gather = |f: usize| {
+            gather(self.distinct[f].as_ref(), &self.at[f]).map_err(|e| SnapshotError::BadRow {
                 row: 0,
                 detail: e.to_string(),
             })
         };
-        let columns = self.distinct.into_iter().zip(self.at).take(features);
-        if !threads {
-            return columns.map(|(d, at)| gather(d, at)).collect();
-        }
-        std::thread::scope(|scope| {
-            let gathers: Vec<_> = columns
-                .map(|(d, at)| scope.spawn(move || gather(d, at)))
-                .collect();
-            gathers
+        match threads {
+            0 | 1 => (0..features).map(gather).collect(),
+            _ => on_threads(features, threads, gather, || {})
                 .into_iter()
-                .map(|g| g.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        })
+                .collect(),
+        }
     }
 }
 
 /// Rows `at` of `distinct`, in that order: what arrow's `take` gives. A list's or a map's
 /// items lie together in its child arrays, so they are copied a row at a time here; `take`
 /// goes item by item, and was most of a large cut's gathering.
-fn gather(distinct: &dyn Array, at: Vec<u32>) -> Result<ArrayRef, ArrowError> {
+fn gather(distinct: &dyn Array, at: &[u32]) -> Result<ArrayRef, ArrowError> {
     let whole = |arrays: &[&dyn Array]| arrays.iter().all(|a| a.null_count() == 0);
     match distinct.data_type() {
         DataType::List(field) => {
@@ -470,8 +475,8 @@ fn gather(distinct: &dyn Array, at: Vec<u32>) -> Result<ArrayRef, ArrowError> {
                 whole(&[distinct, list.values()]),
                 list.values().as_string_opt::<i32>(),
             ) {
-                let offsets = item_offsets(list.value_offsets(), &at)?;
-                let items = gather_strings(items, list.value_offsets(), &at)?;
+                let offsets = item_offsets(list.value_offsets(), at)?;
+                let items = gather_strings(items, list.value_offsets(), at)?;
                 return Ok(Arc::new(ListArray::try_new(
                     field.clone(),
                     offsets,
@@ -488,10 +493,10 @@ fn gather(distinct: &dyn Array, at: Vec<u32>) -> Result<ArrayRef, ArrowError> {
                 map.values().as_primitive_opt::<Float64Type>(),
             ) {
                 let ranges = map.value_offsets();
-                let offsets = item_offsets(ranges, &at)?;
-                let keys = gather_strings(keys, ranges, &at)?;
+                let offsets = item_offsets(ranges, at)?;
+                let keys = gather_strings(keys, ranges, at)?;
                 let mut shares = Vec::with_capacity(offsets.last() as usize);
-                for &i in &at {
+                for &i in at {
                     let i = i as usize;
                     shares.extend_from_slice(
                         &values.values()[ranges[i] as usize..ranges[i + 1] as usize],
@@ -513,7 +518,8 @@ fn gather(distinct: &dyn Array, at: Vec<u32>) -> Result<ArrayRef, ArrowError> {
         }
         _ => {}
     }
-    arrow_select::take::take(distinct, &UInt32Array::from(at), None)
+    let indices = UInt32Array::from_iter_values(at.iter().copied());
+    arrow_select::take::take(distinct, &indices, None)
 }
 
 /// The offsets of rows `at` of a list whose row `i` holds items `ranges[i]..ranges[i + 1]`.
@@ -645,13 +651,13 @@ fn parts_for(rows: usize) -> usize {
 
 /// One time-ordered sweep of history for all label rows: rows sorted by their as-of tick,
 /// history blocks applied in tick order keeping the latest value of each requested (entity,
-/// feature), and each row's cells taken as the sweep passes its tick. One pass over history
-/// whatever the number of rows, and each stored value parsed at most once.
+/// feature), and each row's cells taken as the sweep passes its tick. Each stored value is
+/// parsed at most once.
 ///
 /// The entities are split among `parts` threads (entity `e` to part `e % parts`): each sweeps
-/// all of history but keeps and takes only its own, so the per-entry and per-row work, which
-/// is most of a large snapshot, is shared out. `columns` are the (entity kind, feature, value
-/// type) cut.
+/// history up to its rows' last tick but keeps and takes only its own entities, so the
+/// per-entry and per-row work, which is most of a large snapshot, is shared out. `columns`
+/// are the (entity kind, feature, value type) cut.
 fn sweep_cells(
     snap: &Snapshot,
     columns: &[(&str, &str, ValueType)],
@@ -676,62 +682,118 @@ fn sweep_cells(
         rows_of[e % parts].push(row);
     }
     let total = ids.len();
-    let taken = std::sync::atomic::AtomicUsize::new(0);
-    let sweep = |part: usize, report: &mut dyn FnMut(usize)| {
-        let mut part = Part {
-            id: part,
-            of: parts,
-            width: columns.len(),
-            distinct: types.iter().map(|t| FeatureColumn::of(*t)).collect(),
-            count: vec![1; columns.len()],
-            at: vec![0; rows_of[part].len() * columns.len()],
-        };
-        for column in &mut part.distinct {
-            column
-                .push(None)
-                .map_err(|detail| SnapshotError::BadRow { row: 0, detail })?;
-        }
-        part.sweep(
-            snap,
-            &column_of,
-            &entities,
-            &rows_of[part.id],
-            as_of,
-            report,
-        )?;
-        Ok::<_, SnapshotError>(part)
+    let shared = Shared {
+        taken: AtomicUsize::new(0),
+        failed_at: AtomicU64::new(u64::MAX),
     };
-    let done = std::thread::scope(|scope| {
-        let others: Vec<_> = (1..parts)
-            .map(|p| {
-                let (sweep, taken) = (&sweep, &taken);
-                scope.spawn(move || {
-                    sweep(p, &mut |n| {
-                        taken.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                    })
-                })
-            })
-            .collect();
-        // Progress is told on the caller's thread, every 100,000 rows taken by any part.
-        let first = sweep(0, &mut |n| {
-            let now = taken.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-            if now / 100_000 != (now - n) / 100_000 {
-                progress(now, total);
-            }
-        });
-        let mut done = vec![first];
-        for other in others {
-            done.push(
-                other
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            );
+    let sweep = |p: usize| {
+        let mut part =
+            Part::new(p, parts, &types, rows_of[p].len()).map_err(|e| Box::new(((0, 0, 0), e)))?;
+        let swept = part.sweep(snap, &column_of, &entities, &rows_of[p], as_of, &shared);
+        if let Err(failed) = &swept {
+            shared.failed_at.fetch_min(failed.0.0, Ordering::Relaxed);
         }
-        done
+        swept.map(|()| part)
+    };
+    let mut told = 0;
+    let done = on_threads(parts, parts, sweep, || {
+        let now = shared.taken.load(Ordering::Relaxed);
+        if now / 100_000 > told / 100_000 {
+            progress(now, total);
+            told = now;
+        }
     });
-    let done = done.into_iter().collect::<Result<Vec<Part>, _>>()?;
+    let mut swept = Vec::with_capacity(parts);
+    let mut first: Option<(At, SnapshotError)> = None;
+    for part in done {
+        match part {
+            Ok(part) => swept.push(part),
+            Err(failed) if first.as_ref().is_none_or(|(a, _)| failed.0 < *a) => {
+                first = Some(*failed)
+            }
+            Err(_) => {}
+        }
+    }
+    if let Some((_, e)) = first {
+        return Err(e);
+    }
     progress(total, total);
-    merge(done, &entities.of_row)
+    merge(swept, &entities.of_row)
+}
+
+/// What the parts of a sweep share: how many rows they have taken in all, and the earliest
+/// tick at which one failed (`u64::MAX` while none has).
+struct Shared {
+    taken: AtomicUsize,
+    failed_at: AtomicU64,
+}
+
+/// Where one sweep over all entities would meet an error: `(tick, 0, _)` reading the blocks
+/// of a tick, `(as-of tick, 1, label row)` taking a row. A split sweep returns the first, so
+/// which error a cut gives does not depend on the number of cores.
+type At = (u64, u8, usize);
+
+/// An error and where the sweep met it (boxed: errors are rare, results frequent).
+type Failed = Box<(At, SnapshotError)>;
+
+/// `job(i)` for each `i < jobs`, in order of `i`, on up to `threads` threads of their own,
+/// while the caller calls `wait` every 100 ms until they are done. Jobs a thread the OS
+/// refuses would have taken go to the threads it gave, or to the caller when it gave none.
+fn on_threads<T: Send>(
+    jobs: usize,
+    threads: usize,
+    job: impl Fn(usize) -> T + Sync,
+    mut wait: impl FnMut(),
+) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<T>>> =
+        (0..jobs).map(|_| std::sync::Mutex::new(None)).collect();
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(result) = results.get(i) else {
+                break;
+            };
+            let out = job(i);
+            *result.lock().unwrap_or_else(|p| p.into_inner()) = Some(out);
+        }
+    };
+    std::thread::scope(|scope| {
+        let (finished, finishing) = std::sync::mpsc::channel();
+        let mut running = 0;
+        for _ in 0..threads.clamp(1, jobs.max(1)) {
+            let (work, finished) = (&work, finished.clone());
+            let thread = std::thread::Builder::new().name("rewind-sweep".into());
+            let spawned = thread.spawn_scoped(scope, move || {
+                work();
+                let _ = finished.send(());
+            });
+            match spawned {
+                Ok(_) => running += 1,
+                Err(_) => break,
+            }
+        }
+        drop(finished);
+        if running == 0 {
+            work();
+        }
+        // A thread that panics never says it finished: the channel closes when the last
+        // one ends, and the scope passes the panic on.
+        while running > 0 {
+            match finishing.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(()) => running -= 1,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => wait(),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            let r = r.into_inner().unwrap_or_else(|p| p.into_inner());
+            r.expect("every job ran: the threads take them until none is left")
+        })
+        .collect()
 }
 
 /// The parts' cells as one: each feature's distinct values end to end, and each row's index
@@ -743,7 +805,9 @@ fn merge(parts: Vec<Part>, of_row: &[usize]) -> Result<Cells, SnapshotError> {
         let before = base.last().expect("the first part's");
         base.push(before.iter().zip(&part.count).map(|(b, n)| b + n).collect());
     }
-    let mut at = vec![Vec::with_capacity(of_row.len()); width];
+    let mut at: Vec<Vec<u32>> = (0..width)
+        .map(|_| Vec::with_capacity(of_row.len()))
+        .collect();
     let mut next = vec![0; parts.len()];
     for e in of_row {
         let p = e % parts.len();
@@ -790,6 +854,26 @@ struct Part {
 }
 
 impl Part {
+    /// Part `id` of `of`, with `rows` label rows, cutting columns of `types`.
+    fn new(id: usize, of: usize, types: &[ValueType], rows: usize) -> Result<Part, SnapshotError> {
+        let mut part = Part {
+            id,
+            of,
+            width: types.len(),
+            distinct: types.iter().map(|t| FeatureColumn::of(*t)).collect(),
+            count: vec![1; types.len()],
+            at: vec![0; rows * types.len()],
+        };
+        for column in &mut part.distinct {
+            column
+                .push(None)
+                .map_err(|detail| SnapshotError::BadRow { row: 0, detail })?;
+        }
+        Ok(part)
+    }
+
+    /// Sweeps history for the part's entities and takes its `rows`; stops early, at no loss,
+    /// once past a tick where another part failed.
     fn sweep(
         &mut self,
         snap: &Snapshot,
@@ -797,8 +881,8 @@ impl Part {
         entities: &Entities,
         rows: &[usize],
         as_of: &[u64],
-        report: &mut dyn FnMut(usize),
-    ) -> Result<(), SnapshotError> {
+        shared: &Shared,
+    ) -> Result<(), Failed> {
         let width = self.width;
         let mut slots: Vec<Slot> = (0..entities.len().saturating_sub(self.id).div_ceil(self.of))
             .flat_map(|_| (0..width).map(|_| Slot::default()))
@@ -808,7 +892,7 @@ impl Part {
             })
             .collect();
         // (as-of tick, the part's row, its entity): read in this order, so a row's entity is
-        // not one more random lookup.
+        // not one more random lookup. `cut` has checked that rows number within a u32.
         let mut order: Vec<(u64, u32, u32)> = rows
             .iter()
             .enumerate()
@@ -828,20 +912,32 @@ impl Part {
                 if tick.is_some_and(|t| row_as_of >= t) {
                     break;
                 }
-                part.take_row(rows, i as usize, entity as usize, slots)?;
+                let i = i as usize;
+                part.take_row(rows, i, entity as usize, slots)
+                    .map_err(|e| Box::new(((row_as_of, 1, rows[i]), e)))?;
                 taken += 1;
             }
-            if taken - start > 0 {
-                report(taken - start);
-            }
-            Ok::<_, SnapshotError>(())
+            shared.taken.fetch_add(taken - start, Ordering::Relaxed);
+            Ok(())
         };
         let until = rows.iter().map(|row| as_of[*row]).max().unwrap_or(0);
-        let mut sweep = snap.sweep(0, until)?;
-        while let Some(block) = sweep.next_block()? {
+        let mut sweep = snap
+            .sweep(0, until)
+            .map_err(|e| Box::new(((0, 0, 0), e.into())))?;
+        let mut last = 0;
+        while let Some(block) = sweep
+            .next_block()
+            .map_err(|e| Box::new(((last, 0, 1), e.into())))?
+        {
             take_until(Some(block.tick_ms), &mut slots, self)?;
+            // Every row and block before this tick is done: nothing left can fail before the
+            // part that already has.
+            if block.tick_ms > shared.failed_at.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            last = block.tick_ms;
             for entry in block.entries() {
-                let entry = entry?;
+                let entry = entry.map_err(|e| Box::new(((block.tick_ms, 0, 0), e.into())))?;
                 let column = column_of.get(usize::from(entry.feature)).copied().flatten();
                 let Some(f) = column else {
                     continue;

@@ -87,11 +87,11 @@ fn gathering_lists_and_maps_a_row_at_a_time_gives_what_take_gives() {
         let at: Vec<u32> = (0..400)
             .map(|_| rng.random_range(0..array.len() as u32))
             .collect();
-        let got = gather(array.as_ref(), at.clone()).unwrap();
+        let got = gather(array.as_ref(), &at).unwrap();
         let want = arrow_select::take::take(array.as_ref(), &UInt32Array::from(at), None).unwrap();
         assert_eq!(got.to_data(), want.to_data(), "{}", array.data_type());
         assert_eq!(got.data_type(), array.data_type());
-        assert_eq!(gather(array.as_ref(), Vec::new()).unwrap().len(), 0);
+        assert_eq!(gather(array.as_ref(), &[]).unwrap().len(), 0);
     }
 }
 
@@ -145,10 +145,12 @@ fn store(ids: &[String], rng: &mut StdRng) -> tempfile::TempDir {
     store.put_meta(META_CONSENT, gating.as_bytes()).unwrap();
     let consents = [&[PURPOSE][..], &["ads"], &["ads", PURPOSE]];
     for tick in 1..=TICKS {
+        // Every tenth tick changes every key, with long lists: more than a block holds.
+        let big = tick % 10 == 5;
         let mut changes = Vec::new();
         for id in ids {
             for (feature, value_type) in columns() {
-                if !rng.random_ratio(1, 4) {
+                if !big && !rng.random_ratio(1, 4) {
                     continue;
                 }
                 let value = match feature == CONSENT_FEATURE {
@@ -156,6 +158,10 @@ fn store(ids: &[String], rng: &mut StdRng) -> tempfile::TempDir {
                         let purposes = consents[rng.random_range(0..consents.len())];
                         Value::from(purposes.to_vec()).to_string().into_bytes()
                     }),
+                    false if big && value_type == ValueType::List => {
+                        let titles: Vec<String> = (0..60).map(|t| format!("tt{t:06}")).collect();
+                        Some(Value::from(titles).to_string().into_bytes())
+                    }
                     false => value(rng, value_type),
                 };
                 changes.push(Change {
@@ -239,10 +245,25 @@ fn a_cut_split_among_threads_reads_what_point_lookups_read() {
     let cut = |request: &Request<'_>, parts| {
         cut_in_parts(&snap, &labels, request, Some(parts), |_, _| {}).unwrap()
     };
+    let mut blocks = std::collections::BTreeMap::new();
+    let mut sweep = snap.sweep(0, u64::MAX).unwrap();
+    while let Some(block) = sweep.next_block().unwrap() {
+        *blocks.entry(block.tick_ms).or_insert(0) += 1;
+    }
+    let split = blocks.values().filter(|n| **n > 1).count();
+    assert!(split >= 4, "only {split} ticks span several blocks");
+
     let all = cut(&plain, 1);
     for parts in [2, 3, 5, 64] {
         assert_eq!(cut(&plain, parts), all, "{parts} parts");
     }
+    let mut told = Vec::new();
+    let told_all = cut_in_parts(&snap, &labels, &plain, Some(3), |done, total| {
+        told.push((done, total))
+    });
+    assert_eq!(told_all.unwrap(), all);
+    assert!(told.is_sorted(), "{told:?}");
+    assert_eq!(told.last(), Some(&(rows.len(), rows.len())));
 
     let mut seen = 0;
     for (row, (id, ts)) in rows.iter().enumerate() {
@@ -303,4 +324,83 @@ fn a_cut_split_among_threads_reads_what_point_lookups_read() {
         consented > 100 && consented < rows.len() - 100,
         "{consented} consented"
     );
+}
+
+#[test]
+fn a_split_cut_names_the_row_one_thread_would_have_failed_on() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let ids: Vec<String> = (0..30)
+        .map(|_| format!("v_{:032x}", rng.random::<u128>()))
+        .collect();
+    let dir = store(&ids, &mut rng);
+    // Values no JSON parser takes, for a few viewers, in the last ticks.
+    let bad = [
+        (0, TICKS + 3),
+        (7, TICKS + 1),
+        (19, TICKS + 2),
+        (23, TICKS + 1),
+    ];
+    let store = Store::open(dir.path()).unwrap();
+    for tick in TICKS + 1..=TICKS + 3 {
+        let changes = bad
+            .iter()
+            .filter(|(_, t)| *t == tick)
+            .map(|(v, _)| Change {
+                entity_kind: "viewer",
+                feature: "viewer.plays_24h",
+                entity_id: ids[*v].clone().into(),
+                tick_ms: tick * TICK,
+                value: Some(b"{torn".to_vec()),
+            })
+            .collect();
+        let commit = Commit {
+            frontier_ms: (tick + 1) * TICK,
+            changes,
+            ..Commit::default()
+        };
+        store.commit(&commit).unwrap();
+    }
+    drop(store);
+    let rows: Vec<(usize, i64)> = (0..4000)
+        .map(|_| {
+            let ts = rng.random_range((TICKS - 5) * TICK..(TICKS + 4) * TICK);
+            (rng.random_range(0..ids.len()), ts as i64)
+        })
+        .collect();
+    // The first row in sweep order (as-of tick, then row) whose viewer holds a bad value.
+    let first = (0..rows.len())
+        .filter(|r| {
+            let (v, ts) = rows[*r];
+            let tick = floor_tick(ts as u64, TICK);
+            bad.iter().any(|(b, t)| *b == v && tick >= t * TICK)
+        })
+        .min_by_key(|r| (floor_tick(rows[*r].1 as u64, TICK), *r))
+        .expect("a row that reads a bad value");
+    let labels = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("viewer_id", DataType::Utf8, false),
+            Field::new("ts", DataType::Int64, false),
+        ])),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| &ids[r.0]),
+            )),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+        ],
+    )
+    .unwrap();
+    let snap = ReadOnlyStore::open(dir.path()).unwrap().snapshot().unwrap();
+    let request = Request {
+        features: Vec::new(),
+        raw_ids: None,
+        purpose: None,
+    };
+    for parts in [1, 2, 3, 5, 30] {
+        let err = cut_in_parts(&snap, &labels, &request, Some(parts), |_, _| {}).unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.starts_with(&format!("label row {}: stored value", first + 1)),
+            "{parts} parts: {said}"
+        );
+    }
 }

@@ -85,8 +85,8 @@ static HEX_DIGITS: [u8; 256] = {
     digits
 };
 
-/// Checked and read in one pass without branches, the two halves side by side: a snapshot
-/// reads one id per label row, and a digit-by-digit parse was a tenth of a large cut.
+/// Checked and read in one pass, without a branch per digit, the two halves side by side: a
+/// snapshot reads one id per label row, and a digit-by-digit parse was a tenth of a large cut.
 fn parse_pseudonym(id: &str) -> Option<u128> {
     let hex: &[u8; 32] = id.as_bytes().strip_prefix(b"v_")?.try_into().ok()?;
     let (mut high, mut low, mut seen) = (0u64, 0u64, 0u8);
