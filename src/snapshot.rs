@@ -703,19 +703,15 @@ fn sweep_cells(
             told = now;
         }
     });
-    let mut swept = Vec::with_capacity(parts);
-    let mut first: Option<(At, SnapshotError)> = None;
+    let (mut swept, mut failed) = (Vec::with_capacity(parts), Vec::new());
     for part in done {
         match part {
             Ok(part) => swept.push(part),
-            Err(failed) if first.as_ref().is_none_or(|(a, _)| failed.0 < *a) => {
-                first = Some(*failed)
-            }
-            Err(_) => {}
+            Err(f) => failed.push(f),
         }
     }
-    if let Some((_, e)) = first {
-        return Err(e);
+    if let Some(first) = failed.into_iter().min_by_key(|f| f.0) {
+        return Err(first.1);
     }
     progress(total, total);
     merge(swept, &entities.of_row)
@@ -884,11 +880,11 @@ impl Part {
         shared: &Shared,
     ) -> Result<(), Failed> {
         let width = self.width;
-        let mut slots: Vec<Slot> = (0..entities.len().saturating_sub(self.id).div_ceil(self.of))
-            .flat_map(|_| (0..width).map(|_| Slot::default()))
-            .map(|slot| Slot {
+        let own = entities.len().saturating_sub(self.id).div_ceil(self.of);
+        let mut slots: Vec<Slot> = (0..own * width)
+            .map(|_| Slot {
                 default: true,
-                ..slot
+                ..Slot::default()
             })
             .collect();
         // (as-of tick, the part's row, its entity): read in this order, so a row's entity is
