@@ -2,7 +2,7 @@
 //! ticks to the writer.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -145,7 +145,7 @@ pub(crate) fn run(
     tx: SyncSender<Report>,
 ) -> Result<(), EngineError> {
     let (index, peers) = (worker.index(), worker.peers());
-    let output: Rc<RefCell<Vec<Update>>> = Rc::default();
+    let output: Sink<Update> = Rc::default();
     let untitled: Rc<RefCell<Vec<(TimeMs, isize)>>> = Rc::default();
     let (sink, untitled_sink) = (output.clone(), untitled.clone());
     let shared = ctx.shared.clone();
@@ -950,7 +950,7 @@ impl Outage {
 struct Reporter {
     index: usize,
     tx: SyncSender<Report>,
-    output: Rc<RefCell<Vec<Update>>>,
+    output: Sink<Update>,
     /// (tick, count) of events that found no title, not yet reported.
     untitled: Rc<RefCell<Vec<(TimeMs, isize)>>>,
     reported: TimeMs,
@@ -961,16 +961,15 @@ impl Reporter {
         if frontier <= self.reported && !last {
             return;
         }
+        // The complete ticks, taken whole; the later ones (in a replay often most of the
+        // output) are not looked at.
         let mut output = self.output.borrow_mut();
-        // Taken whole when all of it is complete. Otherwise the complete part is extracted,
-        // and the rest (later ticks, in a replay often most of it) is only shifted down in
-        // place, not moved into new vectors.
-        let updates: Vec<Update> = match output.iter().all(|(_, time, _)| *time < frontier) {
-            true => std::mem::take(&mut *output),
-            false => output
-                .extract_if(.., |(_, time, _)| *time < frontier)
-                .collect(),
-        };
+        let later = output.split_off(&frontier);
+        let complete = std::mem::replace(&mut *output, later);
+        let mut updates = Vec::with_capacity(complete.values().map(Vec::len).sum());
+        for (_, mut tick) in complete {
+            updates.append(&mut tick);
+        }
         let mut untitled = self.untitled.borrow_mut();
         let complete = untitled
             .iter()
@@ -1008,16 +1007,36 @@ impl Reporter {
     }
 }
 
+/// Output waiting for the frontier to pass its tick, by tick: a report takes the complete
+/// ticks without looking at the rest.
+type Sink<U> = Rc<RefCell<BTreeMap<TimeMs, Vec<U>>>>;
+
 /// Moves every update of `stream` into `sink`, where the writer's reports take them from. The
 /// updates are moved, not copied: the output is the dataflow's largest stream, and a copy
 /// cost an allocation per entity id and value. The (empty) stream returned carries the
 /// input's frontier, for a probe: once it passes a time, that time's updates are in `sink`.
 fn take_into<'s, D: 'static>(
     stream: Stream<'s, TimeMs, Vec<(D, TimeMs, isize)>>,
-    sink: Rc<RefCell<Vec<(D, TimeMs, isize)>>>,
+    sink: Sink<(D, TimeMs, isize)>,
 ) -> Stream<'s, TimeMs, Vec<(D, TimeMs, isize)>> {
     stream.unary::<CapacityContainerBuilder<_>, _, _, _>(Pipeline, "TakeOutput", |_, _| {
-        move |input, _output| input.for_each(|_, updates| sink.borrow_mut().append(updates))
+        move |input, _output| {
+            input.for_each(|_, updates| {
+                let mut sink = sink.borrow_mut();
+                // A batch is most often of one time: one lookup for each run of a time, and a
+                // batch that is one tick's first output is kept as it is.
+                let mut updates = std::mem::take(updates);
+                while let Some(time) = updates.first().map(|u| u.1) {
+                    let end = updates.iter().position(|u| u.1 != time);
+                    let tick = sink.entry(time).or_default();
+                    match end {
+                        None if tick.is_empty() => *tick = std::mem::take(&mut updates),
+                        None => tick.append(&mut updates),
+                        Some(end) => tick.extend(updates.drain(..end)),
+                    }
+                }
+            })
+        }
     })
 }
 
