@@ -1023,16 +1023,23 @@ fn take_into<'s, D: 'static>(
         move |input, _output| {
             input.for_each(|_, updates| {
                 let mut sink = sink.borrow_mut();
-                // A batch is most often of one time: one lookup for each run of a time, and a
-                // batch that is one tick's first output is kept as it is.
                 let mut updates = std::mem::take(updates);
-                while let Some(time) = updates.first().map(|u| u.1) {
-                    let end = updates.iter().position(|u| u.1 != time);
-                    let tick = sink.entry(time).or_default();
-                    match end {
-                        None if tick.is_empty() => *tick = std::mem::take(&mut updates),
-                        None => tick.append(&mut updates),
-                        Some(end) => tick.extend(updates.drain(..end)),
+                // A batch is most often of one time: it goes in whole (as it is, when it is
+                // that tick's first output). One of several times, in whatever order, goes
+                // update by update.
+                let time = updates.first().map(|u| u.1);
+                match time.filter(|t| updates.iter().all(|u| u.1 == *t)) {
+                    Some(time) => {
+                        let tick = sink.entry(time).or_default();
+                        match tick.is_empty() {
+                            true => *tick = updates,
+                            false => tick.append(&mut updates),
+                        }
+                    }
+                    None => {
+                        for update in updates {
+                            sink.entry(update.1).or_default().push(update);
+                        }
                     }
                 }
             })
