@@ -19,6 +19,7 @@ mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::time::Duration;
 
@@ -319,6 +320,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         shared: shared.clone(),
         pool: pool::DecodePool::default(),
     });
+    let decoders = Decoders::start(&context);
     let tx = std::sync::Mutex::new(tx);
     let guards = timely::execute(timely::Config::process(workers), move |w| {
         let tx = tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -338,6 +340,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
             }
         }
     }
+    drop(decoders);
     let written = writer.join();
     shared.set_store(None);
     let written = written.map_err(|_| EngineError::Workers("writer panicked".into()))??;
@@ -353,6 +356,38 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         commit_time: written.commit_time,
         warnings,
     })
+}
+
+/// The engine's decoding threads, stopped and joined when dropped: on every way out of a run.
+struct Decoders {
+    decoding: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Decoders {
+    fn start(context: &Arc<worker::Context>) -> Decoders {
+        let decoding = Arc::new(AtomicBool::new(true));
+        let threads = (0..worker::decoding_threads(&context.config.source))
+            .map(|i| {
+                let (context, decoding) = (context.clone(), decoding.clone());
+                std::thread::Builder::new()
+                    .name(format!("rewind-decode-{i}"))
+                    .spawn(move || worker::decode_for_workers(&context, &decoding))
+                    .expect("spawning a decoding thread")
+            })
+            .collect();
+        Decoders { decoding, threads }
+    }
+}
+
+impl Drop for Decoders {
+    fn drop(&mut self) {
+        self.decoding.store(false, Ordering::Release);
+        for thread in self.threads.drain(..) {
+            // A decoding panic has already reached the worker that waited for its part.
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A worker that panics stops the others: they would otherwise wait for it forever, and the

@@ -2,13 +2,15 @@
 //!
 //! A file is one partition, so one worker reads all of it, and with it every event's JSON
 //! and pseudonym, while the other workers wait for the events it exchanges to them. Here the
-//! reading worker cuts each batch it reads into parts, decodes one itself, and leaves the rest
-//! to whichever worker is free; it then places every event itself, in log order. Placement in
-//! time depends only on the order of the log, so it is exactly what one worker decoding
-//! everything gives; the pool changes who decodes, never what a record becomes.
+//! reading worker cuts each batch it reads into parts and queues them ([`DecodePool::submit`])
+//! for whoever is free: the other workers, and the engine's decoding thread. It goes on
+//! reading, and placing the batch before; then it collects the batch's events and places every
+//! one itself, in log order. Placement in time depends only on the order of the log, so it is
+//! exactly what one worker decoding everything gives; the pool changes who decodes, and when,
+//! never what a record becomes.
 //!
 //! No worker ever waits on a part nobody has taken: the reader decodes every part still queued
-//! when it needs the results, and waits only for parts another worker is decoding right now.
+//! when it needs the results, and waits only for parts another thread is decoding right now.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,22 +121,25 @@ pub(crate) struct DecodePool {
 /// A batch smaller than this is decoded by its reader alone: handing it out costs more.
 const MIN_SHARED: usize = 1_024;
 
+/// A batch handed to the pool: its parts, queued for whoever is free, until its reader
+/// collects them.
+pub(crate) struct Pending {
+    payloads: Arc<Payloads>,
+    parts: Vec<Arc<Part>>,
+}
+
 impl DecodePool {
-    /// Decodes every payload of `payloads`, in order, with up to `helpers` other workers
-    /// taking parts. `decode` is the reader's own. The payloads come back shared: a helper
-    /// may still hold the part it found already taken.
-    pub fn decode_all(
-        &self,
-        payloads: Arc<Payloads>,
-        helpers: usize,
-        decode: &mut dyn FnMut(&[u8]) -> Decoded,
-    ) -> (Arc<Payloads>, Vec<Decoded>) {
+    /// Queues `payloads` for decoding in up to `helpers + 1` parts, so that the helpers (other
+    /// workers, the decoding thread) decode them while the reader goes on; [`Self::collect`]
+    /// gives the events. A batch too small to share, or with nobody to help, stays unqueued
+    /// and its reader decodes it when it collects.
+    pub fn submit(&self, payloads: Arc<Payloads>, helpers: usize) -> Pending {
         let n = payloads.len();
-        if helpers == 0 || n < MIN_SHARED {
-            let out = (0..n).map(|i| decode(payloads.get(i))).collect();
-            return (payloads, out);
-        }
-        let step = n.div_ceil(helpers + 1);
+        let step = if helpers == 0 || n < MIN_SHARED {
+            n.max(1)
+        } else {
+            n.div_ceil(helpers + 1)
+        };
         let parts: Vec<Arc<Part>> = (0..n)
             .step_by(step)
             .map(|start| {
@@ -147,16 +152,35 @@ impl DecodePool {
                 })
             })
             .collect();
-        lock(&self.queue).extend(parts[1..].iter().cloned());
-        self.queued.notify_all();
-        let mut out = Vec::with_capacity(n);
+        if parts.len() > 1 {
+            lock(&self.queue).extend(parts.iter().cloned());
+            self.queued.notify_all();
+        }
+        Pending { payloads, parts }
+    }
+
+    /// The events of a submitted batch, in order. `decode` is the reader's own: it decodes
+    /// every part nobody has taken, from the last back, while the helpers take them from the
+    /// first; it waits only for parts a helper is decoding right now. The payloads come back
+    /// shared: a helper may still hold the part it found already taken.
+    pub fn collect(
+        &self,
+        pending: Pending,
+        decode: &mut dyn FnMut(&[u8]) -> Decoded,
+    ) -> (Arc<Payloads>, Vec<Decoded>) {
+        let Pending { payloads, parts } = pending;
+        let mut ran = false;
+        for part in parts.iter().rev() {
+            ran |= part.run(decode);
+        }
+        let mut out = Vec::with_capacity(payloads.len());
         for part in &parts {
-            // Ours if nobody took it: the reader never waits on a part left in the queue.
-            part.run(decode);
             out.extend(part.wait());
         }
-        // Parts the reader ran itself are still queued; helpers skip claimed parts anyway.
-        lock(&self.queue).retain(|p| !p.claimed.load(Ordering::Acquire));
+        if ran && parts.len() > 1 {
+            // Parts the reader ran itself are still queued; helpers skip claimed parts anyway.
+            lock(&self.queue).retain(|p| !p.claimed.load(Ordering::Acquire));
+        }
         (payloads, out)
     }
 
@@ -212,6 +236,27 @@ mod tests {
         }
     }
 
+    /// The payloads of round `round`: sizes below, at and above what is shared.
+    fn batch(round: u64, mut payloads: Payloads) -> Payloads {
+        payloads.clear();
+        let n = [0, 1, 1_023, 1_024, 5_000][round as usize % 5];
+        for i in 0..n {
+            payloads.push((round * 10_000 + i).to_string().as_bytes());
+        }
+        payloads
+    }
+
+    fn check(round: u64, out: &[Decoded]) {
+        assert_eq!(out.len(), [0, 1, 1_023, 1_024, 5_000][round as usize % 5]);
+        for (i, got) in out.iter().enumerate() {
+            let want = round * 10_000 + i as u64;
+            match got {
+                Ok(event) => assert_eq!(event.ts_ms, want),
+                Err(_) => assert!(want.is_multiple_of(7)),
+            }
+        }
+    }
+
     #[test]
     fn every_record_is_decoded_once_in_order_with_or_without_helpers() {
         let pool = Arc::new(DecodePool::default());
@@ -229,23 +274,23 @@ mod tests {
         };
         let mut decode = decode_with(1);
         let mut payloads = Payloads::default();
+        // Collected at once, and with the next batch submitted before the last is collected,
+        // as a worker reading a file does.
         for round in 0..200u64 {
-            payloads.clear();
-            let n = [0, 1, 1_023, 1_024, 5_000][round as usize % 5];
-            for i in 0..n {
-                payloads.push((round * 10_000 + i).to_string().as_bytes());
-            }
-            let (back, out) = pool.decode_all(Arc::new(payloads), 1, &mut decode);
+            let pending = pool.submit(Arc::new(batch(round, payloads)), 1);
+            let (back, out) = pool.collect(pending, &mut decode);
             payloads = Arc::try_unwrap(back).unwrap_or_default();
-            assert_eq!(out.len(), n as usize);
-            for (i, got) in out.iter().enumerate() {
-                let want = round * 10_000 + i as u64;
-                match got {
-                    Ok(event) => assert_eq!(event.ts_ms, want),
-                    Err(_) => assert!(want.is_multiple_of(7)),
-                }
+            check(round, &out);
+        }
+        let mut in_flight: Option<(u64, Pending)> = None;
+        for round in 200..400u64 {
+            let pending = pool.submit(Arc::new(batch(round, Payloads::default())), 2);
+            if let Some((previous, pending)) = in_flight.replace((round, pending)) {
+                check(previous, &pool.collect(pending, &mut decode).1);
             }
         }
+        let (last, pending) = in_flight.unwrap();
+        check(last, &pool.collect(pending, &mut decode).1);
         stop.store(true, Ordering::Relaxed);
         helper.join().unwrap();
         assert!(lock(&pool.queue).is_empty());
@@ -254,10 +299,14 @@ mod tests {
     #[test]
     fn a_helper_that_panics_ends_its_readers_wait() {
         let pool = Arc::new(DecodePool::default());
+        let started = Arc::new(AtomicBool::new(false));
         let helper = {
-            let pool = pool.clone();
+            let (pool, started) = (pool.clone(), started.clone());
             thread::spawn(move || {
-                let mut decode = |_: &[u8]| -> Decoded { panic!("a decoding bug") };
+                let mut decode = |_: &[u8]| -> Decoded {
+                    started.store(true, Ordering::Release);
+                    panic!("a decoding bug")
+                };
                 while !pool.help(Duration::from_millis(1), &mut decode) {}
             })
         };
@@ -266,13 +315,17 @@ mod tests {
             for i in 1..=4_000u64 {
                 payloads.push(i.to_string().as_bytes());
             }
-            // Slow on its own part, so the helper takes the next one.
-            let mut first = decode_with(1);
+            // The reader takes the last part; it waits in it until the helper has taken the
+            // first, so the helper's part is the one the reader must wait for.
+            let mut last = decode_with(1);
             let mut decode = |p: &[u8]| {
-                thread::sleep(Duration::from_micros(50));
-                first(p)
+                while !started.load(Ordering::Acquire) {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                last(p)
             };
-            pool.decode_all(Arc::new(payloads), 1, &mut decode).1.len()
+            let pending = pool.submit(Arc::new(payloads), 1);
+            pool.collect(pending, &mut decode).1.len()
         });
         assert!(helper.join().is_err(), "the helper's decoder panics");
         assert!(reader.join().is_err(), "the reader must not wait forever");
@@ -285,7 +338,8 @@ mod tests {
         for i in 1..=3_000u64 {
             payloads.push(i.to_string().as_bytes());
         }
-        let (_, out) = pool.decode_all(Arc::new(payloads), 3, &mut decode_with(1));
+        let pending = pool.submit(Arc::new(payloads), 3);
+        let (_, out) = pool.collect(pending, &mut decode_with(1));
         assert_eq!(out.len(), 3_000);
         assert!(out.iter().flatten().all(|e| e.viewer == ViewerId(1)));
     }

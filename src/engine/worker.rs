@@ -22,7 +22,7 @@ use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::{ProbeHandle, Stream};
 use timely::worker::Worker;
 
-use super::pool::{DecodePool, Decoded, Payloads};
+use super::pool::{DecodePool, Decoded, Payloads, Pending};
 use super::shared::Counters;
 use super::writer::{PlacedErasure, Report, Update};
 use super::{EngineError, LogSource, Plan, RunConfig, Shared};
@@ -45,11 +45,33 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// it answers: librdkafka does not repeat an error it has already reported.
 const QUIET_AFTER_OUTAGE: Duration = Duration::from_secs(2);
 
+/// Threads of the engine's own that decode what a worker reads from a file, beside the
+/// other workers: one reader places every event of a file in order, and without them it
+/// would also decode every one. Kafka's partitions spread over the workers, which decode
+/// their own.
+pub(crate) fn decoding_threads(source: &LogSource) -> usize {
+    match source {
+        LogSource::Files { .. } => 1,
+        LogSource::Kafka { .. } => 0,
+    }
+}
+
+/// What a decoding thread does: takes parts of file batches from the pool until `decoding`
+/// is cleared.
+pub(crate) fn decode_for_workers(ctx: &Context, decoding: &std::sync::atomic::AtomicBool) {
+    let door = &ctx.config.door;
+    let mut decode = |payload: &[u8]| decode::decode_event(Some(payload), door);
+    while decoding.load(Ordering::Acquire) {
+        ctx.pool.help(IDLE_WAIT, &mut decode);
+    }
+}
+
 pub(crate) struct Context {
     pub config: RunConfig,
     pub plan: Plan,
     pub shared: std::sync::Arc<Shared>,
-    /// Where a worker with nothing to read decodes for the one that reads a file.
+    /// Where a worker with nothing to read, and the decoding threads, decode for the one
+    /// that reads a file.
     pub pool: DecodePool,
 }
 
@@ -123,11 +145,15 @@ struct Ingest<'a> {
     counters: Counters,
     unshared: Counters,
     max_time: TimeMs,
-    /// Other workers, which decode parts of each batch read from a file (one partition,
-    /// read by one worker); 0 for Kafka, whose partitions spread over the workers.
+    /// The others that decode parts of each batch read from a file (one partition, read by
+    /// one worker): the other workers and the engine's decoding thread. 0 for Kafka, whose
+    /// partitions spread over the workers.
     helpers: usize,
-    /// A file batch's records, decoded together once the batch is read.
+    /// A file batch's records, as they are read.
     batch: FileBatch,
+    /// The batch read before: decoded by the helpers while this worker reads and places the
+    /// next, and placed once that one is read.
+    in_flight: Option<(Pending, FileBatch)>,
 }
 
 /// Events read from a file but not yet decoded: their payloads and offsets, and whether the
@@ -267,10 +293,11 @@ impl<'a> Ingest<'a> {
             unshared: Counters::default(),
             max_time: 0,
             helpers: match ctx.config.source {
-                LogSource::Files { .. } => peers - 1,
+                LogSource::Files { .. } => peers - 1 + decoding_threads(&ctx.config.source),
                 LogSource::Kafka { .. } => 0,
             },
             batch: FileBatch::default(),
+            in_flight: None,
         }
     }
 
@@ -399,21 +426,34 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    /// Decodes the file batch just read, shared with the other workers, and ingests it in
-    /// the file's order, as if each record had been decoded as it was read.
+    /// Hands the file batch just read to the helpers to decode, and places the one read
+    /// before it, in the file's order, as if each record had been decoded as it was read. The
+    /// helpers decode a batch while this worker reads the next and feeds the dataflow: only
+    /// the parts nobody has taken yet are decoded here. Placement depends only on the order
+    /// of the log, so holding a batch back changes when its records land, never where.
     fn ingest_file_batch(&mut self) {
-        let mut batch = std::mem::take(&mut self.batch);
-        if batch.offsets.is_empty() && !batch.end {
-            self.batch = batch;
-            return;
+        let read = !self.batch.offsets.is_empty() || self.batch.end;
+        let submitted = read.then(|| {
+            let mut batch = std::mem::take(&mut self.batch);
+            let payloads = std::sync::Arc::new(std::mem::take(&mut batch.payloads));
+            (self.ctx.pool.submit(payloads, self.helpers), batch)
+        });
+        if let Some(previous) = self.in_flight.take() {
+            self.place_file_batch(previous);
         }
+        match submitted {
+            // The file's end, or a pause in reading it: nothing read next would overlap
+            // with decoding this one, so it is placed now.
+            Some(batch) if batch.1.end => self.place_file_batch(batch),
+            Some(batch) => self.in_flight = Some(batch),
+            None => {}
+        }
+    }
+
+    fn place_file_batch(&mut self, (pending, mut batch): (Pending, FileBatch)) {
         let door = &self.ctx.config.door;
         let mut decode = |payload: &[u8]| decode::decode_event(Some(payload), door);
-        let payloads = std::sync::Arc::new(std::mem::take(&mut batch.payloads));
-        let (payloads, decoded) = self
-            .ctx
-            .pool
-            .decode_all(payloads, self.helpers, &mut decode);
+        let (payloads, decoded) = self.ctx.pool.collect(pending, &mut decode);
         let topic = self.ctx.plan.events.topic.clone();
         for ((k, offset), decoded) in batch.offsets.iter().enumerate().zip(decoded) {
             let record = RecordRef {
@@ -429,12 +469,18 @@ impl<'a> Ingest<'a> {
         if batch.end {
             self.partition_end(Kind::Events, 0);
         }
-        // Kept for the next batch unless a helper still holds the part it found taken.
-        batch.payloads = std::sync::Arc::try_unwrap(payloads).unwrap_or_default();
-        batch.payloads.clear();
-        batch.offsets.clear();
-        batch.end = false;
-        self.batch = batch;
+        // Buffers for the batch being read, unless a helper still holds the part it found
+        // taken.
+        if self.batch.offsets.capacity() == 0 {
+            batch.offsets.clear();
+            self.batch.offsets = batch.offsets;
+        }
+        if let Ok(mut payloads) = std::sync::Arc::try_unwrap(payloads)
+            && self.batch.payloads.len() == 0
+        {
+            payloads.clear();
+            self.batch.payloads = payloads;
+        }
     }
 
     fn ingest(&mut self, kind: Kind, record: RecordRef<'_>, decoded: Option<Decoded>) {
