@@ -320,7 +320,7 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
         shared: shared.clone(),
         pool: pool::DecodePool::default(),
     });
-    let decoders = Decoders::start(&context);
+    let mut decoders = Decoders::start(&context);
     let tx = std::sync::Mutex::new(tx);
     let guards = timely::execute(timely::Config::process(workers), move |w| {
         let tx = tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -340,7 +340,12 @@ pub fn run(config: RunConfig, shared: Arc<Shared>) -> Result<RunSummary, EngineE
             }
         }
     }
-    drop(decoders);
+    // A panic while decoding a part its reader collected has ended that worker; one in a
+    // part nobody collected (read after a stop) reached no worker, and is said here.
+    if !decoders.finish() {
+        let panicked = EngineError::Workers("a decoding thread panicked, as printed above".into());
+        worker_error = worker_error.or(Some(panicked));
+    }
     let written = writer.join();
     shared.set_store(None);
     let written = written.map_err(|_| EngineError::Workers("writer panicked".into()))??;
@@ -378,15 +383,21 @@ impl Decoders {
             .collect();
         Decoders { decoding, threads }
     }
+
+    /// Stops and joins the threads: whether every one ended without a panic.
+    fn finish(&mut self) -> bool {
+        self.decoding.store(false, Ordering::Release);
+        let mut clean = true;
+        for thread in self.threads.drain(..) {
+            clean &= thread.join().is_ok();
+        }
+        clean
+    }
 }
 
 impl Drop for Decoders {
     fn drop(&mut self) {
-        self.decoding.store(false, Ordering::Release);
-        for thread in self.threads.drain(..) {
-            // A decoding panic has already reached the worker that waited for its part.
-            let _ = thread.join();
-        }
+        self.finish();
     }
 }
 

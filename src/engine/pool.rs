@@ -1,4 +1,5 @@
-//! Decoding shared between workers, for a log that one worker reads alone.
+//! Decoding shared out by a worker that reads a log alone: to the engine's decoding thread
+//! and to the other workers.
 //!
 //! A file is one partition, so one worker reads all of it, and with it every event's JSON
 //! and pseudonym, while the other workers wait for the events it exchanges to them. Here the
@@ -62,7 +63,7 @@ struct Part {
 
 enum Outcome {
     Decoded(Vec<Decoded>),
-    /// The worker decoding it panicked: its reader must not wait for it forever.
+    /// The thread decoding it panicked: its reader must not wait for it forever.
     Panicked,
 }
 
@@ -96,14 +97,14 @@ impl Part {
         true
     }
 
-    /// The part's events; panics if the worker decoding it did, so the reader's run ends
+    /// The part's events; panics if the thread decoding it did, so the reader's run ends
     /// with the others' instead of waiting for a result that never comes.
     fn wait(&self) -> Vec<Decoded> {
         let mut done = lock(&self.done);
         loop {
             match done.take() {
                 Some(Outcome::Decoded(out)) => return out,
-                Some(Outcome::Panicked) => panic!("a worker decoding for this one panicked"),
+                Some(Outcome::Panicked) => panic!("a thread decoding for this worker panicked"),
                 None => {}
             }
             done = self.finished.wait(done).unwrap_or_else(|p| p.into_inner());
@@ -261,19 +262,26 @@ mod tests {
     fn every_record_is_decoded_once_in_order_with_or_without_helpers() {
         let pool = Arc::new(DecodePool::default());
         let stop = Arc::new(AtomicBool::new(false));
+        // Every decoding, whoever does it: each record exactly once.
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = |thread: u128| {
+            let (calls, mut decode) = (calls.clone(), decode_with(thread));
+            move |payload: &[u8]| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                decode(payload)
+            }
+        };
         let helper = {
-            let (pool, stop) = (pool.clone(), stop.clone());
+            let (pool, stop, mut decode) = (pool.clone(), stop.clone(), counted(2));
             thread::spawn(move || {
-                let mut decode = decode_with(2);
-                let mut helped = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    helped += usize::from(pool.help(Duration::from_millis(1), &mut decode));
+                    pool.help(Duration::from_millis(1), &mut decode);
                 }
-                helped
             })
         };
-        let mut decode = decode_with(1);
+        let mut decode = counted(1);
         let mut payloads = Payloads::default();
+        let mut records = 0;
         // Collected at once, and with the next batch submitted before the last is collected,
         // as a worker reading a file does.
         for round in 0..200u64 {
@@ -281,19 +289,39 @@ mod tests {
             let (back, out) = pool.collect(pending, &mut decode);
             payloads = Arc::try_unwrap(back).unwrap_or_default();
             check(round, &out);
+            records += out.len();
         }
         let mut in_flight: Option<(u64, Pending)> = None;
         for round in 200..400u64 {
             let pending = pool.submit(Arc::new(batch(round, Payloads::default())), 2);
             if let Some((previous, pending)) = in_flight.replace((round, pending)) {
-                check(previous, &pool.collect(pending, &mut decode).1);
+                let out = pool.collect(pending, &mut decode).1;
+                check(previous, &out);
+                records += out.len();
             }
         }
         let (last, pending) = in_flight.unwrap();
-        check(last, &pool.collect(pending, &mut decode).1);
+        let out = pool.collect(pending, &mut decode).1;
+        check(last, &out);
+        records += out.len();
+        // A batch left long enough is decoded by the helper alone.
+        let pending = pool.submit(Arc::new(batch(4, Payloads::default())), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !lock(&pool.queue).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the helper took no part"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        let out = pool.collect(pending, &mut decode).1;
+        check(4, &out);
+        assert!(out.iter().flatten().all(|e| e.viewer == ViewerId(2)));
+        records += out.len();
         stop.store(true, Ordering::Relaxed);
         helper.join().unwrap();
         assert!(lock(&pool.queue).is_empty());
+        assert_eq!(calls.load(Ordering::Relaxed), records);
     }
 
     #[test]
@@ -318,8 +346,14 @@ mod tests {
             // The reader takes the last part; it waits in it until the helper has taken the
             // first, so the helper's part is the one the reader must wait for.
             let mut last = decode_with(1);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
             let mut decode = |p: &[u8]| {
                 while !started.load(Ordering::Acquire) {
+                    // Fails, rather than hangs, if the parts were never queued.
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no helper took a part"
+                    );
                     thread::sleep(Duration::from_millis(1));
                 }
                 last(p)
@@ -342,5 +376,6 @@ mod tests {
         let (_, out) = pool.collect(pending, &mut decode_with(1));
         assert_eq!(out.len(), 3_000);
         assert!(out.iter().flatten().all(|e| e.viewer == ViewerId(1)));
+        assert!(lock(&pool.queue).is_empty());
     }
 }

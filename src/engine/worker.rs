@@ -35,7 +35,8 @@ use rewind_dataflows::window::visible_at;
 /// Records handed to the dataflow per step: large enough to amortise a step, small enough to
 /// keep a step short when the dataflow has work queued.
 const BATCH: usize = 16_384;
-/// How long an idle worker waits on Kafka before stepping the dataflow again.
+/// How long an idle worker waits on Kafka before stepping the dataflow again; also how long
+/// an idle decoding thread waits for a part before looking at whether the run goes on.
 const IDLE_WAIT: Duration = Duration::from_millis(2);
 /// The first wait after the cluster stops answering; it doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -430,7 +431,8 @@ impl<'a> Ingest<'a> {
     /// before it, in the file's order, as if each record had been decoded as it was read. The
     /// helpers decode a batch while this worker reads the next and feeds the dataflow: only
     /// the parts nobody has taken yet are decoded here. Placement depends only on the order
-    /// of the log, so holding a batch back changes when its records land, never where.
+    /// of the log, so holding a batch back changes when its records land, never where. A
+    /// batch that carries the file's end is placed at once.
     fn ingest_file_batch(&mut self) {
         let read = !self.batch.offsets.is_empty() || self.batch.end;
         let submitted = read.then(|| {
@@ -442,7 +444,7 @@ impl<'a> Ingest<'a> {
             self.place_file_batch(previous);
         }
         match submitted {
-            // The file's end, or a pause in reading it: nothing read next would overlap
+            // The file's end (a file pauses only there): nothing read next would overlap
             // with decoding this one, so it is placed now.
             Some(batch) if batch.1.end => self.place_file_batch(batch),
             Some(batch) => self.in_flight = Some(batch),

@@ -284,17 +284,21 @@ fn replay_from_a_file_with_more_workers_than_partitions_ends_with_the_same_store
     let dir = tempfile::tempdir().unwrap();
     let (events, titles) = gen_files(
         dir.path(),
-        &["--viewers", "30", "--titles", "10", "--events", "6000"],
+        &["--viewers", "30", "--titles", "10", "--events", "40000"],
     );
-    // Bad lines and one event far ahead, spread over the batches other workers help decode:
-    // each must stay a dead letter at its own line, whoever decodes it.
+    // Bad lines and one event far ahead, over three of the reader's batches (16,384 lines
+    // each), which the decoding thread and the other worker decode while the reader places
+    // the batch before: each must stay a dead letter at its own line, whoever decodes it.
+    // The far event ends the first batch, so what vouches for it (or not) is in the next.
     let text = std::fs::read_to_string(&events).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    for (n, at) in [10usize, 1_500, 2_999, 4_700].into_iter().enumerate() {
-        lines.insert(at, format!("{{\"type\":\"heartbeat\",\"bad\":{n}"));
-    }
-    let far = lines[3_000].replacen("\"ts\":", "\"ts\":3786912000000, \"was\":", 1);
-    lines.insert(3_001, far);
+    let bad = |n: usize| format!("{{\"type\":\"heartbeat\",\"bad\":{n}");
+    lines.insert(10, bad(0));
+    lines.insert(16_382, bad(1));
+    let far = lines[16_383].replacen("\"ts\":", "\"ts\":3786912000000, \"was\":", 1);
+    lines.insert(16_383, far);
+    lines.insert(16_384, bad(2));
+    lines.insert(32_775, bad(3));
     std::fs::write(&events, lines.join("\n") + "\n").unwrap();
     let replay = |name: &str, workers: &str| {
         let store = dir.path().join(name);
@@ -329,7 +333,7 @@ fn replay_from_a_file_with_more_workers_than_partitions_ends_with_the_same_store
     let one = tables(&one_store);
     let one_dead = dead(&one_store);
     let offsets: Vec<u64> = one_dead.iter().map(|d| d.0).collect();
-    assert_eq!(offsets, [10, 1_500, 2_999, 3_001, 4_701]);
+    assert_eq!(offsets, [10, 16_382, 16_383, 16_384, 32_775]);
     for two in &twos {
         assert_eq!(tables(two), one);
         assert_eq!(dead(two), one_dead);
