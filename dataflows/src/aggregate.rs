@@ -437,11 +437,23 @@ impl<T: Record + HasTitle + HasViewer, K: EntityKey> Compute for ShareByTitle<T,
             let pair = key(&t).zip(t.title_id().cloned());
             pair.map(|(entity, title)| ((title, entity), weight(&t) as isize))
         });
-        // Shared share keys: the join copies one per (title, entity) change.
+        // Shared share keys: the join copies one per (title, entity) change. One string per
+        // distinct key read here, so that equal keys are equal by pointer in the per-entity
+        // states and in the maps they emit. It keeps every key the run's titles named: a
+        // catalog's genres, bounded by the titles' own limits.
+        let mut seen: foldhash::HashSet<Arc<str>> = foldhash::HashSet::default();
         let title_keys = sources.titles.clone().flat_map(move |title| {
             let id = title.title_id.clone();
-            let shared = keys(&title).into_iter().map(Arc::<str>::from);
-            shared.map(move |k| (id.clone(), k)).collect::<Vec<_>>()
+            let mut shared = |k: String| match seen.get(k.as_str()) {
+                Some(held) => held.clone(),
+                None => {
+                    let new = Arc::<str>::from(k);
+                    seen.insert(new.clone());
+                    new
+                }
+            };
+            let keys = keys(&title).into_iter().map(&mut shared);
+            keys.map(|k| (id.clone(), k)).collect::<Vec<_>>()
         });
         let per_key = weighted.join_map(title_keys, |_, entity, share| {
             (entity.clone(), share.clone())

@@ -279,15 +279,61 @@ impl<V: Record + Display> KeyState<(V, u64)> for LastK<V> {
 /// Each share key's part of the summed weight, from share keys with their weights as diffs.
 /// The sums are abelian; the map is rebuilt from them when they change.
 pub(crate) struct Shares<S> {
-    totals: BTreeMap<S, i64>,
+    totals: Totals<S>,
     sum: i64,
 }
 
 impl<S> Default for Shares<S> {
     fn default() -> Self {
         Shares {
-            totals: BTreeMap::new(),
+            totals: Totals::Few(Vec::new()),
             sum: 0,
+        }
+    }
+}
+
+/// A key's sums per share key, in share-key order. A viewer has a handful of genres: a vector
+/// scanned for the key is cheaper than a tree that compares strings at every level, and the
+/// shared strings `share_by_title` hands out are equal by pointer before any byte is read. A
+/// key with many share keys moves to a tree for good, so no update costs more than a log.
+enum Totals<S> {
+    Few(Vec<(S, i64)>),
+    Many(BTreeMap<S, i64>),
+}
+
+/// Share keys a vector holds before it becomes a tree.
+const FEW_SHARES: usize = 32;
+
+impl<S: Ord> Totals<S> {
+    fn add(&mut self, share: S, diff: i64) {
+        let few = match self {
+            Totals::Few(few) => few,
+            Totals::Many(many) => return add(many, share, diff),
+        };
+        match few.iter().position(|(s, _)| *s == share) {
+            Some(i) => {
+                few[i].1 += diff;
+                if few[i].1 == 0 {
+                    few.remove(i);
+                }
+            }
+            None if diff == 0 => {}
+            None if few.len() < FEW_SHARES => {
+                let at = few.partition_point(|(s, _)| *s < share);
+                few.insert(at, (share, diff));
+            }
+            None => {
+                let mut many: BTreeMap<S, i64> = std::mem::take(few).into_iter().collect();
+                many.insert(share, diff);
+                *self = Totals::Many(many);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Totals::Few(few) => few.is_empty(),
+            Totals::Many(many) => many.is_empty(),
         }
     }
 }
@@ -297,7 +343,7 @@ impl<S: Record + Display> KeyState<S> for Shares<S> {
 
     fn update(&mut self, share: S, diff: isize) {
         self.sum += diff as i64;
-        add(&mut self.totals, share, diff as i64);
+        self.totals.add(share, diff as i64);
     }
 
     fn value(&self) -> Option<Value> {
@@ -305,9 +351,11 @@ impl<S: Record + Display> KeyState<S> for Shares<S> {
             return None;
         }
         let sum = self.sum as f64;
-        let shares = self.totals.iter();
-        let map = shares.map(|(k, t)| (label(k), F64::new(*t as f64 / sum)));
-        Some(Value::Map(map.collect()))
+        let share = |(k, t): (&S, &i64)| (label(k), F64::new(*t as f64 / sum));
+        Some(Value::Map(match &self.totals {
+            Totals::Few(few) => few.iter().map(|(k, t)| share((k, t))).collect(),
+            Totals::Many(many) => many.iter().map(share).collect(),
+        }))
     }
 
     fn is_empty(&self) -> bool {

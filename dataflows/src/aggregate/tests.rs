@@ -517,3 +517,32 @@ proptest! {
         prop_assert_eq!(new, old);
     }
 }
+
+/// A state with more share keys than its vector holds reads as a plain map does: the same
+/// shares, in key order, after every update, whatever their order and sign.
+#[test]
+fn shares_over_many_keys_read_as_a_plain_map_does() {
+    use super::per_key::{KeyState, Shares};
+    let mut shares: Shares<String> = Shares::default();
+    let mut model: BTreeMap<String, i64> = BTreeMap::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for step in 0..6_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Few keys first, then more than a vector holds.
+        let keys = if step < 2_000 { 20 } else { 80 };
+        let key = format!("g{:03}", x % keys);
+        let diff = (x >> 32) as i64 % 9 - 3;
+        shares.update(key.clone(), diff as isize);
+        *model.entry(key.clone()).or_default() += diff;
+        model.retain(|_, t| *t != 0);
+        let sum: i64 = model.values().sum();
+        let want = (sum > 0).then(|| {
+            let share = |t: &i64| F64::new(*t as f64 / sum as f64);
+            Value::map(model.iter().map(|(k, t)| (k.as_str(), share(t))))
+        });
+        assert_eq!(shares.value(), want, "step {step}");
+        assert_eq!(shares.is_empty(), model.is_empty(), "step {step}");
+    }
+}
