@@ -372,13 +372,15 @@ struct Decoders {
 impl Decoders {
     fn start(context: &Arc<worker::Context>) -> Decoders {
         let decoding = Arc::new(AtomicBool::new(true));
+        // A thread the system refuses is done without: the reader decodes every part that
+        // nobody takes.
         let threads = (0..worker::decoding_threads(&context.config.source))
-            .map(|i| {
+            .filter_map(|i| {
                 let (context, decoding) = (context.clone(), decoding.clone());
                 std::thread::Builder::new()
                     .name(format!("rewind-decode-{i}"))
                     .spawn(move || worker::decode_for_workers(&context, &decoding))
-                    .expect("spawning a decoding thread")
+                    .ok()
             })
             .collect();
         Decoders { decoding, threads }

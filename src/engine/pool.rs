@@ -237,10 +237,13 @@ mod tests {
         }
     }
 
-    /// The payloads of round `round`: sizes below, at and above what is shared.
+    /// Batch sizes below, at and above what is shared, round by round.
+    const SIZES: [usize; 5] = [0, 1, 1_023, 1_024, 5_000];
+
+    /// The payloads of round `round`.
     fn batch(round: u64, mut payloads: Payloads) -> Payloads {
         payloads.clear();
-        let n = [0, 1, 1_023, 1_024, 5_000][round as usize % 5];
+        let n = SIZES[round as usize % SIZES.len()] as u64;
         for i in 0..n {
             payloads.push((round * 10_000 + i).to_string().as_bytes());
         }
@@ -248,7 +251,7 @@ mod tests {
     }
 
     fn check(round: u64, out: &[Decoded]) {
-        assert_eq!(out.len(), [0, 1, 1_023, 1_024, 5_000][round as usize % 5]);
+        assert_eq!(out.len(), SIZES[round as usize % SIZES.len()]);
         for (i, got) in out.iter().enumerate() {
             let want = round * 10_000 + i as u64;
             match got {
